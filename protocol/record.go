@@ -1,0 +1,182 @@
+package protocol
+
+import (
+	"fmt"
+	"time"
+)
+
+// CycleSchema names version 1 of the cycle record. A consumer that sees
+// another value must not guess at the payload's meaning.
+const CycleSchema = "sterigate.cycle.v1"
+
+// Result is the verdict the sterilizer itself reported for a cycle. The
+// gateway records it as reported; it does not replace the device's verdict.
+type Result string
+
+const (
+	ResultPassed  Result = "passed"
+	ResultFailed  Result = "failed"
+	ResultAborted Result = "aborted"
+	// ResultUnknown means the device reported no verdict the gateway could
+	// map (an unmapped code, or a cycle whose end the gateway did not see).
+	ResultUnknown Result = "unknown"
+)
+
+// Valid reports whether r is one of the defined results.
+func (r Result) Valid() bool {
+	switch r {
+	case ResultPassed, ResultFailed, ResultAborted, ResultUnknown:
+		return true
+	}
+	return false
+}
+
+// PhaseName is one word of the shared phase vocabulary. Profiles map each
+// device's own phase codes onto these names, so dashboards and release
+// checks can reason about any sterilizer the same way.
+type PhaseName string
+
+const (
+	PhaseIdle         PhaseName = "idle"
+	PhasePreparation  PhaseName = "preparation" // door close, seal, self-check
+	PhaseAirRemoval   PhaseName = "air_removal" // fractionated vacuum pulses
+	PhaseHeating      PhaseName = "heating"
+	PhaseEquilibrate  PhaseName = "equilibration"
+	PhaseSterilizing  PhaseName = "sterilizing" // the hold (plateau)
+	PhaseExhaust      PhaseName = "exhaust"
+	PhaseDrying       PhaseName = "drying"
+	PhaseAirAdmission PhaseName = "air_admission"
+	PhaseLeakTest     PhaseName = "leak_test" // vacuum leak test: evacuate, equalise, measure
+	PhaseCooling      PhaseName = "cooling"   // liquids: slow exhaust / cool-down
+	PhaseComplete     PhaseName = "complete"  // end of cycle, door may open
+	PhaseFault        PhaseName = "fault"     // the device stopped on an alarm
+	PhaseUnknown      PhaseName = "unknown"   // a code the profile does not map
+)
+
+// PhaseNames lists the vocabulary in a stable order, for validation and docs.
+var PhaseNames = []PhaseName{
+	PhaseIdle, PhasePreparation, PhaseAirRemoval, PhaseHeating, PhaseEquilibrate,
+	PhaseSterilizing, PhaseExhaust, PhaseDrying, PhaseAirAdmission, PhaseLeakTest,
+	PhaseCooling, PhaseComplete, PhaseFault, PhaseUnknown,
+}
+
+// Valid reports whether p belongs to the vocabulary.
+func (p PhaseName) Valid() bool {
+	for _, n := range PhaseNames {
+		if n == p {
+			return true
+		}
+	}
+	return false
+}
+
+// CycleRecord is everything known about one sterilization cycle of one
+// device: the document a CSSD needs to release a load. It is immutable once
+// journaled; what is published is byte for byte what the journal holds.
+type CycleRecord struct {
+	Schema string `json:"schema"`
+	// ID is stable and unique per device cycle (see CycleID): the same on
+	// every re-delivery, so consumers de-duplicate by it.
+	ID      string `json:"id"`
+	Gateway string `json:"gateway"`
+	Site    string `json:"site"`
+	Device  string `json:"device"`
+	// Cycle is the device's own cycle counter.
+	Cycle   uint64 `json:"cycle"`
+	Program string `json:"program"`
+	// ProgramCode is the raw code the device reported, kept so that an
+	// unmapped program is still traceable.
+	ProgramCode *int      `json:"program_code,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	EndedAt     time.Time `json:"ended_at"`
+	Result      Result    `json:"result"`
+	// ResultCode is the raw result code the device reported, if any.
+	ResultCode *int `json:"result_code,omitempty"`
+	// Complete is false when the gateway did not observe the whole cycle
+	// (it started after the cycle began, lost the device for a while, or
+	// the printout was cut). Such a record is kept, never dropped.
+	Complete bool    `json:"complete"`
+	Source   string  `json:"source"` // driver that produced it: modbus-tcp, modbus-rtu, printer, ...
+	Phases   []Phase `json:"phases"`
+	// Samples holds one entry per poll (or printed sample line).
+	Samples []Sample `json:"samples"`
+	Alarms  []Alarm  `json:"alarms"`
+	// Seq is the per-device journal sequence: gap-free, assigned when the
+	// record is committed, shared with the device's other journal entries.
+	Seq uint64 `json:"seq"`
+	// PrevHash is the hex SHA-256 of the device's previous journal entry,
+	// so a consumer can detect a missing or altered message.
+	PrevHash string `json:"prev_hash,omitempty"`
+	// Raw is the exact bytes the device printed for this cycle (printer tap
+	// only): the legal original. encoding/json carries it as base64.
+	Raw []byte `json:"raw,omitempty"`
+}
+
+// CycleID returns the stable identifier of a device cycle. It does not
+// depend on the gateway, so a device moved to another gateway keeps its ids.
+func CycleID(site, device string, cycle uint64) string {
+	return fmt.Sprintf("%s:%s:%d", site, device, cycle)
+}
+
+// Phase is one contiguous span of a cycle in one phase.
+type Phase struct {
+	Name  PhaseName `json:"name"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Extremes over the phase; absent when no sample fell inside it.
+	TempMinC       *float64 `json:"temp_min_c,omitempty"`
+	TempMaxC       *float64 `json:"temp_max_c,omitempty"`
+	PressureMinKPa *float64 `json:"pressure_min_kpa,omitempty"`
+	PressureMaxKPa *float64 `json:"pressure_max_kpa,omitempty"`
+}
+
+// Sample is one reading of the chamber.
+type Sample struct {
+	At          time.Time `json:"t"`
+	TempC       float64   `json:"temp_c"`
+	PressureKPa float64   `json:"pressure_kpa"` // absolute
+	Phase       PhaseName `json:"phase"`
+}
+
+// Alarm is an alarm the device raised.
+type Alarm struct {
+	Code int       `json:"code"`
+	Text string    `json:"text,omitempty"`
+	At   time.Time `json:"at"`
+}
+
+// Observe widens the phase's extremes to include s.
+func (p *Phase) Observe(s Sample) {
+	widen := func(lo, hi **float64, v float64) {
+		if *lo == nil || v < **lo {
+			*lo = &v
+		}
+		if *hi == nil || v > **hi {
+			v2 := v
+			*hi = &v2
+		}
+	}
+	widen(&p.TempMinC, &p.TempMaxC, s.TempC)
+	widen(&p.PressureMinKPa, &p.PressureMaxKPa, s.PressureKPa)
+}
+
+// Validate checks the fields a producer must fill. It names the first bad
+// field so a broken driver or template is easy to find.
+func (r *CycleRecord) Validate() error {
+	switch {
+	case r.Device == "":
+		return fmt.Errorf("cycle record: device is empty")
+	case !r.Result.Valid():
+		return fmt.Errorf("cycle record %s cycle %d: result %q is not one of passed, failed, aborted, unknown", r.Device, r.Cycle, r.Result)
+	case r.StartedAt.IsZero():
+		return fmt.Errorf("cycle record %s cycle %d: started_at is not set", r.Device, r.Cycle)
+	case r.EndedAt.Before(r.StartedAt):
+		return fmt.Errorf("cycle record %s cycle %d: ended_at %s is before started_at %s", r.Device, r.Cycle, r.EndedAt.Format(time.RFC3339), r.StartedAt.Format(time.RFC3339))
+	}
+	for i, ph := range r.Phases {
+		if !ph.Name.Valid() {
+			return fmt.Errorf("cycle record %s cycle %d: phases[%d].name %q is not in the phase vocabulary", r.Device, r.Cycle, i, ph.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+package protocol
+
+import "time"
+
+// TelemetrySchema names version 1 of the telemetry batch payload.
+const TelemetrySchema = "sterigate.telemetry.v1"
+
+// EventSchema names version 1 of the event payload.
+const EventSchema = "sterigate.event.v1"
+
+// Telemetry is a batch of live samples of one device, journaled and
+// published together to keep per-message overhead low.
+type Telemetry struct {
+	Schema   string   `json:"schema"`
+	ID       string   `json:"id"` // "<site>:<device>:t<seq>", stable across re-delivery
+	Gateway  string   `json:"gateway"`
+	Site     string   `json:"site"`
+	Device   string   `json:"device"`
+	Cycle    uint64   `json:"cycle,omitempty"` // device counter while a cycle runs
+	Samples  []Sample `json:"samples"`
+	Seq      uint64   `json:"seq"`
+	PrevHash string   `json:"prev_hash,omitempty"`
+}
+
+// EventKind says what happened.
+type EventKind string
+
+const (
+	EventPhase   EventKind = "phase"   // the device entered Phase
+	EventAlarm   EventKind = "alarm"   // the device raised alarm Code
+	EventOnline  EventKind = "online"  // the driver reached the device
+	EventOffline EventKind = "offline" // the driver lost the device; Text says why
+	// EventGap records that journal entries were thinned or never taken;
+	// Text and the From/To fields say which.
+	EventGap EventKind = "gap"
+	// EventGatewayAlarm is raised by the gateway itself (journal near its
+	// quota, disk full, ...).
+	EventGatewayAlarm EventKind = "gateway_alarm"
+)
+
+// Event is something that happened at one instant.
+type Event struct {
+	Schema   string    `json:"schema"`
+	ID       string    `json:"id"`
+	Gateway  string    `json:"gateway"`
+	Site     string    `json:"site"`
+	Device   string    `json:"device"`
+	At       time.Time `json:"at"`
+	Kind     EventKind `json:"kind"`
+	Cycle    uint64    `json:"cycle,omitempty"`
+	Phase    PhaseName `json:"phase,omitempty"`
+	Code     int       `json:"code,omitempty"`
+	Text     string    `json:"text,omitempty"`
+	From     time.Time `json:"from,omitzero"`
+	To       time.Time `json:"to,omitzero"`
+	Seq      uint64    `json:"seq"`
+	PrevHash string    `json:"prev_hash,omitempty"`
+}
