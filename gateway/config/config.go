@@ -1,0 +1,493 @@
+// Package config reads and validates sterigate's YAML configuration file.
+//
+// Every mistake is reported with the file, line, key path and value
+// (config.Error), all of them at once, so a commissioning engineer fixes a
+// file in one pass. Defaults are filled in here, in one place, and are
+// documented in docs/config.md.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// Config is the whole configuration of one gateway.
+type Config struct {
+	// File is the path the config was read from; profile and template
+	// paths are relative to its directory.
+	File    string
+	Gateway Gateway
+	MQTT    MQTT
+	Devices []Device
+}
+
+// Gateway holds the gateway's identity and local storage.
+type Gateway struct {
+	ID      string
+	Site    string
+	DataDir string
+	// Console is the listen address of the local status page and
+	// /metrics; empty disables it.
+	Console string
+	Journal Journal
+}
+
+// Journal bounds the local journal.
+type Journal struct {
+	// Quota is the most disk the journal may use, in bytes; 0 is no limit.
+	Quota int64
+	// Retention is how long delivered entries are kept for local history.
+	Retention time.Duration
+}
+
+// MQTT says where and how records are published.
+type MQTT struct {
+	Brokers      []string
+	TopicRoot    string
+	ClientID     string
+	Username     string
+	PasswordFile string
+	PasswordEnv  string
+	TLS          TLS
+	KeepAlive    time.Duration
+	Inflight     int
+}
+
+// TLS configures the broker connection's TLS; all paths empty means the
+// system roots (for tls:// brokers) and no client certificate.
+type TLS struct {
+	CAFile   string
+	CertFile string
+	KeyFile  string
+}
+
+// Drivers a device may use.
+const (
+	DriverModbusTCP    = "modbus-tcp"
+	DriverModbusRTU    = "modbus-rtu"
+	DriverModbusRTUTCP = "modbus-rtu-tcp"
+	DriverPrinter      = "printer"
+)
+
+var drivers = []string{DriverModbusTCP, DriverModbusRTU, DriverModbusRTUTCP, DriverPrinter}
+
+// Device is one sterilizer and how to reach it.
+type Device struct {
+	ID     string
+	Driver string
+	// Address is host:port for modbus-tcp and modbus-rtu-tcp.
+	Address string
+	Unit    int
+	// Profile names a built-in profile or a profile file (Modbus drivers).
+	Profile      string
+	PollInterval time.Duration
+	Timeout      time.Duration
+	// PauseBetweenRequests is the extra silence kept on a shared RTU bus.
+	PauseBetweenRequests time.Duration
+	Serial               Serial
+	// Template names a built-in template or a template file (printer).
+	Template string
+	// Line is the config line the device starts at, for later errors.
+	Line int
+}
+
+// Serial describes a serial port (modbus-rtu and printer drivers).
+type Serial struct {
+	Port     string
+	Baud     int
+	DataBits int
+	Parity   string // none, even, odd
+	StopBits int
+	USB      USB
+}
+
+// USB identifies a USB serial adapter, so the port is found again when
+// the device node changes after a replug.
+type USB struct {
+	VID, PID, Serial string
+}
+
+// Defaults applied when a key is absent.
+const (
+	DefaultTopicRoot    = "sterigate"
+	DefaultDataDir      = "./data"
+	DefaultPollInterval = time.Second
+	DefaultTimeout      = 2 * time.Second
+	DefaultKeepAlive    = 30 * time.Second
+	DefaultInflight     = 32
+	DefaultRetention    = 3650 * 24 * time.Hour // ten years: domain.md §5
+	DefaultModbusBaud   = 19200
+	DefaultPrinterBaud  = 9600
+)
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates data as the config file named file. It reports every
+// error it finds, joined.
+func Parse(file string, data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: file, Msg: "the file is empty; see sterigate.example.yaml"}
+	}
+	d := &decoder{file: file}
+	c := &Config{File: file}
+	d.mapping(root.Content[0], "",
+		field{"gateway", func(n *yaml.Node, p string) { d.gateway(n, p, &c.Gateway) }},
+		field{"mqtt", func(n *yaml.Node, p string) { d.mqtt(n, p, &c.MQTT) }},
+		field{"devices", func(n *yaml.Node, p string) {
+			d.sequence(n, p, func(_ int, item *yaml.Node, ip string) {
+				dev := Device{Line: item.Line}
+				d.device(item, ip, &dev)
+				c.Devices = append(c.Devices, dev)
+			})
+		}},
+	)
+	c.applyDefaults()
+	d.validate(root.Content[0], c)
+	if len(d.errs) > 0 {
+		// In file order, so the list reads top to bottom like the file.
+		sort.SliceStable(d.errs, func(i, j int) bool {
+			return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line
+		})
+		return nil, errors.Join(d.errs...)
+	}
+	return c, nil
+}
+
+func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
+	d.mapping(n, path,
+		field{"id", d.str(&g.ID)},
+		field{"site", d.str(&g.Site)},
+		field{"data_dir", d.str(&g.DataDir)},
+		field{"console", d.str(&g.Console)},
+		field{"journal", func(n *yaml.Node, p string) {
+			d.mapping(n, p,
+				field{"quota", d.byteSize(&g.Journal.Quota)},
+				field{"retention", d.duration(&g.Journal.Retention, time.Hour)},
+			)
+		}},
+	)
+}
+
+func (d *decoder) mqtt(n *yaml.Node, path string, m *MQTT) {
+	d.mapping(n, path,
+		field{"brokers", d.strList(&m.Brokers)},
+		field{"topic_root", d.str(&m.TopicRoot)},
+		field{"client_id", d.str(&m.ClientID)},
+		field{"username", d.str(&m.Username)},
+		field{"password_file", d.str(&m.PasswordFile)},
+		field{"password_env", d.str(&m.PasswordEnv)},
+		field{"keepalive", d.duration(&m.KeepAlive, time.Second)},
+		field{"inflight", d.integer(&m.Inflight, 1, 1024)},
+		field{"tls", func(n *yaml.Node, p string) {
+			d.mapping(n, p,
+				field{"ca_file", d.str(&m.TLS.CAFile)},
+				field{"cert_file", d.str(&m.TLS.CertFile)},
+				field{"key_file", d.str(&m.TLS.KeyFile)},
+			)
+		}},
+	)
+}
+
+func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
+	d.mapping(n, path,
+		field{"id", d.str(&dev.ID)},
+		field{"driver", d.str(&dev.Driver)},
+		field{"address", d.str(&dev.Address)},
+		field{"unit", d.integer(&dev.Unit, 0, 247)},
+		field{"profile", d.str(&dev.Profile)},
+		field{"poll_interval", d.duration(&dev.PollInterval, 10*time.Millisecond)},
+		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
+		field{"pause_between_requests", d.duration(&dev.PauseBetweenRequests, 0)},
+		field{"template", d.str(&dev.Template)},
+		field{"serial", func(n *yaml.Node, p string) {
+			s := &dev.Serial
+			d.mapping(n, p,
+				field{"port", d.str(&s.Port)},
+				field{"baud", d.integer(&s.Baud, 50, 4000000)},
+				field{"data_bits", d.integer(&s.DataBits, 5, 8)},
+				field{"parity", d.str(&s.Parity)},
+				field{"stop_bits", d.integer(&s.StopBits, 1, 2)},
+				field{"usb", func(n *yaml.Node, p string) {
+					d.mapping(n, p,
+						field{"vid", d.str(&s.USB.VID)},
+						field{"pid", d.str(&s.USB.PID)},
+						field{"serial", d.str(&s.USB.Serial)},
+					)
+				}},
+			)
+		}},
+	)
+}
+
+func (c *Config) applyDefaults() {
+	if c.Gateway.DataDir == "" {
+		c.Gateway.DataDir = DefaultDataDir
+	}
+	if c.Gateway.Journal.Retention == 0 {
+		c.Gateway.Journal.Retention = DefaultRetention
+	}
+	if c.MQTT.TopicRoot == "" {
+		c.MQTT.TopicRoot = DefaultTopicRoot
+	}
+	if c.MQTT.ClientID == "" && c.Gateway.ID != "" {
+		c.MQTT.ClientID = "sterigate-" + c.Gateway.ID
+	}
+	if c.MQTT.KeepAlive == 0 {
+		c.MQTT.KeepAlive = DefaultKeepAlive
+	}
+	if c.MQTT.Inflight == 0 {
+		c.MQTT.Inflight = DefaultInflight
+	}
+	for i := range c.Devices {
+		dev := &c.Devices[i]
+		if dev.PollInterval == 0 {
+			dev.PollInterval = DefaultPollInterval
+		}
+		if dev.Timeout == 0 {
+			dev.Timeout = DefaultTimeout
+		}
+		if dev.Unit == 0 && dev.Driver != DriverPrinter {
+			dev.Unit = 1
+		}
+		s := &dev.Serial
+		if s.Baud == 0 {
+			s.Baud = DefaultModbusBaud
+			if dev.Driver == DriverPrinter {
+				s.Baud = DefaultPrinterBaud
+			}
+		}
+		if s.DataBits == 0 {
+			s.DataBits = 8
+		}
+		if s.StopBits == 0 {
+			s.StopBits = 1
+		}
+		if s.Parity == "" {
+			// Modbus RTU's standard framing is 8E1; printers are 8N1.
+			s.Parity = "even"
+			if dev.Driver == DriverPrinter {
+				s.Parity = "none"
+			}
+		}
+	}
+}
+
+// validate checks what each key means together with the others. It finds
+// the node of a key again to name its line.
+func (d *decoder) validate(root *yaml.Node, c *Config) {
+	at := func(path ...string) *yaml.Node { return lookup(root, path...) }
+	gw := c.Gateway
+	if gw.ID == "" {
+		d.fail(at("gateway"), "gateway.id", "is required: a name for this gateway, e.g. cssd-gw-1")
+	} else if err := protocol.CheckTopicLevel("gateway.id", gw.ID); err != nil {
+		d.fail(at("gateway", "id"), "gateway.id", "%s", strings.TrimPrefix(err.Error(), "gateway.id "))
+	}
+	if gw.Site == "" {
+		d.fail(at("gateway"), "gateway.site", "is required: the site name used in topics, e.g. dax")
+	} else if err := protocol.CheckTopicLevel("gateway.site", gw.Site); err != nil {
+		d.fail(at("gateway", "site"), "gateway.site", "%s", strings.TrimPrefix(err.Error(), "gateway.site "))
+	}
+	if gw.Console != "" {
+		if _, _, err := net.SplitHostPort(gw.Console); err != nil {
+			d.fail(at("gateway", "console"), "gateway.console", "%q is not host:port (e.g. 127.0.0.1:8080)", gw.Console)
+		}
+	}
+
+	m := c.MQTT
+	if len(m.Brokers) == 0 {
+		d.fail(at("mqtt"), "mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
+	}
+	for i, b := range m.Brokers {
+		p := fmt.Sprintf("mqtt.brokers[%d]", i)
+		u, err := url.Parse(b)
+		if err != nil || u.Host == "" {
+			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q is not a broker URL (e.g. tcp://host:1883 or ssl://host:8883)", b)
+			continue
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts", "tcps":
+		default:
+			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", b, u.Scheme)
+		}
+		if u.Port() == "" {
+			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
+		}
+	}
+	if err := protocol.CheckTopicLevel("mqtt.topic_root", m.TopicRoot); err != nil {
+		d.fail(at("mqtt", "topic_root"), "mqtt.topic_root", "%s", strings.TrimPrefix(err.Error(), "mqtt.topic_root "))
+	}
+	if m.KeepAlive > 30*time.Second {
+		d.fail(at("mqtt", "keepalive"), "mqtt.keepalive", "%s is longer than 30s: a dead link would go unnoticed too long", m.KeepAlive)
+	}
+	if m.PasswordFile != "" && m.PasswordEnv != "" {
+		d.fail(at("mqtt", "password_env"), "mqtt.password_env", "give password_file or password_env, not both")
+	}
+	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
+		d.fail(at("mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
+	}
+
+	ids := map[string]int{}
+	for i, dev := range c.Devices {
+		d.validateDevice(root, i, dev, ids)
+	}
+	d.validateBuses(root, c.Devices)
+}
+
+func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[string]int) {
+	p := fmt.Sprintf("devices[%d]", i)
+	at := func(key string) *yaml.Node {
+		if n := lookup(root, "devices", fmt.Sprint(i), key); n != nil {
+			return n
+		}
+		return lookup(root, "devices", fmt.Sprint(i))
+	}
+	if dev.ID == "" {
+		d.fail(at("id"), p+".id", "is required: a name for this sterilizer, e.g. autoclave-1")
+	} else if err := protocol.CheckTopicLevel(p+".id", dev.ID); err != nil {
+		d.fail(at("id"), p+".id", "%s", strings.TrimPrefix(err.Error(), p+".id "))
+	} else if dev.ID == protocol.ReservedDeviceID {
+		d.fail(at("id"), p+".id", "%q is reserved for the gateway's own status topic", dev.ID)
+	} else if j, dup := ids[dev.ID]; dup {
+		d.fail(at("id"), p+".id", "%q is already used by devices[%d]", dev.ID, j)
+	} else {
+		ids[dev.ID] = i
+	}
+	switch dev.Driver {
+	case DriverModbusTCP, DriverModbusRTUTCP:
+		if _, _, err := net.SplitHostPort(dev.Address); err != nil {
+			d.fail(at("address"), p+".address", "%q is not host:port (e.g. 192.168.10.20:502)", dev.Address)
+		}
+	case DriverModbusRTU, DriverPrinter:
+		if dev.Serial.Port == "" && dev.Serial.USB.VID == "" {
+			d.fail(at("serial"), p+".serial.port", "is required for driver %s (e.g. /dev/ttyUSB0), or give serial.usb to find the adapter", dev.Driver)
+		}
+	case "":
+		d.fail(at("driver"), p+".driver", "is required: one of %s", strings.Join(drivers, ", "))
+	default:
+		d.fail(at("driver"), p+".driver", "%q is not one of %s", dev.Driver, strings.Join(drivers, ", "))
+	}
+	switch dev.Driver {
+	case DriverModbusTCP, DriverModbusRTU, DriverModbusRTUTCP:
+		if dev.Profile == "" {
+			d.fail(at("profile"), p+".profile", "is required for Modbus devices: a built-in profile name (e.g. sim-autoclave) or a profile file")
+		}
+		if dev.Unit < 1 {
+			d.fail(at("unit"), p+".unit", "%d: a Modbus unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
+		}
+		if dev.Timeout >= dev.PollInterval*10 && dev.PollInterval > 0 {
+			d.fail(at("timeout"), p+".timeout", "%s is more than ten poll intervals (%s)", dev.Timeout, dev.PollInterval)
+		}
+	case DriverPrinter:
+		if dev.Template == "" {
+			d.fail(at("template"), p+".template", "is required for the printer driver: a built-in template name or a template file")
+		}
+	}
+	switch dev.Serial.Parity {
+	case "none", "even", "odd":
+	default:
+		d.fail(at("serial"), p+".serial.parity", "%q is not one of none, even, odd", dev.Serial.Parity)
+	}
+}
+
+// validateBuses checks that RTU devices sharing one serial port agree on
+// the port's settings: one port is one bus with one set of line settings.
+func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
+	first := map[string]int{}
+	units := map[string]int{}
+	for i, dev := range devs {
+		if dev.Driver != DriverModbusRTU && dev.Driver != DriverModbusRTUTCP {
+			continue
+		}
+		bus := dev.Serial.Port
+		if dev.Driver == DriverModbusRTUTCP {
+			bus = "tcp:" + dev.Address
+		}
+		if bus == "" {
+			continue
+		}
+		p := fmt.Sprintf("devices[%d]", i)
+		key := fmt.Sprintf("%s#%d", bus, dev.Unit)
+		if j, dup := units[key]; dup {
+			d.fail(lookup(root, "devices", fmt.Sprint(i), "unit"), p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, bus, j)
+		}
+		units[key] = i
+		j, seen := first[bus]
+		if !seen {
+			first[bus] = i
+			continue
+		}
+		if devs[j].Serial.Baud != dev.Serial.Baud || devs[j].Serial.Parity != dev.Serial.Parity ||
+			devs[j].Serial.DataBits != dev.Serial.DataBits || devs[j].Serial.StopBits != dev.Serial.StopBits {
+			d.fail(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial",
+				"line settings differ from devices[%d] on the same bus %s (%d %d%s%d vs %d %d%s%d)", j, bus,
+				dev.Serial.Baud, dev.Serial.DataBits, dev.Serial.Parity[:1], dev.Serial.StopBits,
+				devs[j].Serial.Baud, devs[j].Serial.DataBits, devs[j].Serial.Parity[:1], devs[j].Serial.StopBits)
+		}
+	}
+}
+
+// lookup finds the value node at path (mapping keys, or list indexes as
+// decimal strings); nil when absent.
+func lookup(n *yaml.Node, path ...string) *yaml.Node {
+	for _, key := range path {
+		switch n.Kind {
+		case yaml.MappingNode:
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					next = n.Content[i+1]
+				}
+			}
+			if next == nil {
+				return nil
+			}
+			n = next
+		case yaml.SequenceNode:
+			var idx int
+			if _, err := fmt.Sscan(key, &idx); err != nil || idx < 0 || idx >= len(n.Content) {
+				return nil
+			}
+			n = n.Content[idx]
+		default:
+			return nil
+		}
+	}
+	return n
+}
+
+// BusKey groups devices that share one physical link: RTU devices on the
+// same serial port, or RTU-over-TCP devices behind the same device server.
+// Other devices get a key of their own.
+func (dev Device) BusKey() string {
+	switch dev.Driver {
+	case DriverModbusRTU:
+		if dev.Serial.Port != "" {
+			return "serial:" + dev.Serial.Port
+		}
+		return "usb:" + dev.Serial.USB.VID + ":" + dev.Serial.USB.PID + ":" + dev.Serial.USB.Serial
+	case DriverModbusRTUTCP:
+		return "rtu-tcp:" + dev.Address
+	}
+	return "device:" + dev.ID
+}

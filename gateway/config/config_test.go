@@ -1,0 +1,128 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestIssueExampleLoads(t *testing.T) {
+	c, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway.ID != "cssd-gw-1" || c.Gateway.Site != "dax" || c.Gateway.DataDir != "./data" {
+		t.Errorf("gateway = %+v", c.Gateway)
+	}
+	if len(c.Devices) != 1 {
+		t.Fatalf("devices = %+v", c.Devices)
+	}
+	d := c.Devices[0]
+	if d.ID != "autoclave-1" || d.Driver != DriverModbusTCP || d.Address != "127.0.0.1:1502" || d.Unit != 1 ||
+		d.Profile != "sim-autoclave" || d.PollInterval != time.Second || d.Timeout != DefaultTimeout {
+		t.Errorf("device = %+v", d)
+	}
+	if c.MQTT.ClientID != "sterigate-cssd-gw-1" || c.MQTT.KeepAlive != DefaultKeepAlive || c.MQTT.Inflight != DefaultInflight {
+		t.Errorf("mqtt defaults = %+v", c.MQTT)
+	}
+	if c.Gateway.Journal.Retention != DefaultRetention {
+		t.Errorf("retention = %v", c.Gateway.Journal.Retention)
+	}
+}
+
+// The shipped example must always load: it is what newcomers copy.
+func TestShippedExampleLoads(t *testing.T) {
+	if _, err := Load(filepath.Join("..", "..", "sterigate.example.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every mistake is reported at once, each with file, line, key and value.
+func TestErrorsNameFileLineKeyAndValue(t *testing.T) {
+	_, err := Load("testdata/bad.yaml")
+	if err == nil {
+		t.Fatal("bad config loaded")
+	}
+	got := err.Error() + "\n"
+	golden := "testdata/bad.golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("errors differ from %s (run with -update after checking):\n got:\n%s\nwant:\n%s", golden, got, want)
+	}
+	for _, must := range []string{
+		`testdata/bad.yaml:2: gateway.id: "cssd/gw" must not contain`,
+		`gateway.journal.quota: "lots" is not a size`,
+		`devices[0].poll_interval: "1x" is not a duration`,
+		`devices[1].driver: "modbus-tpc" is not one of`,
+		`devices[1].unit: 300 is out of range`,
+		`devices[1].id: "autoclave-1" is already used by devices[0]`,
+		`devices[3].colour: unknown key`,
+		`devices[2].serial.parity: "mark" is not one of none, even, odd`,
+	} {
+		if !strings.Contains(got, must) {
+			t.Errorf("errors lack %q", must)
+		}
+	}
+}
+
+func TestNotYAMLOrEmpty(t *testing.T) {
+	for name, data := range map[string]string{
+		"empty":   "",
+		"tabs":    "gateway:\n\tid: x\n",
+		"list":    "- a\n- b\n",
+		"scalars": "gateway: 3\nmqtt: {brokers: tcp://x:1}\n",
+	} {
+		_, err := Parse(name+".yaml", []byte(data))
+		if err == nil || !strings.HasPrefix(err.Error(), name+".yaml") {
+			t.Errorf("%s: err = %v, want an error naming the file", name, err)
+		}
+	}
+}
+
+func TestRTUBusMustAgree(t *testing.T) {
+	_, err := Parse("bus.yaml", []byte(`
+gateway: {id: g, site: s}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
+devices:
+  - {id: a, driver: modbus-rtu, unit: 1, profile: sim-autoclave, serial: {port: /dev/ttyUSB0, baud: 19200}}
+  - {id: b, driver: modbus-rtu, unit: 1, profile: sim-autoclave, serial: {port: /dev/ttyUSB0, baud: 9600}}
+`))
+	if err == nil {
+		t.Fatal("conflicting bus accepted")
+	}
+	for _, must := range []string{"bus.yaml:6: devices[1].unit: unit 1 on /dev/ttyUSB0 is already devices[0]",
+		"bus.yaml:6: devices[1].serial: line settings differ from devices[0]"} {
+		if !strings.Contains(err.Error(), must) {
+			t.Errorf("error %q lacks %q", err, must)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"testdata/good.yaml", "testdata/bad.yaml"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data)
+		if (c == nil) == (err == nil) {
+			t.Fatalf("Parse returned config %v and error %v", c, err)
+		}
+	})
+}
