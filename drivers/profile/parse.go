@@ -1,0 +1,835 @@
+package profile
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// Problem is one mistake in a profile, located by file, line and the path
+// of the offending key (e.g. "fields.chamber_temp.type").
+type Problem struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", p.File, p.Line, p.Path, p.Msg)
+}
+
+// ParseError lists every problem found in a profile, one per line, in file
+// order, so a user fixes them all in one pass.
+type ParseError struct {
+	Problems []Problem
+}
+
+func (e *ParseError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// maxProblems bounds the error list: past this the file is probably not a
+// profile at all and more lines help nobody.
+const maxProblems = 50
+
+// Defaults for the read section.
+const (
+	DefaultMaxGap       = 8
+	DefaultMaxRegisters = 125 // the Modbus limit for functions 3 and 4
+	maxBitsPerRead      = 2000
+)
+
+var fieldNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Load reads and parses the profile file at path.
+func Load(path string) (*Profile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Resolve returns the built-in profile called nameOrPath, or else loads the
+// file at nameOrPath. A value with a path separator or a .yaml/.yml suffix
+// is always a file.
+func Resolve(nameOrPath string) (*Profile, error) {
+	looksLikePath := strings.ContainsRune(nameOrPath, filepath.Separator) || strings.ContainsRune(nameOrPath, '/') ||
+		strings.HasSuffix(nameOrPath, ".yaml") || strings.HasSuffix(nameOrPath, ".yml")
+	if !looksLikePath {
+		if p, ok := Builtin(nameOrPath); ok {
+			return p, nil
+		}
+		return nil, fmt.Errorf("profile %q: no built-in profile has that name (built-in: %s) and it does not look like a file path (a profile file ends in .yaml)", nameOrPath, strings.Join(BuiltinNames(), ", "))
+	}
+	return Load(nameOrPath)
+}
+
+// Parse parses and validates a profile. file names the source in error
+// messages (a path, or "builtin:<name>").
+func Parse(file string, data []byte) (*Profile, error) {
+	ps := &parser{file: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &ParseError{Problems: []Problem{{File: file, Line: yamlErrorLine(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, &ParseError{Problems: []Problem{{File: file, Line: 1, Msg: "the file is empty; a profile needs at least fields, roles and cycle_end"}}}
+	}
+	p := ps.profile(doc.Content[0])
+	if len(ps.problems) > 0 {
+		return nil, &ParseError{Problems: ps.problems}
+	}
+	p.Origin = file
+	return p, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+func yamlErrorLine(err error) int {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 1
+}
+
+type parser struct {
+	file     string
+	problems []Problem
+}
+
+func (ps *parser) fail(n *yaml.Node, path, format string, args ...any) {
+	if len(ps.problems) >= maxProblems {
+		return
+	}
+	line := 1
+	if n != nil {
+		line = n.Line
+	}
+	ps.problems = append(ps.problems, Problem{File: ps.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// entry is one key of a mapping with its value node.
+type entry struct {
+	key   string
+	keyN  *yaml.Node
+	value *yaml.Node
+}
+
+// mapping returns the entries of a mapping node, reporting duplicate keys
+// and (when allowed is non-nil) keys that are not in allowed.
+func (ps *parser) mapping(n *yaml.Node, path string, allowed []string) ([]entry, bool) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		ps.fail(n, path, "must be a mapping (key: value), not %s", describe(n))
+		return nil, false
+	}
+	seen := map[string]bool{}
+	var out []entry
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
+		key := k.Value
+		if seen[key] {
+			ps.fail(k, join(path, key), "is given twice")
+			continue
+		}
+		seen[key] = true
+		if allowed != nil && !contains(allowed, key) {
+			ps.fail(k, join(path, key), "unknown key (allowed here: %s)", strings.Join(allowed, ", "))
+			continue
+		}
+		out = append(out, entry{key: key, keyN: k, value: v})
+	}
+	return out, true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "empty"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+func (ps *parser) str(n *yaml.Node, path string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		ps.fail(n, path, "must be a text value, not %s", describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (ps *parser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bool) {
+	if n.Kind != yaml.ScalarNode {
+		ps.fail(n, path, "must be a whole number, not %s", describe(n))
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+	if err != nil {
+		ps.fail(n, path, "%q is not a whole number", n.Value)
+		return 0, false
+	}
+	if v < lo || v > hi {
+		ps.fail(n, path, "%d is out of range %d..%d", v, lo, hi)
+		return 0, false
+	}
+	return v, true
+}
+
+func (ps *parser) number(n *yaml.Node, path string) (float64, bool) {
+	if n.Kind != yaml.ScalarNode {
+		ps.fail(n, path, "must be a number, not %s", describe(n))
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		ps.fail(n, path, "%q is not a finite number", n.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+// codeKey parses the key of an enum map (a device code).
+func (ps *parser) codeKey(e entry, path string) (int, bool) {
+	v, err := strconv.ParseInt(e.key, 0, 64)
+	if err != nil || v < math.MinInt32 || v > math.MaxUint32 {
+		ps.fail(e.keyN, join(path, e.key), "the key must be the device's numeric code, not %q", e.key)
+		return 0, false
+	}
+	return int(v), true
+}
+
+var topKeys = []string{"name", "description", "vendor", "model", "read", "fields", "roles", "phases", "idle_phases", "programs", "results", "alarms", "alarm_texts", "cycle_end"}
+
+func (ps *parser) profile(root *yaml.Node) *Profile {
+	p := &Profile{
+		RoleField:  map[Role]string{},
+		Phases:     map[int]protocol.PhaseName{},
+		Programs:   map[int]string{},
+		Results:    map[int]protocol.Result{},
+		AlarmTexts: map[int]string{},
+		fieldIndex: map[string]int{},
+		IdlePhases: []protocol.PhaseName{protocol.PhaseIdle, protocol.PhaseComplete},
+	}
+	entries, ok := ps.mapping(root, "", topKeys)
+	if !ok {
+		return p
+	}
+	byKey := map[string]entry{}
+	for _, e := range entries {
+		byKey[e.key] = e
+	}
+	maxGap, maxRegs := int64(DefaultMaxGap), int64(DefaultMaxRegisters)
+	if e, ok := byKey["name"]; ok {
+		if s, ok := ps.str(e.value, "name"); ok {
+			if s == "" || strings.ContainsAny(s, " /\\") {
+				ps.fail(e.value, "name", "%q must be one word without spaces or slashes", s)
+			}
+			p.Name = s
+		}
+	} else {
+		base := filepath.Base(ps.file)
+		p.Name = strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml")
+	}
+	for _, k := range []string{"description", "vendor", "model"} {
+		if e, ok := byKey[k]; ok {
+			s, _ := ps.str(e.value, k)
+			switch k {
+			case "description":
+				p.Description = s
+			case "vendor":
+				p.Vendor = s
+			case "model":
+				p.Model = s
+			}
+		}
+	}
+	if e, ok := byKey["read"]; ok {
+		rs, _ := ps.mapping(e.value, "read", []string{"max_gap", "max_registers"})
+		for _, r := range rs {
+			switch r.key {
+			case "max_gap":
+				if v, ok := ps.integer(r.value, "read.max_gap", 0, 120); ok {
+					maxGap = v
+				}
+			case "max_registers":
+				if v, ok := ps.integer(r.value, "read.max_registers", 4, 125); ok {
+					maxRegs = v
+				}
+			}
+		}
+	}
+	if e, ok := byKey["fields"]; ok {
+		ps.fields(p, e.value)
+	} else {
+		ps.fail(root, "fields", "is missing: a profile must declare the registers it reads")
+	}
+	if e, ok := byKey["roles"]; ok {
+		ps.roles(p, e.value)
+	} else {
+		ps.fail(root, "roles", "is missing: a profile must say which field is the chamber temperature, pressure and cycle counter")
+	}
+	if e, ok := byKey["phases"]; ok {
+		ps.phaseMap(p, e.value)
+	}
+	if e, ok := byKey["idle_phases"]; ok {
+		if list, ok := ps.phaseList(e.value, "idle_phases"); ok {
+			p.IdlePhases = list
+		}
+	}
+	if e, ok := byKey["programs"]; ok {
+		es, _ := ps.mapping(e.value, "programs", nil)
+		for _, x := range es {
+			code, ok := ps.codeKey(x, "programs")
+			if !ok {
+				continue
+			}
+			if s, ok := ps.str(x.value, join("programs", x.key)); ok {
+				if s == "" {
+					ps.fail(x.value, join("programs", x.key), "the program name is empty")
+				}
+				p.Programs[code] = s
+			}
+		}
+	}
+	if e, ok := byKey["results"]; ok {
+		es, _ := ps.mapping(e.value, "results", nil)
+		for _, x := range es {
+			code, ok := ps.codeKey(x, "results")
+			if !ok {
+				continue
+			}
+			if s, ok := ps.str(x.value, join("results", x.key)); ok {
+				r := protocol.Result(s)
+				if !r.Valid() {
+					ps.fail(x.value, join("results", x.key), "%q is not one of passed, failed, aborted, unknown", s)
+					continue
+				}
+				p.Results[code] = r
+			}
+		}
+	}
+	if e, ok := byKey["alarm_texts"]; ok {
+		es, _ := ps.mapping(e.value, "alarm_texts", nil)
+		for _, x := range es {
+			code, ok := ps.codeKey(x, "alarm_texts")
+			if !ok {
+				continue
+			}
+			if s, ok := ps.str(x.value, join("alarm_texts", x.key)); ok {
+				p.AlarmTexts[code] = s
+			}
+		}
+	}
+	if e, ok := byKey["alarms"]; ok {
+		ps.alarms(p, e.value)
+	}
+	if e, ok := byKey["cycle_end"]; ok {
+		ps.cycleEnd(p, e.value)
+	} else if p.HasRole(RoleLastCycle) {
+		p.CycleEnd = CycleEnd{On: EndOnLastCycleChange}
+	} else {
+		ps.fail(root, "cycle_end", "is missing: say how the end of a cycle is recognised (on: last_cycle_change, counter_change or phase_enters)")
+	}
+	ps.requireRoles(p, root)
+	if len(ps.problems) == 0 {
+		p.Blocks = planBlocks(p.Fields, int(maxGap), int(maxRegs))
+	}
+	return p
+}
+
+var fieldKeys = []string{"function", "address", "type", "order", "bit", "scale", "offset", "unit"}
+
+func (ps *parser) fields(p *Profile, n *yaml.Node) {
+	es, ok := ps.mapping(n, "fields", nil)
+	if !ok {
+		return
+	}
+	if len(es) == 0 {
+		ps.fail(n, "fields", "is empty")
+	}
+	for _, e := range es {
+		path := join("fields", e.key)
+		if !fieldNamePattern.MatchString(e.key) {
+			ps.fail(e.keyN, path, "a field name must be letters, digits and underscores, starting with a letter")
+			continue
+		}
+		f := Field{Name: e.key, Function: 3, Type: TypeU16, Order: OrderABCD, Scale: 1, Bit: -1, Line: e.keyN.Line}
+		kv, ok := ps.mapping(e.value, path, fieldKeys)
+		if !ok {
+			continue
+		}
+		var haveAddress, typeGiven bool
+		var bitNode *yaml.Node
+		bad := false
+		for _, x := range kv {
+			xp := join(path, x.key)
+			switch x.key {
+			case "function":
+				v, ok := ps.integer(x.value, xp, math.MinInt32, math.MaxInt32)
+				if !ok {
+					bad = true
+					continue
+				}
+				if v < 1 || v > 4 {
+					ps.fail(x.value, xp, "%d is not a read function (1 coils, 2 discrete inputs, 3 holding registers, 4 input registers): profiles are read-only", v)
+					bad = true
+					continue
+				}
+				f.Function = byte(v)
+			case "address":
+				v, ok := ps.integer(x.value, xp, 0, 65535)
+				if !ok {
+					bad = true
+					continue
+				}
+				f.Address = uint16(v)
+				haveAddress = true
+			case "type":
+				s, ok := ps.str(x.value, xp)
+				if !ok {
+					bad = true
+					continue
+				}
+				t := Type(s)
+				if !containsType(t) {
+					ps.fail(x.value, xp, "%q is not one of %s", s, joinTypes())
+					bad = true
+					continue
+				}
+				f.Type = t
+				typeGiven = true
+			case "order":
+				s, ok := ps.str(x.value, xp)
+				if !ok {
+					bad = true
+					continue
+				}
+				o := Order(strings.ToUpper(s))
+				if !containsOrder(o) {
+					ps.fail(x.value, xp, "%q is not one of ABCD, CDAB, BADC, DCBA", s)
+					bad = true
+					continue
+				}
+				f.Order = o
+			case "bit":
+				bitNode = x.value
+				v, ok := ps.integer(x.value, xp, 0, 15)
+				if !ok {
+					bad = true
+					continue
+				}
+				f.Bit = int(v)
+			case "scale":
+				v, ok := ps.number(x.value, xp)
+				if !ok {
+					bad = true
+					continue
+				}
+				if v == 0 {
+					ps.fail(x.value, xp, "must not be 0: every value would read as the offset")
+					bad = true
+					continue
+				}
+				f.Scale = v
+			case "offset":
+				v, ok := ps.number(x.value, xp)
+				if !ok {
+					bad = true
+					continue
+				}
+				f.Offset = v
+			case "unit":
+				f.Unit, _ = ps.str(x.value, xp)
+			}
+		}
+		if !haveAddress {
+			ps.fail(e.keyN, join(path, "address"), "is missing")
+			bad = true
+		}
+		if bad {
+			continue
+		}
+		isBitFunction := f.Function == 1 || f.Function == 2
+		switch {
+		case isBitFunction && !typeGiven:
+			f.Type = TypeBit
+		case isBitFunction && f.Type != TypeBit:
+			ps.fail(e.keyN, join(path, "type"), "function %d reads single bits, so the type must be bit, not %s", f.Function, f.Type)
+			continue
+		}
+		switch {
+		case f.Type == TypeBit && !isBitFunction && bitNode == nil:
+			ps.fail(e.keyN, join(path, "bit"), "is missing: a bit field on function %d must say which bit of the register (0-15)", f.Function)
+			continue
+		case bitNode != nil && (f.Type != TypeBit || isBitFunction):
+			ps.fail(bitNode, join(path, "bit"), "only a field of type bit on function 3 or 4 takes bit (for alarm bits of a wider field use alarms:)")
+			continue
+		}
+		if int(f.Address)+f.Span()-1 > 65535 {
+			ps.fail(e.keyN, join(path, "address"), "%d + %d registers runs past 65535", f.Address, f.Span())
+			continue
+		}
+		p.fieldIndex[f.Name] = len(p.Fields)
+		p.Fields = append(p.Fields, f)
+	}
+}
+
+func containsType(t Type) bool {
+	for _, x := range Types {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+func joinTypes() string {
+	s := make([]string, len(Types))
+	for i, t := range Types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+func containsOrder(o Order) bool {
+	for _, x := range Orders {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+func isIntegerType(t Type) bool {
+	return t == TypeU16 || t == TypeI16 || t == TypeU32 || t == TypeI32
+}
+
+func (ps *parser) roles(p *Profile, n *yaml.Node) {
+	allowed := make([]string, len(Roles))
+	for i, r := range Roles {
+		allowed[i] = string(r)
+	}
+	es, ok := ps.mapping(n, "roles", allowed)
+	if !ok {
+		return
+	}
+	for _, e := range es {
+		path := join("roles", e.key)
+		name, ok := ps.str(e.value, path)
+		if !ok {
+			continue
+		}
+		f, ok := p.Field(name)
+		if !ok {
+			if _, declared := fieldDeclaredWithError(ps, name); declared {
+				continue // the field itself was reported already
+			}
+			ps.fail(e.value, path, "no field is called %q", name)
+			continue
+		}
+		role := Role(e.key)
+		switch role {
+		case RoleChamberTemperature, RoleChamberPressure:
+			if f.Type == TypeBit {
+				ps.fail(e.value, path, "field %q is a bit; a measurement needs a numeric type", name)
+				continue
+			}
+		default:
+			if !isIntegerType(f.Type) {
+				ps.fail(e.value, path, "field %q has type %s; a code or counter needs an integer type (u16, i16, u32, i32)", name, f.Type)
+				continue
+			}
+		}
+		p.RoleField[role] = name
+	}
+}
+
+// fieldDeclaredWithError reports whether a field of that name was declared
+// but rejected, so a role naming it does not produce a second, misleading
+// "no field" error.
+func fieldDeclaredWithError(ps *parser, name string) (Problem, bool) {
+	prefix := "fields." + name
+	for _, pr := range ps.problems {
+		if pr.Path == prefix || strings.HasPrefix(pr.Path, prefix+".") {
+			return pr, true
+		}
+	}
+	return Problem{}, false
+}
+
+func (ps *parser) phaseName(n *yaml.Node, path string) (protocol.PhaseName, bool) {
+	s, ok := ps.str(n, path)
+	if !ok {
+		return "", false
+	}
+	ph := protocol.PhaseName(s)
+	if !ph.Valid() {
+		names := make([]string, len(protocol.PhaseNames))
+		for i, x := range protocol.PhaseNames {
+			names[i] = string(x)
+		}
+		ps.fail(n, path, "%q is not a sterigate phase (one of %s)", s, strings.Join(names, ", "))
+		return "", false
+	}
+	return ph, true
+}
+
+func (ps *parser) phaseMap(p *Profile, n *yaml.Node) {
+	es, _ := ps.mapping(n, "phases", nil)
+	for _, e := range es {
+		code, ok := ps.codeKey(e, "phases")
+		if !ok {
+			continue
+		}
+		if ph, ok := ps.phaseName(e.value, join("phases", e.key)); ok {
+			p.Phases[code] = ph
+		}
+	}
+}
+
+func (ps *parser) phaseList(n *yaml.Node, path string) ([]protocol.PhaseName, bool) {
+	if n.Kind != yaml.SequenceNode {
+		ps.fail(n, path, "must be a list of phase names, not %s", describe(n))
+		return nil, false
+	}
+	var out []protocol.PhaseName
+	ok := true
+	for i, item := range n.Content {
+		ph, good := ps.phaseName(item, fmt.Sprintf("%s[%d]", path, i))
+		if !good {
+			ok = false
+			continue
+		}
+		out = append(out, ph)
+	}
+	return out, ok
+}
+
+func (ps *parser) alarms(p *Profile, n *yaml.Node) {
+	if n.Kind != yaml.SequenceNode {
+		ps.fail(n, "alarms", "must be a list of {field, bit, code, text}, not %s", describe(n))
+		return
+	}
+	for i, item := range n.Content {
+		path := fmt.Sprintf("alarms[%d]", i)
+		es, ok := ps.mapping(item, path, []string{"field", "bit", "code", "text"})
+		if !ok {
+			continue
+		}
+		a := AlarmBit{Bit: -1}
+		var fieldNode, bitNode *yaml.Node
+		haveCode := false
+		for _, e := range es {
+			xp := join(path, e.key)
+			switch e.key {
+			case "field":
+				fieldNode = e.value
+				a.Field, _ = ps.str(e.value, xp)
+			case "bit":
+				bitNode = e.value
+				if v, ok := ps.integer(e.value, xp, 0, 63); ok {
+					a.Bit = int(v)
+				}
+			case "code":
+				if v, ok := ps.integer(e.value, xp, math.MinInt32, math.MaxInt32); ok {
+					a.Code = int(v)
+					haveCode = true
+				}
+			case "text":
+				a.Text, _ = ps.str(e.value, xp)
+			}
+		}
+		if fieldNode == nil {
+			ps.fail(item, join(path, "field"), "is missing")
+			continue
+		}
+		if !haveCode {
+			ps.fail(item, join(path, "code"), "is missing: every alarm needs the code it is recorded under")
+			continue
+		}
+		f, ok := p.Field(a.Field)
+		if !ok {
+			if _, declared := fieldDeclaredWithError(ps, a.Field); !declared && a.Field != "" {
+				ps.fail(fieldNode, join(path, "field"), "no field is called %q", a.Field)
+			}
+			continue
+		}
+		switch {
+		case f.Type == TypeBit:
+			if bitNode != nil {
+				ps.fail(bitNode, join(path, "bit"), "field %q is already a single bit; leave bit out", a.Field)
+				continue
+			}
+			a.Bit = 0
+		case isIntegerType(f.Type):
+			width := 16 * f.Type.Registers()
+			if bitNode == nil {
+				ps.fail(item, join(path, "bit"), "is missing: say which bit of %q (0-%d) signals the alarm", a.Field, width-1)
+				continue
+			}
+			if a.Bit < 0 {
+				continue
+			}
+			if a.Bit >= width {
+				ps.fail(bitNode, join(path, "bit"), "%d is past the %d bits of field %q", a.Bit, width, a.Field)
+				continue
+			}
+		default:
+			ps.fail(fieldNode, join(path, "field"), "field %q has type %s; alarm bits need an integer or bit field", a.Field, f.Type)
+			continue
+		}
+		p.Alarms = append(p.Alarms, a)
+	}
+}
+
+func (ps *parser) cycleEnd(p *Profile, n *yaml.Node) {
+	es, ok := ps.mapping(n, "cycle_end", []string{"on", "phases"})
+	if !ok {
+		return
+	}
+	var onNode, phasesNode *yaml.Node
+	for _, e := range es {
+		switch e.key {
+		case "on":
+			onNode = e.value
+		case "phases":
+			phasesNode = e.value
+		}
+	}
+	if onNode == nil {
+		ps.fail(n, "cycle_end.on", "is missing (last_cycle_change, counter_change or phase_enters)")
+		return
+	}
+	s, ok := ps.str(onNode, "cycle_end.on")
+	if !ok {
+		return
+	}
+	p.CycleEnd.On = CycleEndOn(s)
+	switch p.CycleEnd.On {
+	case EndOnLastCycleChange:
+		if !p.HasRole(RoleLastCycle) {
+			ps.fail(onNode, "cycle_end.on", "last_cycle_change needs roles.last_cycle (the latched counter of the last finished cycle)")
+		}
+	case EndOnCounterChange:
+	case EndOnPhaseEnters:
+		if !p.HasRole(RolePhase) {
+			ps.fail(onNode, "cycle_end.on", "phase_enters needs roles.phase")
+		}
+		if phasesNode == nil {
+			ps.fail(n, "cycle_end.phases", "is missing: phase_enters needs the list of phases that end a cycle, e.g. [complete, fault]")
+			return
+		}
+		if list, ok := ps.phaseList(phasesNode, "cycle_end.phases"); ok {
+			if len(list) == 0 {
+				ps.fail(phasesNode, "cycle_end.phases", "is empty")
+			}
+			p.CycleEnd.Phases = list
+		}
+		return
+	default:
+		ps.fail(onNode, "cycle_end.on", "%q is not one of last_cycle_change, counter_change, phase_enters", s)
+		return
+	}
+	if phasesNode != nil {
+		ps.fail(phasesNode, "cycle_end.phases", "only applies to on: phase_enters")
+	}
+}
+
+func (ps *parser) requireRoles(p *Profile, root *yaml.Node) {
+	if len(ps.problems) > 0 {
+		return // a missing role is most likely a consequence of an earlier problem
+	}
+	for _, r := range []Role{RoleChamberTemperature, RoleChamberPressure, RoleCycleCounter} {
+		if !p.HasRole(r) {
+			ps.fail(root, join("roles", string(r)), "is missing: every profile must say which field it is")
+		}
+	}
+}
+
+// planBlocks merges the fields of each function into as few read requests
+// as the limits allow: a gap of up to maxGap unused registers between two
+// fields is read rather than split into two requests, because one request
+// costs far more than a few extra words on any Modbus link.
+func planBlocks(fields []Field, maxGap, maxRegs int) []Block {
+	byFunction := map[byte][]Field{}
+	for _, f := range fields {
+		byFunction[f.Function] = append(byFunction[f.Function], f)
+	}
+	functions := make([]int, 0, len(byFunction))
+	for fn := range byFunction {
+		functions = append(functions, int(fn))
+	}
+	sort.Ints(functions)
+	var blocks []Block
+	for _, fn := range functions {
+		fs := byFunction[byte(fn)]
+		sort.Slice(fs, func(i, j int) bool { return fs[i].Address < fs[j].Address })
+		limit := maxRegs
+		if fn == 1 || fn == 2 {
+			limit = maxBitsPerRead
+		}
+		start, end := -1, -1 // end is exclusive
+		for _, f := range fs {
+			a, z := int(f.Address), int(f.Address)+f.Span()
+			if start >= 0 && a-end <= maxGap && max(z, end)-start <= limit {
+				end = max(end, z)
+				continue
+			}
+			if start >= 0 {
+				blocks = append(blocks, Block{Function: byte(fn), Start: uint16(start), Count: uint16(end - start)})
+			}
+			start, end = a, z
+		}
+		if start >= 0 {
+			blocks = append(blocks, Block{Function: byte(fn), Start: uint16(start), Count: uint16(end - start)})
+		}
+	}
+	return blocks
+}

@@ -1,0 +1,243 @@
+package rtu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.bug.st/serial"
+	"go.bug.st/serial/enumerator"
+)
+
+// SerialConfig is how to open one RS-485/RS-232 port.
+type SerialConfig struct {
+	// Port is the device node, e.g. /dev/ttyUSB0 or a stable
+	// /dev/serial/by-id/... link. It may be empty when USB is set.
+	Port string
+	// Baud defaults to 19200, the Modbus default.
+	Baud int
+	// DataBits must be 8 (RTU carries binary bytes); 0 means 8.
+	DataBits int
+	// Parity is "E" (even, the Modbus default), "O" or "N" (none); the words
+	// even, odd, none are accepted too. Empty means even.
+	Parity string
+	// StopBits is 1 or 2; 0 means 1. The standard asks for 2 with no parity
+	// so a character stays 11 bits, but many devices use 8N1: follow the device.
+	StopBits int
+	// USB, when set, identifies the adapter so it is found again after it
+	// was unplugged and came back under another device node.
+	USB *USBIdentity
+}
+
+// USBIdentity names a USB serial adapter. Empty fields match anything;
+// VID and PID are hex as printed by 'sterigate ports' (case ignored).
+type USBIdentity struct {
+	VID, PID, Serial string
+}
+
+func (u USBIdentity) String() string {
+	s := fmt.Sprintf("USB %s:%s", u.VID, u.PID)
+	if u.Serial != "" {
+		s += " serial " + u.Serial
+	}
+	return s
+}
+
+func (u USBIdentity) matches(p *enumerator.PortDetails) bool {
+	return p.IsUSB &&
+		(u.VID == "" || strings.EqualFold(u.VID, p.VID)) &&
+		(u.PID == "" || strings.EqualFold(u.PID, p.PID)) &&
+		(u.Serial == "" || u.Serial == p.SerialNumber)
+}
+
+// withDefaults fills the Modbus defaults and checks every setting, naming
+// the bad one.
+func (c SerialConfig) withDefaults() (SerialConfig, error) {
+	if c.Baud == 0 {
+		c.Baud = 19200
+	}
+	if c.DataBits == 0 {
+		c.DataBits = 8
+	}
+	if c.StopBits == 0 {
+		c.StopBits = 1
+	}
+	if c.Parity == "" {
+		c.Parity = "E"
+	}
+	switch {
+	case c.Port == "" && c.USB == nil:
+		return c, errors.New("serial: port is empty and no usb identity is given")
+	case c.Baud < 0 || c.Baud > 4_000_000:
+		return c, fmt.Errorf("serial: baud %d out of range", c.Baud)
+	case c.DataBits != 8:
+		return c, fmt.Errorf("serial: data_bits %d: Modbus RTU needs 8 data bits", c.DataBits)
+	case c.StopBits != 1 && c.StopBits != 2:
+		return c, fmt.Errorf("serial: stop_bits %d: must be 1 or 2", c.StopBits)
+	}
+	if _, err := parseParity(c.Parity); err != nil {
+		return c, err
+	}
+	if c.USB != nil && c.USB.VID == "" && c.USB.PID == "" && c.USB.Serial == "" {
+		return c, errors.New("serial: usb identity is empty: give vid, pid and/or serial")
+	}
+	return c, nil
+}
+
+func parseParity(s string) (serial.Parity, error) {
+	switch strings.ToLower(s) {
+	case "e", "even":
+		return serial.EvenParity, nil
+	case "o", "odd":
+		return serial.OddParity, nil
+	case "n", "none":
+		return serial.NoParity, nil
+	}
+	return 0, fmt.Errorf("serial: parity %q: must be E (even), O (odd) or N (none)", s)
+}
+
+// bitsPerChar is start bit + data bits + parity bit + stop bits.
+func (c SerialConfig) bitsPerChar() int {
+	bits := 1 + c.DataBits + c.StopBits
+	if p, _ := parseParity(c.Parity); p != serial.NoParity {
+		bits++
+	}
+	return bits
+}
+
+func (c SerialConfig) mode() *serial.Mode {
+	parity, _ := parseParity(c.Parity)
+	stop := serial.OneStopBit
+	if c.StopBits == 2 {
+		stop = serial.TwoStopBits
+	}
+	// InitialStatusBits stays nil: setting DTR/RTS fails on ptys and on
+	// some adapters ("inappropriate ioctl"), and RS-485 direction is
+	// handled by the adapter.
+	return &serial.Mode{BaudRate: c.Baud, DataBits: c.DataBits, Parity: parity, StopBits: stop}
+}
+
+// portLister lists serial ports; enumerator.GetDetailedPortsList in
+// production, a fake in tests (ptys are not USB devices).
+type portLister func() ([]*enumerator.PortDetails, error)
+
+func listPorts() ([]*enumerator.PortDetails, error) { return enumerator.GetDetailedPortsList() }
+
+// resolve returns the device node to open: the node of the adapter with the
+// configured USB identity when there is one, else Port.
+func (c SerialConfig) resolve(list portLister) (string, error) {
+	if c.USB == nil {
+		return c.Port, nil
+	}
+	ports, err := list()
+	if err != nil {
+		if c.Port != "" {
+			return c.Port, nil // enumeration broken (no sysfs?): trust the configured node
+		}
+		return "", fmt.Errorf("serial: find %s: %w", c.USB, err)
+	}
+	var found []string
+	for _, p := range ports {
+		if c.USB.matches(p) {
+			found = append(found, p.Name)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return "", fmt.Errorf("serial: no adapter with %s is plugged in (configured port %q)", c.USB, c.Port)
+	case len(found) > 1:
+		for _, name := range found {
+			if name == c.Port {
+				return name, nil
+			}
+		}
+		return "", fmt.Errorf("serial: %d adapters match %s (%s): add the serial number", len(found), c.USB, strings.Join(found, ", "))
+	}
+	return found[0], nil
+}
+
+// Client is one open link to a Modbus RTU bus, serial or RTU over TCP. It
+// is not safe for concurrent use: RTU is strictly one request at a time,
+// so one goroutine owns it (the Bus, or a command such as probe).
+type Client struct {
+	framer
+	name  string
+	isTCP bool
+}
+
+// ClientOptions are the timing settings of a Client.
+type ClientOptions struct {
+	// Timeout bounds the wait for each reply; default 1 s.
+	Timeout time.Duration
+	// PauseBetweenRequests is added to t3.5 between frames, for slow units
+	// that need time after answering; default 0.
+	PauseBetweenRequests time.Duration
+}
+
+func (o ClientOptions) withDefaults() ClientOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	return o
+}
+
+// OpenSerial opens a serial port for RTU.
+func OpenSerial(cfg SerialConfig, opts ClientOptions) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return openSerial(cfg, opts.withDefaults(), listPorts)
+}
+
+func openSerial(cfg SerialConfig, opts ClientOptions, list portLister) (*Client, error) {
+	path, err := cfg.resolve(list)
+	if err != nil {
+		return nil, &LinkError{Op: "open", Err: err}
+	}
+	port, err := serial.Open(path, cfg.mode())
+	if err != nil {
+		return nil, &LinkError{Op: "open " + path, Err: err}
+	}
+	c := &Client{name: path}
+	c.framer = framer{
+		line:       &serialLine{port: port},
+		interFrame: InterFrameDelay(cfg.Baud, cfg.bitsPerChar()),
+		pause:      opts.PauseBetweenRequests,
+		timeout:    opts.Timeout,
+	}
+	return c, nil
+}
+
+// DialTCP connects to a serial device server that carries raw RTU frames
+// over TCP. The device server does the line timing, so only the pause
+// between requests is applied here.
+func DialTCP(ctx context.Context, address string, opts ClientOptions) (*Client, error) {
+	opts = opts.withDefaults()
+	l, err := dialTCPLine(ctx, address, opts.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{name: address, isTCP: true}
+	c.framer = framer{line: l, pause: opts.PauseBetweenRequests, timeout: opts.Timeout}
+	return c, nil
+}
+
+// ReadRegisters sends one read request (function 1–4) and returns one value
+// per register (functions 3, 4) or per bit (functions 1, 2). Any other
+// function code is refused before anything is sent.
+func (c *Client) ReadRegisters(ctx context.Context, unit, function byte, address, quantity uint16) ([]uint16, error) {
+	req, err := NewRequest(unit, function, address, quantity)
+	if err != nil {
+		return nil, err
+	}
+	return c.transact(ctx, req)
+}
+
+// Name is the device node or address the client is connected to.
+func (c *Client) Name() string { return c.name }
+
+// Close closes the port or connection.
+func (c *Client) Close() error { return c.line.close() }
