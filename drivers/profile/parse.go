@@ -88,20 +88,21 @@ func Parse(file string, data []byte) (*Profile, error) {
 	ps := &parser{file: file}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ParseError{Problems: []Problem{{File: file, Line: yamlErrorLine(err), Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+		return nil, &ParseError{Problems: []Problem{{File: file, Line: yamlErrorLine(err), Msg: "not valid YAML: " + yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")}}}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, &ParseError{Problems: []Problem{{File: file, Line: 1, Msg: "the file is empty; a profile needs at least fields, roles and cycle_end"}}}
 	}
 	p := ps.profile(doc.Content[0])
 	if len(ps.problems) > 0 {
+		sort.SliceStable(ps.problems, func(i, j int) bool { return ps.problems[i].Line < ps.problems[j].Line })
 		return nil, &ParseError{Problems: ps.problems}
 	}
 	p.Origin = file
 	return p, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var yamlLine = regexp.MustCompile(`line (\d+): `)
 
 func yamlErrorLine(err error) int {
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
@@ -377,7 +378,11 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 	} else {
 		ps.fail(root, "cycle_end", "is missing: say how the end of a cycle is recognised (on: last_cycle_change, counter_change or phase_enters)")
 	}
-	ps.requireRoles(p, root)
+	rolesNode := root
+	if e, ok := byKey["roles"]; ok {
+		rolesNode = e.keyN
+	}
+	ps.requireRoles(p, rolesNode)
 	if len(ps.problems) == 0 {
 		p.Blocks = planBlocks(p.Fields, int(maxGap), int(maxRegs))
 	}
@@ -782,13 +787,13 @@ func (ps *parser) cycleEnd(p *Profile, n *yaml.Node) {
 	}
 }
 
-func (ps *parser) requireRoles(p *Profile, root *yaml.Node) {
+func (ps *parser) requireRoles(p *Profile, at *yaml.Node) {
 	if len(ps.problems) > 0 {
 		return // a missing role is most likely a consequence of an earlier problem
 	}
 	for _, r := range []Role{RoleChamberTemperature, RoleChamberPressure, RoleCycleCounter} {
 		if !p.HasRole(r) {
-			ps.fail(root, join("roles", string(r)), "is missing: every profile must say which field it is")
+			ps.fail(at, join("roles", string(r)), "is missing: every profile must say which field it is")
 		}
 	}
 }

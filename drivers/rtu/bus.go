@@ -235,13 +235,25 @@ func (b *Bus) poll(ctx context.Context, client *Client, u *busUnit) error {
 		b.update(u, func(s *UnitStats) { s.Polls++; s.ConsecutiveFailures = 0; s.Backoff = 0 })
 		return nil
 	}
-	u.failures++
+	var (
+		ex *ExceptionError
+		te *TimeoutError
+	)
 	wait := u.cfg.Interval
-	var te *TimeoutError
-	if errors.As(r.lastErr, &te) {
+	switch {
+	case r.lastErr == nil || errors.As(r.lastErr, &ex):
+		// The unit answered (with an exception, or with data the profile
+		// could not decode): it is reachable but misconfigured. Unit.Poll
+		// logs that; marking it offline would send the engineer looking at
+		// the wiring instead of the profile.
+		u.failures = 0
+	case errors.As(r.lastErr, &te):
 		// A silent unit costs the whole bus a timeout per attempt: skip it
 		// for longer and longer, so the others keep their cadence.
+		u.failures++
 		wait = min(u.cfg.Interval<<min(u.failures-1, 20), b.cfg.UnitBackoffMax)
+	default:
+		u.failures++
 	}
 	u.next = now.Add(wait)
 	b.update(u, func(s *UnitStats) {
@@ -258,7 +270,6 @@ func (b *Bus) poll(ctx context.Context, client *Client, u *busUnit) error {
 	if IsLinkError(r.lastErr) {
 		return r.lastErr
 	}
-	var ex *ExceptionError
 	if client.isTCP && r.lastErr != nil && !errors.As(r.lastErr, &ex) {
 		// Over TCP nothing can flush a late reply: start a fresh connection.
 		return r.lastErr

@@ -1,0 +1,210 @@
+package rtu
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testSlave is a minimal RTU slave for this package's tests: it answers
+// functions 1-4 for several units on one byte stream (a pty master or a TCP
+// connection) and injects faults per unit. Register a of unit u holds
+// u*1000+a, so a reply proves which unit answered.
+type testSlave struct {
+	rw io.ReadWriter
+	// lineBaud, when set, delays each reply by the time the request and the
+	// reply would take on a real line at that baud (11 bits per character)
+	// plus t3.5, since a pty has no timing of its own.
+	lineBaud int
+
+	mu         sync.Mutex
+	units      map[byte]bool
+	silent     map[byte]bool
+	exception  map[byte]byte // answer every request of the unit with this exception
+	corrupt    map[byte]int  // corrupt the CRC of the next N replies
+	garbage    map[byte]int  // send noise bytes before the next N replies
+	requests   map[byte]int
+	nonReads   int // requests with a function other than 1-4
+	badFrames  int // bytes dropped while resynchronising
+	lastServed time.Time
+}
+
+func newTestSlave(rw io.ReadWriter, units ...byte) *testSlave {
+	s := &testSlave{
+		rw: rw, units: map[byte]bool{}, silent: map[byte]bool{}, exception: map[byte]byte{},
+		corrupt: map[byte]int{}, garbage: map[byte]int{}, requests: map[byte]int{},
+	}
+	for _, u := range units {
+		s.units[u] = true
+	}
+	return s
+}
+
+// start serves until ctx is done or the stream fails; the test waits for it.
+func (s *testSlave) start(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.serve(ctx)
+	}()
+	t.Cleanup(wg.Wait)
+}
+
+func (s *testSlave) set(f func(s *testSlave)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *testSlave) count(unit byte) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[unit]
+}
+
+func (s *testSlave) serve(ctx context.Context) {
+	buf := make([]byte, 0, 512)
+	chunk := make([]byte, 256)
+	for ctx.Err() == nil {
+		n, err := s.rw.Read(chunk)
+		if err != nil {
+			return
+		}
+		buf = append(buf, chunk[:n]...)
+		// Requests for functions 1-4 are always 8 bytes.
+		for len(buf) >= 8 {
+			if !frameCRCOK(buf[:8]) {
+				s.set(func(s *testSlave) { s.badFrames++ })
+				buf = buf[1:]
+				continue
+			}
+			frame := append([]byte(nil), buf[:8]...)
+			buf = buf[8:]
+			if reply := s.answer(frame); reply != nil {
+				if _, err := s.rw.Write(reply); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *testSlave) answer(req []byte) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unit, fc := req[0], req[1]
+	addr, qty := binary.BigEndian.Uint16(req[2:]), binary.BigEndian.Uint16(req[4:])
+	s.requests[unit]++
+	if fc < 1 || fc > 4 {
+		s.nonReads++
+	}
+	if !s.units[unit] || s.silent[unit] {
+		return nil
+	}
+	var reply []byte
+	switch {
+	case fc < 1 || fc > 4:
+		reply = AppendCRC([]byte{unit, fc | 0x80, 1})
+	case s.exception[unit] != 0:
+		reply = AppendCRC([]byte{unit, fc | 0x80, s.exception[unit]})
+	case fc == 3 || fc == 4:
+		reply = []byte{unit, fc, byte(2 * qty)}
+		for i := range qty {
+			reply = binary.BigEndian.AppendUint16(reply, uint16(unit)*1000+addr+i)
+		}
+		reply = AppendCRC(reply)
+	default:
+		data := make([]byte, (qty+7)/8)
+		for i := range qty {
+			if (addr+i)%2 == 1 {
+				data[i/8] |= 1 << (i % 8)
+			}
+		}
+		reply = AppendCRC(append([]byte{unit, fc, byte(len(data))}, data...))
+	}
+	if s.corrupt[unit] > 0 {
+		s.corrupt[unit]--
+		reply[len(reply)-1] ^= 0x5A
+	}
+	if s.garbage[unit] > 0 {
+		s.garbage[unit]--
+		reply = append([]byte{0x00, 0xFF, unit, 0x42, 0x13}, reply...)
+	}
+	if s.lineBaud > 0 {
+		chars := len(req) + len(reply)
+		lineTime := time.Duration(chars*11)*time.Second/time.Duration(s.lineBaud) + InterFrameDelay(s.lineBaud, 11)
+		// This emulates wire time inside the fixture, not test
+		// synchronisation: a pty delivers bytes instantly.
+		time.Sleep(lineTime)
+	}
+	return reply
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// recordingPoller reads one block per poll and remembers what it saw.
+type recordingPoller struct {
+	unit     byte
+	function byte
+	address  uint16
+	count    uint16
+
+	mu          sync.Mutex
+	good        int
+	last        []uint16
+	lastErr     error
+	unreachable int
+}
+
+func (p *recordingPoller) Poll(ctx context.Context, r RegisterReader) error {
+	v, err := r.ReadRegisters(ctx, p.unit, p.function, p.address, p.count)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.lastErr = err
+		return err
+	}
+	for i, x := range v {
+		if want := uint16(p.unit)*1000 + p.address + uint16(i); p.function >= 3 && x != want {
+			p.lastErr = errors.New("wrong register value")
+			return p.lastErr
+		}
+	}
+	p.good++
+	p.last = v
+	return nil
+}
+
+func (p *recordingPoller) Unreachable(ctx context.Context, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unreachable++
+}
+
+func (p *recordingPoller) goodPolls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.good
+}
+
+func (p *recordingPoller) unreachableCalls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.unreachable
+}
