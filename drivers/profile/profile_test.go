@@ -145,9 +145,9 @@ func TestSimAutoclaveMatchesSimulatorMap(t *testing.T) {
 	}
 	// A full register image as the simulator serves it mid-plateau.
 	img := make([]uint16, 24)
-	img[0] = 1352  // 135.2 °C
+	img[0] = 1352   // 135.2 °C
 	img[1] = 0xFFF6 // -1.0 °C: i16
-	img[2] = 3121  // 312.1 kPa
+	img[2] = 3121   // 312.1 kPa
 	img[3] = 5
 	img[4] = 1
 	img[5], img[6] = 0x0001, 0x0002 // 65538
