@@ -196,4 +196,3 @@ func Visible(line []byte) string {
 	}
 	return b.String()
 }
-

@@ -184,7 +184,9 @@ func (s *Splitter) endLine() {
 			s.stats.LastGarbage = text
 		}
 	}
-	s.prevEnd = isEnd
+	if text != "" { // blank lines (the LF of a CRLF) do not separate
+		s.prevEnd = isEnd
+	}
 }
 
 func (s *Splitter) begin(line []byte) {
