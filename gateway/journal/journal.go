@@ -1,0 +1,355 @@
+// Package journal is sterigate's durable outbox: every cycle record, event
+// and telemetry batch a driver observes is committed to a SQLite file
+// before anything else happens to it, and stays there, undelivered, until
+// the MQTT publisher has a PUBACK for it on a live connection.
+//
+// Each device has one gap-free sequence shared by all its entry kinds and a
+// hash chain: every entry's prev_hash is the hex SHA-256 of the previous
+// entry's payload of that device. The payload is marshalled once, with seq
+// and prev_hash filled, and those exact bytes are stored and published.
+//
+// One writer goroutine owns the write connection and commits whatever
+// requests are queued in one transaction (group commit); every commit is
+// fsynced (WAL, synchronous=FULL), and no Sink method returns nil before its
+// entry is committed.
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sterigate/sterigate/protocol"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Kind is the kind of a journal entry; it picks the MQTT topic.
+type Kind string
+
+const (
+	KindCycle     Kind = "cycle"
+	KindTelemetry Kind = "telemetry"
+	KindEvent     Kind = "event"
+)
+
+// Entry is one journaled message as the outbox holds it.
+type Entry struct {
+	// ID is the entry's position in the outbox (increasing, never reused).
+	ID     int64
+	Device string
+	Kind   Kind
+	// Seq is the device's journal sequence (gap-free per device unless
+	// telemetry was thinned, which a gap event records).
+	Seq uint64
+	// RecordID is the payload's "id" field: what consumers de-duplicate by.
+	RecordID string
+	// Payload is the exact JSON stored and published.
+	Payload []byte
+	// Hash is the hex SHA-256 of Payload; the device's next entry carries it
+	// as prev_hash.
+	Hash      string
+	CreatedAt time.Time
+	// DeliveredAt is zero while the entry is undelivered.
+	DeliveredAt time.Time
+}
+
+// Options configures a journal.
+type Options struct {
+	// Gateway and Site are written into every payload.
+	Gateway, Site string
+	Logger        *slog.Logger
+	// QuotaBytes caps the space the journal's live pages may use (0: no
+	// quota). When it is reached, the oldest undelivered telemetry is
+	// thinned and a gap event recorded; cycle records and events are never
+	// dropped.
+	QuotaBytes int64
+	// QuotaWarnFraction of QuotaBytes raises the "journal near quota"
+	// gateway alarm (default 0.8).
+	QuotaWarnFraction float64
+	// Retention keeps delivered entries for local history this long before
+	// they are pruned (0: prune delivered entries at the next maintenance).
+	Retention time.Duration
+	// MaintenanceInterval is how often quota, retention and vacuum run
+	// (default 1 min).
+	MaintenanceInterval time.Duration
+	// MemoryTelemetryLimit bounds how many telemetry batches are held in
+	// memory while the disk refuses writes (default 10000); beyond it the
+	// oldest held batch is dropped and recorded as a gap.
+	MemoryTelemetryLimit int
+	// RetryInterval is how often writes are retried after the disk refused
+	// them (default 1 s).
+	RetryInterval time.Duration
+	// Now returns the current time; tests replace it. Default time.Now.
+	Now func() time.Time
+}
+
+// Journal is the durable outbox. It implements protocol.Sink and
+// protocol.StateStore.
+type Journal struct {
+	opts   Options
+	log    *slog.Logger
+	path   string
+	writer *sql.Conn
+	wdb    *sql.DB
+	rdb    *sql.DB
+
+	requests chan *request
+	changed  chan struct{}
+
+	statusVersion atomic.Uint64
+	alarmsMu      sync.Mutex
+	alarms        []string
+
+	cancel    context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+var (
+	_ protocol.Sink       = (*Journal)(nil)
+	_ protocol.StateStore = (*Journal)(nil)
+)
+
+// ErrClosed is returned by calls on a closed journal.
+var ErrClosed = errors.New("journal is closed")
+
+// ErrNotDurable wraps the error of a cycle record or event the disk
+// refused: the journal holds it in memory and writes it when space returns,
+// but it is not durable yet. Retrying the same cycle is safe: it is
+// de-duplicated by its id.
+var ErrNotDurable = errors.New("journal: entry held in memory, not yet durable")
+
+const schemaVersion = 1
+
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Open opens (creating and migrating if needed) the journal at path and
+// starts its writer.
+func Open(path string, opts Options) (*Journal, error) {
+	if opts.Gateway == "" {
+		return nil, fmt.Errorf("journal: Options.Gateway is empty")
+	}
+	if opts.Site == "" {
+		return nil, fmt.Errorf("journal: Options.Site is empty")
+	}
+	if opts.QuotaBytes < 0 {
+		return nil, fmt.Errorf("journal: Options.QuotaBytes %d is negative", opts.QuotaBytes)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.QuotaWarnFraction <= 0 || opts.QuotaWarnFraction >= 1 {
+		opts.QuotaWarnFraction = 0.8
+	}
+	if opts.MaintenanceInterval <= 0 {
+		opts.MaintenanceInterval = time.Minute
+	}
+	if opts.MemoryTelemetryLimit <= 0 {
+		opts.MemoryTelemetryLimit = 10000
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	_, statErr := os.Stat(path)
+	creating := errors.Is(statErr, os.ErrNotExist)
+
+	wdb, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: open: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	ctx := context.Background()
+	conn, err := wdb.Conn(ctx)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("journal %s: open: %w", path, err)
+	}
+	fail := func(err error) (*Journal, error) {
+		conn.Close()
+		wdb.Close()
+		return nil, err
+	}
+	if creating {
+		// auto_vacuum must be chosen before the first table exists.
+		if _, err := conn.ExecContext(ctx, "PRAGMA auto_vacuum=INCREMENTAL"); err != nil {
+			return fail(fmt.Errorf("journal %s: set auto_vacuum: %w", path, err))
+		}
+	}
+	if err := migrate(ctx, conn); err != nil {
+		return fail(fmt.Errorf("journal %s: %w", path, err))
+	}
+	rdb, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return fail(fmt.Errorf("journal %s: open reader: %w", path, err))
+	}
+	rdb.SetMaxOpenConns(4)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	j := &Journal{
+		opts:     opts,
+		log:      opts.Logger.With("component", "journal", "path", path),
+		path:     path,
+		writer:   conn,
+		wdb:      wdb,
+		rdb:      rdb,
+		requests: make(chan *request, 1024),
+		changed:  make(chan struct{}, 1),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+	}
+	w, err := newWriter(ctx, j)
+	if err != nil {
+		cancel()
+		rdb.Close()
+		return fail(fmt.Errorf("journal %s: %w", path, err))
+	}
+	go func() {
+		defer close(j.done)
+		w.run(runCtx)
+	}()
+	return j, nil
+}
+
+func migrate(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var version int
+	err := conn.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		version = 0
+	} else if err != nil {
+		return fmt.Errorf("read schema_version: %w", err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("schema_version %d is newer than this sterigate understands (%d): upgrade sterigate", version, schemaVersion)
+	}
+	if version == schemaVersion {
+		return nil
+	}
+	stmts := []string{
+		`CREATE TABLE entries (
+			id           INTEGER PRIMARY KEY AUTOINCREMENT,
+			device       TEXT    NOT NULL,
+			kind         TEXT    NOT NULL CHECK (kind IN ('cycle','telemetry','event')),
+			seq          INTEGER NOT NULL,
+			record_id    TEXT    NOT NULL,
+			urgent       INTEGER NOT NULL,
+			payload      BLOB    NOT NULL,
+			hash         TEXT    NOT NULL,
+			created_at   INTEGER NOT NULL,
+			delivered_at INTEGER
+		)`,
+		`CREATE UNIQUE INDEX entries_device_seq ON entries (device, seq)`,
+		`CREATE INDEX entries_pending ON entries (urgent, id) WHERE delivered_at IS NULL`,
+		`CREATE INDEX entries_delivered ON entries (delivered_at) WHERE delivered_at IS NOT NULL`,
+		// cycle_ids outlives retention pruning so a re-observed cycle is
+		// never journaled twice.
+		`CREATE TABLE cycle_ids (record_id TEXT PRIMARY KEY, entry_id INTEGER NOT NULL, journaled_at INTEGER NOT NULL) WITHOUT ROWID`,
+		// device_heads outlives pruning too: it carries the chain on.
+		`CREATE TABLE device_heads (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL) WITHOUT ROWID`,
+		`CREATE TABLE device_status (device TEXT PRIMARY KEY, status BLOB NOT NULL) WITHOUT ROWID`,
+		`CREATE TABLE device_state (device TEXT PRIMARY KEY, state BLOB NOT NULL, saved_at INTEGER NOT NULL) WITHOUT ROWID`,
+		`DELETE FROM schema_version`,
+		`INSERT INTO schema_version (version) VALUES (1)`,
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			conn.ExecContext(ctx, "ROLLBACK")
+			return fmt.Errorf("migrate to schema_version 1: %w", err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		conn.ExecContext(ctx, "ROLLBACK")
+		return fmt.Errorf("migrate to schema_version 1: commit: %w", err)
+	}
+	return nil
+}
+
+// Close stops the writer after it committed every request already queued,
+// and closes the database. It is safe to call more than once.
+func (j *Journal) Close() error {
+	j.closeOnce.Do(func() {
+		j.closed.Store(true)
+		j.cancel()
+		<-j.done
+		errW := j.writer.Close()
+		errDB := j.wdb.Close()
+		errR := j.rdb.Close()
+		j.closeErr = errors.Join(errW, errDB, errR)
+	})
+	return j.closeErr
+}
+
+// Changed signals (coalesced) that new entries were committed or a device
+// status changed. The publisher selects on it instead of polling.
+func (j *Journal) Changed() <-chan struct{} { return j.changed }
+
+func (j *Journal) signalChanged() {
+	select {
+	case j.changed <- struct{}{}:
+	default:
+	}
+}
+
+// StatusVersion increases whenever a device status or the gateway alarms
+// change, so the publisher knows when to republish.
+func (j *Journal) StatusVersion() uint64 { return j.statusVersion.Load() }
+
+// Alarms returns the journal's active gateway alarms ("journal near
+// quota", "disk full"), empty when healthy.
+func (j *Journal) Alarms() []string {
+	j.alarmsMu.Lock()
+	defer j.alarmsMu.Unlock()
+	return append([]string(nil), j.alarms...)
+}
+
+func (j *Journal) setAlarm(name string, on bool) (changed bool) {
+	j.alarmsMu.Lock()
+	defer j.alarmsMu.Unlock()
+	idx := -1
+	for i, a := range j.alarms {
+		if a == name {
+			idx = i
+		}
+	}
+	switch {
+	case on && idx < 0:
+		j.alarms = append(j.alarms, name)
+	case !on && idx >= 0:
+		j.alarms = append(j.alarms[:idx], j.alarms[idx+1:]...)
+	default:
+		return false
+	}
+	j.statusVersion.Add(1)
+	j.signalChanged()
+	return true
+}

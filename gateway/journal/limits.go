@@ -1,0 +1,345 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// Gateway alarm names, as they appear in GatewayStatus.Alarms.
+const (
+	AlarmNearQuota = "journal_near_quota"
+	AlarmOverQuota = "journal_quota_reached"
+	AlarmDiskFull  = "journal_disk_full"
+)
+
+// pruneChunk bounds one delete statement so a large prune does not hold
+// the write lock for long.
+const pruneChunk = 5000
+
+func (w *writer) enterDiskFull(cause error) {
+	if w.diskFull {
+		return
+	}
+	w.diskFull = true
+	w.j.log.Error("the disk refused a journal write: holding new entries in memory and retrying", "err", cause, "retry_every", w.j.opts.RetryInterval)
+	w.j.setAlarm(AlarmDiskFull, true)
+}
+
+// hold keeps r in memory while the disk refuses writes and answers its
+// caller: telemetry is accepted (group commit allows it), a cycle record or
+// event gets ErrNotDurable so a driver knows it is not safe yet.
+func (w *writer) hold(r *request, cause error) {
+	if cause == nil {
+		cause = errors.New("the disk refused an earlier write")
+	}
+	switch r.kind {
+	case reqSaveState:
+		r.finish(fmt.Errorf("journal: save state of %q: %w", r.device, cause))
+		return
+	case reqAppend:
+		if r.cycleID != "" && w.cycleIDs[r.cycleID] {
+			r.finish(fmt.Errorf("%w: cycle %s is already held: %v", ErrNotDurable, r.cycleID, cause))
+			return
+		}
+		if r.entryKind == KindTelemetry {
+			r.finish(nil)
+			r.done = nil
+			w.held = append(w.held, r)
+			w.heldTelemetry++
+			w.dropExcessTelemetry()
+			return
+		}
+		if r.cycleID != "" {
+			w.cycleIDs[r.cycleID] = true
+		}
+		r.finish(fmt.Errorf("%w: %v", ErrNotDurable, cause))
+		r.done = nil
+	default:
+		r.finish(nil)
+		r.done = nil
+	}
+	w.held = append(w.held, r)
+}
+
+// dropExcessTelemetry keeps held telemetry within its memory bound by
+// dropping the oldest batch and remembering the span for a gap event.
+func (w *writer) dropExcessTelemetry() {
+	for w.heldTelemetry > w.j.opts.MemoryTelemetryLimit {
+		for i, r := range w.held {
+			if r.kind != reqAppend || r.entryKind != KindTelemetry {
+				continue
+			}
+			w.held = append(w.held[:i], w.held[i+1:]...)
+			w.heldTelemetry--
+			d := w.dropped[r.device]
+			if d == nil {
+				d = &droppedSpan{from: r.first}
+				w.dropped[r.device] = d
+			}
+			d.batches++
+			d.samples += r.samples
+			if r.first.Before(d.from) || d.from.IsZero() {
+				d.from = r.first
+			}
+			if r.last.After(d.to) {
+				d.to = r.last
+			}
+			break
+		}
+	}
+}
+
+// retryHeld writes what was held in memory, oldest first, with the gap
+// events for what had to be dropped in front of it.
+func (w *writer) retryHeld(ctx context.Context) {
+	var pending []*request
+	for device, d := range w.dropped {
+		pending = append(pending, w.j.eventRequest(protocol.Event{
+			Device: device,
+			At:     w.j.opts.Now().UTC(),
+			Kind:   protocol.EventGap,
+			Text:   fmt.Sprintf("%d telemetry batches (%d samples) were not journaled: the disk was full and the memory buffer overflowed", d.batches, d.samples),
+			From:   d.from.UTC(),
+			To:     d.to.UTC(),
+		}, false))
+		pending[len(pending)-1].gapFromDrop = true
+	}
+	pending = append(pending, w.held...)
+	for len(pending) > 0 {
+		n := min(len(pending), maxBatch)
+		chunk := pending[:n]
+		err := w.commit(ctx, chunk)
+		if err != nil && !isDiskFull(err) {
+			// Commit one by one so a single bad request fails alone.
+			for i, r := range chunk {
+				if e := w.commit(ctx, []*request{r}); e != nil {
+					if isDiskFull(e) {
+						w.keepHeld(pending[i:])
+						return
+					}
+					w.j.log.Error("journal: a held entry could not be written", "device", r.device, "kind", r.entryKind, "err", e)
+				}
+			}
+		} else if err != nil {
+			w.keepHeld(pending)
+			return
+		}
+		pending = pending[n:]
+	}
+	w.held = nil
+	w.heldTelemetry = 0
+	w.dropped = map[string]*droppedSpan{}
+	w.diskFull = false
+	w.j.setAlarm(AlarmDiskFull, false)
+	w.j.log.Info("the disk accepts journal writes again; entries held in memory are durable now")
+}
+
+// keepHeld stores the not-yet-written rest of a retry back as held; the
+// gap events at its front are rebuilt from dropped on the next retry.
+func (w *writer) keepHeld(rest []*request) {
+	held := make([]*request, 0, len(rest))
+	tele := 0
+	for _, r := range rest {
+		if r.kind == reqAppend && r.entryKind == KindEvent && r.gapFromDrop {
+			continue
+		}
+		if r.kind == reqAppend && r.entryKind == KindTelemetry {
+			tele++
+		}
+		held = append(held, r)
+	}
+	w.held, w.heldTelemetry = held, tele
+}
+
+// usedBytes is the space the journal's live pages take (free pages that
+// incremental_vacuum can return do not count).
+func (w *writer) usedBytes(ctx context.Context) (int64, error) {
+	var pages, free, size int64
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return 0, err
+	}
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err != nil {
+		return 0, err
+	}
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		return 0, err
+	}
+	return (pages - free) * size, nil
+}
+
+// maintain prunes delivered entries past retention, enforces the quota and
+// returns free pages to the file system.
+func (w *writer) maintain(ctx context.Context) {
+	w.lastMaintained = w.j.opts.Now()
+	if w.diskFull {
+		return
+	}
+	cutoff := w.j.opts.Now().Add(-w.j.opts.Retention).UnixMilli()
+	pruned, err := w.pruneDelivered(ctx, cutoff)
+	if err != nil {
+		w.j.log.Warn("journal: prune delivered entries", "err", err)
+	}
+	if err := w.enforceQuota(ctx); err != nil {
+		w.j.log.Warn("journal: enforce quota", "err", err)
+	}
+	var free int64
+	if err := w.conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err == nil && (free > 0 || pruned > 0) {
+		if _, err := w.conn.ExecContext(ctx, "PRAGMA incremental_vacuum"); err != nil {
+			w.j.log.Warn("journal: incremental_vacuum", "err", err)
+		}
+	}
+}
+
+func (w *writer) pruneDelivered(ctx context.Context, cutoffMilli int64) (int64, error) {
+	var total int64
+	for {
+		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? LIMIT ?)`, cutoffMilli, pruneChunk)
+		if err != nil {
+			return total, err
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < pruneChunk {
+			if total > 0 {
+				w.j.log.Info("journal: pruned delivered entries past retention", "entries", total)
+			}
+			return total, nil
+		}
+	}
+}
+
+// enforceQuota raises the near-quota alarm and, at the quota, gives up
+// first local history (delivered entries), then the oldest undelivered
+// telemetry, recording a gap event per device. Cycle records and events
+// are never removed.
+func (w *writer) enforceQuota(ctx context.Context) error {
+	quota := w.j.opts.QuotaBytes
+	if quota <= 0 {
+		return nil
+	}
+	used, err := w.usedBytes(ctx)
+	if err != nil {
+		return err
+	}
+	warnAt := int64(float64(quota) * w.j.opts.QuotaWarnFraction)
+	if w.j.setAlarm(AlarmNearQuota, used >= warnAt) && used >= warnAt {
+		w.j.log.Warn("journal is near its quota", "used_bytes", used, "quota_bytes", quota)
+	}
+	if used < quota {
+		w.j.setAlarm(AlarmOverQuota, false)
+		return nil
+	}
+	if w.j.setAlarm(AlarmOverQuota, true) {
+		w.j.log.Error("journal reached its quota: thinning the oldest undelivered telemetry", "used_bytes", used, "quota_bytes", quota)
+	}
+	if _, err := w.pruneDelivered(ctx, w.j.opts.Now().UnixMilli()); err != nil {
+		return err
+	}
+	// Thin down to 90% so the next few commits do not trigger it again.
+	target := quota * 9 / 10
+	var gaps []*request
+	for {
+		used, err := w.usedBytes(ctx)
+		if err != nil {
+			return err
+		}
+		if used <= target {
+			break
+		}
+		g, n, err := w.thinOldestTelemetry(ctx, 200)
+		if err != nil {
+			return err
+		}
+		gaps = append(gaps, g...)
+		if n == 0 {
+			w.j.log.Error("journal is over its quota with no telemetry left to thin: cycle records and events are kept anyway", "used_bytes", used, "quota_bytes", quota)
+			break
+		}
+	}
+	if len(gaps) > 0 {
+		if err := w.commit(ctx, gaps); err != nil {
+			return fmt.Errorf("journal gap events: %w", err)
+		}
+	}
+	return nil
+}
+
+// thinOldestTelemetry deletes up to limit of the oldest undelivered
+// telemetry entries and returns a gap event per device for them.
+func (w *writer) thinOldestTelemetry(ctx context.Context, limit int) ([]*request, int, error) {
+	rows, err := w.conn.QueryContext(ctx, `SELECT id, device, seq, created_at FROM entries WHERE delivered_at IS NULL AND urgent = 0 ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	type span struct {
+		n                  int
+		seqFrom, seqTo     uint64
+		fromMilli, toMilli int64
+	}
+	spans := map[string]*span{}
+	var order []string
+	var ids []int64
+	for rows.Next() {
+		var id, created int64
+		var device string
+		var seq uint64
+		if err := rows.Scan(&id, &device, &seq, &created); err != nil {
+			rows.Close()
+			return nil, 0, err
+		}
+		ids = append(ids, id)
+		s := spans[device]
+		if s == nil {
+			s = &span{seqFrom: seq, fromMilli: created}
+			spans[device] = s
+			order = append(order, device)
+		}
+		s.n++
+		s.seqTo, s.toMilli = seq, created
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(ids) == 0 {
+		return nil, 0, nil
+	}
+	if err := w.deleteIDs(ctx, ids); err != nil {
+		return nil, 0, err
+	}
+	var gaps []*request
+	for _, d := range order {
+		s := spans[d]
+		w.j.log.Warn("journal quota: thinned undelivered telemetry", "device", d, "batches", s.n, "seq_from", s.seqFrom, "seq_to", s.seqTo)
+		gaps = append(gaps, w.j.eventRequest(protocol.Event{
+			Device: d,
+			At:     w.j.opts.Now().UTC(),
+			Kind:   protocol.EventGap,
+			Text:   fmt.Sprintf("journal quota reached: %d telemetry batches, seq %d to %d, were thinned before delivery", s.n, s.seqFrom, s.seqTo),
+			From:   time.UnixMilli(s.fromMilli).UTC(),
+			To:     time.UnixMilli(s.toMilli).UTC(),
+		}, false))
+	}
+	return gaps, len(ids), nil
+}
+
+func (w *writer) deleteIDs(ctx context.Context, ids []int64) error {
+	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id = ?`, id); err != nil {
+			w.conn.ExecContext(ctx, "ROLLBACK")
+			return err
+		}
+	}
+	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		w.conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}
+	return nil
+}

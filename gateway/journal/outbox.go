@@ -1,0 +1,189 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// Lane is one of the outbox's delivery queues. Cycle records and events
+// (urgent) always go before telemetry, so after an outage they are not
+// stuck behind hours of samples.
+type Lane int
+
+const (
+	// LaneUrgent holds cycle records and events.
+	LaneUrgent Lane = iota
+	// LaneTelemetry holds telemetry batches.
+	LaneTelemetry
+)
+
+const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at`
+
+func scanEntries(rows *sql.Rows) ([]Entry, error) {
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var kind string
+		var created int64
+		var delivered sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered); err != nil {
+			return nil, fmt.Errorf("journal: read entries: %w", err)
+		}
+		e.Kind = Kind(kind)
+		e.CreatedAt = time.UnixMilli(created).UTC()
+		if delivered.Valid {
+			e.DeliveredAt = time.UnixMilli(delivered.Int64).UTC()
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("journal: read entries: %w", err)
+	}
+	return out, nil
+}
+
+// Pending returns up to limit undelivered entries: cycle records and
+// events first, then telemetry, each in outbox order (which is seq order
+// per device).
+func (j *Journal) Pending(ctx context.Context, limit int) ([]Entry, error) {
+	urgent, err := j.PendingInLane(ctx, LaneUrgent, 0, 0, limit)
+	if err != nil || len(urgent) >= limit {
+		return urgent, err
+	}
+	tele, err := j.PendingInLane(ctx, LaneTelemetry, 0, 0, limit-len(urgent))
+	return append(urgent, tele...), err
+}
+
+// PendingInLane returns up to limit undelivered entries of lane with
+// after < ID (and ID <= upTo when upTo > 0), in outbox order. The publisher
+// walks each lane with a cursor instead of re-reading what it already has
+// in flight.
+func (j *Journal) PendingInLane(ctx context.Context, lane Lane, after, upTo int64, limit int) ([]Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	urgent := 0
+	if lane == LaneUrgent {
+		urgent = 1
+	}
+	q := `SELECT ` + entryColumns + ` FROM entries WHERE delivered_at IS NULL AND urgent = ? AND id > ?`
+	args := []any{urgent, after}
+	if upTo > 0 {
+		q += ` AND id <= ?`
+		args = append(args, upTo)
+	}
+	q += ` ORDER BY id LIMIT ?`
+	args = append(args, limit)
+	rows, err := j.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal: read pending entries: %w", err)
+	}
+	return scanEntries(rows)
+}
+
+// LastID returns the highest outbox position in use (0 when empty).
+func (j *Journal) LastID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := j.rdb.QueryRowContext(ctx, `SELECT MAX(id) FROM entries`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("journal: read last id: %w", err)
+	}
+	return id.Int64, nil
+}
+
+// MarkDelivered records that the broker acknowledged the entries. Callers
+// batch ids; unknown or already delivered ids are ignored.
+func (j *Journal) MarkDelivered(ctx context.Context, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return j.submit(ctx, &request{kind: reqMarkDelivered, ids: append([]int64(nil), ids...)})
+}
+
+// DeviceStatuses returns every device's current status, by device id.
+func (j *Journal) DeviceStatuses(ctx context.Context) ([]protocol.DeviceStatus, error) {
+	rows, err := j.rdb.QueryContext(ctx, `SELECT device, status FROM device_status ORDER BY device`)
+	if err != nil {
+		return nil, fmt.Errorf("journal: read device statuses: %w", err)
+	}
+	defer rows.Close()
+	var out []protocol.DeviceStatus
+	for rows.Next() {
+		var d string
+		var b []byte
+		if err := rows.Scan(&d, &b); err != nil {
+			return nil, fmt.Errorf("journal: read device statuses: %w", err)
+		}
+		var st protocol.DeviceStatus
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("journal: status of device %q is not valid JSON: %w", d, err)
+		}
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
+// Entries returns every entry the journal still holds (delivered or not)
+// of device (all devices when empty) and kind (all kinds when empty), by
+// device then seq. It is for tests, tools and audits, not the hot path.
+func (j *Journal) Entries(ctx context.Context, device string, kind Kind) ([]Entry, error) {
+	q := `SELECT ` + entryColumns + ` FROM entries WHERE (? = '' OR device = ?) AND (? = '' OR kind = ?) ORDER BY device, seq`
+	rows, err := j.rdb.QueryContext(ctx, q, device, device, string(kind), string(kind))
+	if err != nil {
+		return nil, fmt.Errorf("journal: read entries: %w", err)
+	}
+	return scanEntries(rows)
+}
+
+// Stats is a snapshot for metrics and the console.
+type Stats struct {
+	PendingUrgent    int64 // undelivered cycle records and events
+	PendingTelemetry int64
+	Delivered        int64 // delivered entries still kept for local history
+	OldestPending    time.Time
+	UsedBytes        int64 // live pages
+	FileBytes        int64 // database file plus WAL on disk
+	QuotaBytes       int64
+	Alarms           []string
+}
+
+// Stats reads the journal's counters.
+func (j *Journal) Stats(ctx context.Context) (Stats, error) {
+	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms()}
+	var oldest sql.NullInt64
+	err := j.rdb.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM entries WHERE delivered_at IS NULL AND urgent = 1),
+		(SELECT COUNT(*) FROM entries WHERE delivered_at IS NULL AND urgent = 0),
+		(SELECT COUNT(*) FROM entries WHERE delivered_at IS NOT NULL),
+		(SELECT MIN(created_at) FROM entries WHERE delivered_at IS NULL)`).Scan(&s.PendingUrgent, &s.PendingTelemetry, &s.Delivered, &oldest)
+	if err != nil {
+		return s, fmt.Errorf("journal: read stats: %w", err)
+	}
+	if oldest.Valid {
+		s.OldestPending = time.UnixMilli(oldest.Int64).UTC()
+	}
+	var pages, free, size int64
+	row := j.rdb.QueryRowContext(ctx, `SELECT * FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`)
+	if err := row.Scan(&pages, &free, &size); err != nil {
+		return s, fmt.Errorf("journal: read page counts: %w", err)
+	}
+	s.UsedBytes = (pages - free) * size
+	for _, p := range []string{j.path, j.path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			s.FileBytes += fi.Size()
+		}
+	}
+	return s, nil
+}
+
+// Maintain runs retention pruning, the quota and incremental vacuum now
+// instead of at the next MaintenanceInterval tick.
+func (j *Journal) Maintain(ctx context.Context) error {
+	return j.submit(ctx, &request{kind: reqMaintain})
+}

@@ -1,0 +1,179 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// submit queues r for the writer and waits for its result. Once queued, a
+// request is committed even if ctx ends; ctx only bounds the caller's wait.
+func (j *Journal) submit(ctx context.Context, r *request) error {
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	r.done = make(chan error, 1)
+	select {
+	case j.requests <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-j.done:
+		return ErrClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("journal: gave up waiting for the commit (it may still happen): %w", ctx.Err())
+	}
+}
+
+// Cycle journals a cycle record and returns once it is committed with full
+// durability. It fills Schema, ID, Gateway, Site, Seq and PrevHash. A
+// record whose id was journaled before (a restarted gateway re-observing
+// an end it already recorded) is not journaled again: Cycle returns nil and
+// the original stays.
+func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
+	if err := rec.Validate(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := protocol.CheckTopicLevel("cycle record device", rec.Device); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	rec.Schema = protocol.CycleSchema
+	rec.ID = protocol.CycleID(j.opts.Site, rec.Device, rec.Cycle)
+	rec.Gateway = j.opts.Gateway
+	rec.Site = j.opts.Site
+	return j.submit(ctx, &request{
+		kind:      reqAppend,
+		device:    rec.Device,
+		entryKind: KindCycle,
+		cycleID:   rec.ID,
+		fill: func(seq uint64, prev string) (string, any) {
+			rec.Seq, rec.PrevHash = seq, prev
+			return rec.ID, &rec
+		},
+	})
+}
+
+// Telemetry journals a batch of samples. Concurrent calls share commits.
+// While the disk refuses writes the batch is held in (bounded) memory and
+// Telemetry returns nil.
+func (j *Journal) Telemetry(ctx context.Context, batch protocol.Telemetry) error {
+	if err := protocol.CheckTopicLevel("telemetry device", batch.Device); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	batch.Schema = protocol.TelemetrySchema
+	batch.Gateway = j.opts.Gateway
+	batch.Site = j.opts.Site
+	r := &request{
+		kind:      reqAppend,
+		device:    batch.Device,
+		entryKind: KindTelemetry,
+		samples:   len(batch.Samples),
+		fill: func(seq uint64, prev string) (string, any) {
+			batch.Seq, batch.PrevHash = seq, prev
+			batch.ID = fmt.Sprintf("%s:%s:t%d", j.opts.Site, batch.Device, seq)
+			return batch.ID, &batch
+		},
+	}
+	if n := len(batch.Samples); n > 0 {
+		r.first, r.last = batch.Samples[0].At, batch.Samples[n-1].At
+	}
+	return j.submit(ctx, r)
+}
+
+// Event journals an event and updates the device's status row from it
+// (online/offline, phase, cycle), which the publisher republishes.
+func (j *Journal) Event(ctx context.Context, ev protocol.Event) error {
+	if err := protocol.CheckTopicLevel("event device", ev.Device); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if ev.Kind == "" {
+		return fmt.Errorf("journal: event of device %q: kind is empty", ev.Device)
+	}
+	if ev.At.IsZero() {
+		ev.At = j.opts.Now().UTC()
+	}
+	return j.submit(ctx, j.eventRequest(ev, true))
+}
+
+func (j *Journal) eventRequest(ev protocol.Event, withStatus bool) *request {
+	ev.Schema = protocol.EventSchema
+	ev.Gateway = j.opts.Gateway
+	ev.Site = j.opts.Site
+	r := &request{
+		kind:      reqAppend,
+		device:    ev.Device,
+		entryKind: KindEvent,
+		fill: func(seq uint64, prev string) (string, any) {
+			ev.Seq, ev.PrevHash = seq, prev
+			ev.ID = fmt.Sprintf("%s:%s:e%d", j.opts.Site, ev.Device, seq)
+			return ev.ID, &ev
+		},
+	}
+	if withStatus {
+		r.status = func(st *protocol.DeviceStatus) bool { return statusFromEvent(st, ev) }
+	}
+	return r
+}
+
+// statusFromEvent folds ev into st and reports whether st changed.
+func statusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
+	before := *st
+	switch ev.Kind {
+	case protocol.EventOnline:
+		st.State, st.Error = protocol.DeviceOnline, ""
+	case protocol.EventOffline:
+		st.State, st.Error = protocol.DeviceOffline, ev.Text
+	case protocol.EventPhase:
+		st.Phase = ev.Phase
+		if ev.Cycle != 0 {
+			st.Cycle = ev.Cycle
+		}
+		if st.State == protocol.DeviceUnknown || st.State == "" {
+			st.State = protocol.DeviceOnline
+		}
+	default:
+		return false
+	}
+	if *st == before {
+		return false
+	}
+	st.At = ev.At.UTC()
+	return true
+}
+
+// RegisterDevices gives every listed device without a status row an
+// "unknown" status, so the publisher announces configured devices before
+// their drivers reach them.
+func (j *Journal) RegisterDevices(ctx context.Context, devices ...string) error {
+	for _, d := range devices {
+		if err := protocol.CheckTopicLevel("device id", d); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+	}
+	return j.submit(ctx, &request{kind: reqRegister, devices: devices})
+}
+
+// SaveState stores a driver's opaque working state for device
+// (protocol.StateStore). It is durable when SaveState returns nil.
+func (j *Journal) SaveState(ctx context.Context, device string, state []byte) error {
+	return j.submit(ctx, &request{kind: reqSaveState, device: device, state: append([]byte(nil), state...)})
+}
+
+// LoadState returns what SaveState last stored for device, or nil, nil.
+func (j *Journal) LoadState(ctx context.Context, device string) ([]byte, error) {
+	var b []byte
+	err := j.rdb.QueryRowContext(ctx, `SELECT state FROM device_state WHERE device = ?`, device).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: load state of %q: %w", device, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,519 @@
+package journal
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sterigate/sterigate/protocol"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// maxBatch bounds one group commit: big enough to amortise the fsync,
+// small enough to keep a cycle record's commit latency in milliseconds.
+const maxBatch = 500
+
+type requestKind int
+
+const (
+	reqAppend requestKind = iota
+	reqMarkDelivered
+	reqSaveState
+	reqRegister
+	reqMaintain
+	reqExec // tests: run sqlText on the writer connection outside a transaction
+)
+
+// request is one unit of work for the writer goroutine. done receives
+// exactly one result.
+type request struct {
+	kind requestKind
+	done chan error
+
+	// reqAppend
+	device    string
+	entryKind Kind
+	cycleID   string // cycles only: the id to de-duplicate on
+	// fill fills seq and prev_hash into the caller's value and returns the
+	// record id and the value to marshal.
+	fill func(seq uint64, prevHash string) (recordID string, v any)
+	// status updates the device status; reports whether it changed.
+	status func(st *protocol.DeviceStatus) bool
+	// samples is the telemetry's sample count and time span, for gap events.
+	samples      int
+	first, last  time.Time
+	createdAt    time.Time
+	gapFromDrop  bool // a gap event rebuilt from w.dropped on each retry
+	approxBytes  int  // payload size, set when marshalled
+
+	// reqMarkDelivered
+	ids []int64
+
+	// reqExec
+	sqlText string
+
+	// reqSaveState, reqRegister
+	state   []byte
+	devices []string
+}
+
+type head struct {
+	seq  uint64
+	hash string
+}
+
+// writer owns the write connection. Only its goroutine touches its fields.
+type writer struct {
+	j    *Journal
+	conn *sql.Conn
+
+	heads    map[string]head                  // committed chain heads
+	statuses map[string]protocol.DeviceStatus // committed statuses
+	cycleIDs map[string]bool                  // ids held in memory, not yet committed
+
+	// The disk refused a write: requests wait in held (telemetry bounded)
+	// until a retry succeeds.
+	diskFull       bool
+	held           []*request
+	heldTelemetry  int
+	dropped        map[string]*droppedSpan
+	lastMaintained time.Time
+	// bytesSinceQuotaCheck triggers a quota check between maintenance runs.
+	bytesSinceQuotaCheck int64
+
+	insertEntry, upsertHead, selectCycle, insertCycle, markDelivered, upsertStatus, upsertState *sql.Stmt
+}
+
+type droppedSpan struct {
+	batches, samples int
+	from, to         time.Time
+}
+
+func newWriter(ctx context.Context, j *Journal) (*writer, error) {
+	w := &writer{
+		j:        j,
+		conn:     j.writer,
+		heads:    map[string]head{},
+		statuses: map[string]protocol.DeviceStatus{},
+		cycleIDs: map[string]bool{},
+		dropped:  map[string]*droppedSpan{},
+	}
+	prep := func(dst **sql.Stmt, q string) error {
+		s, err := w.conn.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		*dst = s
+		return nil
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&w.insertEntry, `INSERT INTO entries (device, kind, seq, record_id, urgent, payload, hash, created_at) VALUES (?,?,?,?,?,?,?,?)`},
+		{&w.upsertHead, `INSERT INTO device_heads (device, seq, hash) VALUES (?,?,?) ON CONFLICT (device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash`},
+		{&w.selectCycle, `SELECT entry_id FROM cycle_ids WHERE record_id = ?`},
+		{&w.insertCycle, `INSERT INTO cycle_ids (record_id, entry_id, journaled_at) VALUES (?,?,?)`},
+		{&w.markDelivered, `UPDATE entries SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL`},
+		{&w.upsertStatus, `INSERT INTO device_status (device, status) VALUES (?,?) ON CONFLICT (device) DO UPDATE SET status=excluded.status`},
+		{&w.upsertState, `INSERT INTO device_state (device, state, saved_at) VALUES (?,?,?) ON CONFLICT (device) DO UPDATE SET state=excluded.state, saved_at=excluded.saved_at`},
+	} {
+		if err := prep(p.dst, p.q); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.loadCommitted(ctx); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// loadCommitted (re)reads the chain heads and statuses from the database:
+// after a failed transaction the in-memory copies may be ahead of it.
+func (w *writer) loadCommitted(ctx context.Context) error {
+	w.heads = map[string]head{}
+	rows, err := w.conn.QueryContext(ctx, `SELECT device, seq, hash FROM device_heads`)
+	if err != nil {
+		return fmt.Errorf("load device_heads: %w", err)
+	}
+	for rows.Next() {
+		var d string
+		var h head
+		if err := rows.Scan(&d, &h.seq, &h.hash); err != nil {
+			rows.Close()
+			return fmt.Errorf("load device_heads: %w", err)
+		}
+		w.heads[d] = h
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load device_heads: %w", err)
+	}
+	w.statuses = map[string]protocol.DeviceStatus{}
+	rows, err = w.conn.QueryContext(ctx, `SELECT device, status FROM device_status`)
+	if err != nil {
+		return fmt.Errorf("load device_status: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		var b []byte
+		if err := rows.Scan(&d, &b); err != nil {
+			return fmt.Errorf("load device_status: %w", err)
+		}
+		var st protocol.DeviceStatus
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("device_status of %q is not valid JSON: %w", d, err)
+		}
+		w.statuses[d] = st
+	}
+	return rows.Err()
+}
+
+func (w *writer) run(ctx context.Context) {
+	retry := time.NewTicker(w.j.opts.RetryInterval)
+	defer retry.Stop()
+	maint := time.NewTicker(w.j.opts.MaintenanceInterval)
+	defer maint.Stop()
+	w.maintain(context.Background())
+	batch := make([]*request, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			w.drainAtClose()
+			return
+		case r := <-w.j.requests:
+			batch = append(batch, r)
+		case <-retry.C:
+			if w.diskFull {
+				w.retryHeld(context.Background())
+			}
+			continue
+		case <-maint.C:
+			w.maintain(context.Background())
+			continue
+		}
+	collect:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-w.j.requests:
+				batch = append(batch, r)
+			default:
+				break collect
+			}
+		}
+		w.processWithMaintenance(context.Background(), batch)
+	}
+}
+
+// processWithMaintenance commits the batch, then runs any maintenance
+// requests in it (maintenance uses its own transactions).
+func (w *writer) processWithMaintenance(ctx context.Context, batch []*request) {
+	var maint []*request
+	appends := batch[:0:0]
+	for _, r := range batch {
+		if r.kind == reqMaintain || r.kind == reqExec {
+			maint = append(maint, r)
+		} else {
+			appends = append(appends, r)
+		}
+	}
+	if len(appends) > 0 {
+		w.process(ctx, appends)
+	}
+	for _, r := range maint {
+		if r.kind == reqExec {
+			_, err := w.conn.ExecContext(ctx, r.sqlText)
+			r.finish(err)
+			continue
+		}
+		if w.diskFull {
+			w.retryHeld(ctx)
+		}
+		w.maintain(ctx)
+		r.finish(nil)
+	}
+}
+
+// drainAtClose commits what was queued before Close, so a caller that got
+// its request in is answered, then fails anything still held in memory.
+func (w *writer) drainAtClose() {
+	ctx := context.Background()
+	for {
+		batch := make([]*request, 0, maxBatch)
+	collect:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-w.j.requests:
+				batch = append(batch, r)
+			default:
+				break collect
+			}
+		}
+		if len(batch) == 0 {
+			break
+		}
+		w.processWithMaintenance(ctx, batch)
+	}
+	if w.diskFull {
+		w.retryHeld(ctx)
+	}
+	if n := len(w.held); n > 0 {
+		w.j.log.Error("journal closed while the disk refused writes: entries held in memory are lost", "entries", n)
+	}
+	for _, r := range w.held {
+		r.finish(fmt.Errorf("journal closed before the entry could be written: %w", ErrClosed))
+	}
+	w.held = nil
+}
+
+func (r *request) finish(err error) {
+	if r.done != nil {
+		r.done <- err
+	}
+}
+
+// isDiskFull reports whether err means the disk (or the file's page limit)
+// refused the write: the condition the journal rides out in memory.
+func isDiskFull(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR:
+			return true
+		}
+	}
+	return false
+}
+
+func (w *writer) process(ctx context.Context, batch []*request) {
+	if w.diskFull {
+		for _, r := range batch {
+			w.hold(r, nil)
+		}
+		return
+	}
+	err := w.commit(ctx, batch)
+	if err == nil {
+		if q := w.j.opts.QuotaBytes; q > 0 {
+			for _, r := range batch {
+				w.bytesSinceQuotaCheck += int64(r.approxBytes)
+			}
+			if w.bytesSinceQuotaCheck >= max(q/100, 64<<10) {
+				w.bytesSinceQuotaCheck = 0
+				if err := w.enforceQuota(ctx); err != nil {
+					w.j.log.Warn("journal: enforce quota", "err", err)
+				}
+			}
+		}
+		return
+	}
+	if isDiskFull(err) {
+		w.enterDiskFull(err)
+		for _, r := range batch {
+			w.hold(r, err)
+		}
+		return
+	}
+	// Some other failure: commit requests one by one so a single bad
+	// request fails alone.
+	if len(batch) > 1 {
+		for _, r := range batch {
+			w.process(ctx, []*request{r})
+		}
+		return
+	}
+	batch[0].finish(err)
+}
+
+// staged collects one transaction's effects; they reach the writer's maps
+// only when the transaction commits.
+type staged struct {
+	heads      map[string]head
+	statuses   map[string]protocol.DeviceStatus
+	appended   bool
+	statusMove bool
+	results    []error
+}
+
+// commit runs batch in one transaction. A nil return means every request
+// got its result; an error means the transaction rolled back and no
+// request was answered.
+func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
+	st := staged{heads: map[string]head{}, statuses: map[string]protocol.DeviceStatus{}, results: make([]error, len(batch))}
+	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("journal: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if _, rbErr := w.conn.ExecContext(ctx, "ROLLBACK"); rbErr != nil {
+				w.j.log.Debug("rollback after failed transaction", "err", rbErr)
+			}
+		}
+	}()
+	for i, r := range batch {
+		res, err := w.apply(ctx, &st, r)
+		if err != nil {
+			return err
+		}
+		st.results[i] = res
+	}
+	for d, h := range st.heads {
+		if _, err := w.upsertHead.ExecContext(ctx, d, h.seq, h.hash); err != nil {
+			return fmt.Errorf("journal: update chain head of %q: %w", d, err)
+		}
+	}
+	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("journal: commit: %w", err)
+	}
+	for d, h := range st.heads {
+		w.heads[d] = h
+	}
+	for d, s := range st.statuses {
+		w.statuses[d] = s
+	}
+	for i, r := range batch {
+		if r.kind == reqAppend && r.cycleID != "" {
+			delete(w.cycleIDs, r.cycleID)
+		}
+		r.finish(st.results[i])
+	}
+	if st.statusMove {
+		w.j.statusVersion.Add(1)
+	}
+	if st.appended || st.statusMove {
+		w.j.signalChanged()
+	}
+	return nil
+}
+
+func (w *writer) headOf(st *staged, device string) head {
+	if h, ok := st.heads[device]; ok {
+		return h
+	}
+	return w.heads[device]
+}
+
+func (w *writer) statusOf(st *staged, device string) (protocol.DeviceStatus, bool) {
+	if s, ok := st.statuses[device]; ok {
+		return s, true
+	}
+	s, ok := w.statuses[device]
+	return s, ok
+}
+
+// apply executes one request inside the open transaction. The first
+// return value is the request's own result (a validation error, or nil);
+// the second aborts the whole transaction.
+func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, error) {
+	now := w.j.opts.Now()
+	switch r.kind {
+	case reqAppend:
+		if r.cycleID != "" {
+			var existing int64
+			err := w.selectCycle.QueryRowContext(ctx, r.cycleID).Scan(&existing)
+			if err == nil {
+				w.j.log.Info("cycle record already journaled; keeping the original", "device", r.device, "id", r.cycleID, "entry", existing)
+				return nil, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("journal: look up cycle %s: %w", r.cycleID, err)
+			}
+		}
+		h := w.headOf(st, r.device)
+		seq := h.seq + 1
+		recordID, v := r.fill(seq, h.hash)
+		payload, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("journal: marshal %s %s: %w", r.entryKind, recordID, err), nil
+		}
+		r.approxBytes = len(payload)
+		sum := sha256.Sum256(payload)
+		hash := hex.EncodeToString(sum[:])
+		urgent := 0
+		if r.entryKind != KindTelemetry {
+			urgent = 1
+		}
+		created := r.createdAt
+		if created.IsZero() {
+			created = now
+		}
+		res, err := w.insertEntry.ExecContext(ctx, r.device, string(r.entryKind), seq, recordID, urgent, payload, hash, created.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("journal: insert %s %s: %w", r.entryKind, recordID, err)
+		}
+		if r.cycleID != "" {
+			id, err := res.LastInsertId()
+			if err != nil {
+				return nil, fmt.Errorf("journal: insert cycle %s: %w", recordID, err)
+			}
+			if _, err := w.insertCycle.ExecContext(ctx, r.cycleID, id, now.UnixMilli()); err != nil {
+				return nil, fmt.Errorf("journal: insert cycle id %s: %w", recordID, err)
+			}
+		}
+		st.heads[r.device] = head{seq: seq, hash: hash}
+		st.appended = true
+		if r.status != nil {
+			if err := w.applyStatus(ctx, st, r.device, r.status); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	case reqMarkDelivered:
+		at := now.UnixMilli()
+		for _, id := range r.ids {
+			if _, err := w.markDelivered.ExecContext(ctx, at, id); err != nil {
+				return nil, fmt.Errorf("journal: mark entry %d delivered: %w", id, err)
+			}
+		}
+		return nil, nil
+	case reqSaveState:
+		if _, err := w.upsertState.ExecContext(ctx, r.device, r.state, now.UnixMilli()); err != nil {
+			return nil, fmt.Errorf("journal: save state of %q: %w", r.device, err)
+		}
+		return nil, nil
+	case reqRegister:
+		for _, d := range r.devices {
+			if _, ok := w.statusOf(st, d); ok {
+				continue
+			}
+			err := w.applyStatus(ctx, st, d, func(s *protocol.DeviceStatus) bool {
+				s.State = protocol.DeviceUnknown
+				s.At = now.UTC()
+				return true
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+	return fmt.Errorf("journal: unknown request kind %d", r.kind), nil
+}
+
+func (w *writer) applyStatus(ctx context.Context, st *staged, device string, update func(*protocol.DeviceStatus) bool) error {
+	cur, ok := w.statusOf(st, device)
+	if !ok {
+		cur = protocol.DeviceStatus{Device: device, State: protocol.DeviceUnknown}
+	}
+	if !update(&cur) && ok {
+		return nil
+	}
+	b, err := json.Marshal(cur)
+	if err != nil {
+		return fmt.Errorf("journal: marshal status of %q: %w", device, err)
+	}
+	if _, err := w.upsertStatus.ExecContext(ctx, device, b); err != nil {
+		return fmt.Errorf("journal: save status of %q: %w", device, err)
+	}
+	st.statuses[device] = cur
+	st.statusMove = true
+	return nil
+}
