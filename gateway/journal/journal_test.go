@@ -481,4 +481,3 @@ func TestCloseIsIdempotentAndRefusesLaterCalls(t *testing.T) {
 		t.Fatalf("Cycle after Close: %v, want ErrClosed", err)
 	}
 }
-

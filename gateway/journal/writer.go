@@ -46,11 +46,11 @@ type request struct {
 	// status updates the device status; reports whether it changed.
 	status func(st *protocol.DeviceStatus) bool
 	// samples is the telemetry's sample count and time span, for gap events.
-	samples      int
-	first, last  time.Time
-	createdAt    time.Time
-	gapFromDrop  bool // a gap event rebuilt from w.dropped on each retry
-	approxBytes  int  // payload size, set when marshalled
+	samples     int
+	first, last time.Time
+	createdAt   time.Time
+	gapFromDrop bool // a gap event rebuilt from w.dropped on each retry
+	approxBytes int  // payload size, set when marshalled
 
 	// reqMarkDelivered
 	ids []int64
