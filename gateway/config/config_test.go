@@ -35,10 +35,12 @@ func TestIssueExampleLoads(t *testing.T) {
 	}
 }
 
-// The shipped example must always load: it is what newcomers copy.
-func TestShippedExampleLoads(t *testing.T) {
-	if _, err := Load(filepath.Join("..", "..", "sterigate.example.yaml")); err != nil {
-		t.Fatal(err)
+// The shipped configs must always load: they are what newcomers copy.
+func TestShippedConfigsLoad(t *testing.T) {
+	for _, p := range []string{"sterigate.example.yaml", "deploy/sterigate.compose.yaml"} {
+		if _, err := Load(filepath.Join("..", "..", p)); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
