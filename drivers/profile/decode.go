@@ -96,7 +96,19 @@ func (f *Field) Value(words []uint16) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return raw*f.Scale + f.Offset, nil
+	return f.scale(raw), nil
+}
+
+// scale applies scale and offset. A scale like 0.1 is applied as a division
+// by 10, which gives the nearest double to the decimal value (308.2, not
+// 308.20000000000005), so records carry the numbers the device meant.
+func (f *Field) scale(raw float64) float64 {
+	if f.Scale != 0 && f.Scale < 1 {
+		if inv := 1 / f.Scale; inv == math.Round(inv) {
+			return raw/inv + f.Offset
+		}
+	}
+	return raw*f.Scale + f.Offset
 }
 
 // Decode turns the words read for each of p.Blocks (data[i] answers
@@ -119,7 +131,7 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 			return Reading{}, err
 		}
 		raw[f.Name] = rv
-		r.Values[f.Name] = rv*f.Scale + f.Offset
+		r.Values[f.Name] = f.scale(rv)
 	}
 	measurement := func(role Role) (float64, error) {
 		name := p.RoleField[role]

@@ -1,0 +1,421 @@
+package cycle_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sterigate/sterigate/drivers/cycle"
+	"github.com/sterigate/sterigate/drivers/cycle/cycletest"
+	"github.com/sterigate/sterigate/drivers/profile"
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// device is a scripted sterilizer with the simulator's register map.
+type device struct {
+	tempC, kPa     float64
+	phase, program uint16
+	counter, latch uint32
+	result         uint16
+	lastProgram    uint16
+	alarmBits      uint16
+}
+
+func (d *device) image() []uint16 {
+	img := make([]uint16, 24)
+	img[0] = uint16(int16(d.tempC * 10))
+	img[2] = uint16(d.kPa * 10)
+	img[3] = d.phase
+	img[4] = d.program
+	img[5], img[6] = uint16(d.counter>>16), uint16(d.counter)
+	img[8] = d.alarmBits
+	img[16], img[17] = uint16(d.latch>>16), uint16(d.latch)
+	img[18] = d.result
+	img[19] = d.lastProgram
+	return img
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+type rig struct {
+	t     *testing.T
+	prof  *profile.Profile
+	sink  *cycletest.Sink
+	store *cycletest.Store
+	clk   *clock
+	asm   *cycle.Assembler
+	dev   device
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	p, ok := profile.Builtin("sim-autoclave")
+	if !ok {
+		t.Fatal("no sim-autoclave")
+	}
+	r := &rig{t: t, prof: p, sink: &cycletest.Sink{}, store: &cycletest.Store{}, clk: &clock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}}
+	r.restart()
+	return r
+}
+
+// restart builds a fresh assembler on the same store: a gateway restart.
+func (r *rig) restart() {
+	asm, err := cycle.New(cycle.Config{Device: "ac1", Source: "modbus-tcp", Profile: r.prof, Now: r.clk.now, TelemetryMaxSamples: 5},
+		r.sink, r.store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.asm = asm
+}
+
+func (r *rig) poll() {
+	r.t.Helper()
+	r.clk.advance(time.Second)
+	reading, err := r.prof.Decode([][]uint16{r.dev.image()})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.asm.Observe(context.Background(), reading); err != nil {
+		r.t.Fatalf("Observe: %v", err)
+	}
+}
+
+// pollRefused polls while the sink refuses: Observe must report it.
+func (r *rig) pollRefused() {
+	r.t.Helper()
+	r.clk.advance(time.Second)
+	reading, err := r.prof.Decode([][]uint16{r.dev.image()})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.asm.Observe(context.Background(), reading); err == nil {
+		r.t.Fatal("Observe hid a refused delivery")
+	}
+}
+
+func (r *rig) polls(n int) {
+	for range n {
+		r.poll()
+	}
+}
+
+// runCycle drives the device through a 134 °C porous cycle: counter+1 at
+// the start, latch = counter and result at the end.
+func (r *rig) runCycle(result uint16) {
+	d := &r.dev
+	d.counter++
+	d.program = 1
+	steps := []struct {
+		phase uint16
+		t, p  float64
+		n     int
+	}{
+		{1, 40, 101.3, 2}, {2, 60, 8, 3}, {3, 120, 200, 3}, {5, 134.6, 308.2, 2}, {5, 135.4, 312.5, 2},
+		{6, 110, 105, 2}, {7, 50, 6.5, 3}, {8, 45, 100, 2},
+	}
+	for _, s := range steps {
+		d.phase, d.tempC, d.kPa = s.phase, s.t, s.p
+		r.polls(s.n)
+	}
+	d.phase, d.latch, d.result, d.lastProgram = 10, d.counter, result, d.program
+	r.poll()
+	d.phase = 0
+	r.polls(2)
+}
+
+func TestFullCycleBecomesOneRecord(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101.3, counter: 41, latch: 41, result: 1, program: 1, lastProgram: 1}
+	r.polls(3) // baseline: cycle 41 finished before the gateway existed
+	if n := len(r.sink.Records()); n != 0 {
+		t.Fatalf("%d records before any cycle ran; cycle 41 predates the gateway", n)
+	}
+	r.dev.alarmBits = 0
+	r.runCycle(1)
+	recs := r.sink.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d records, want 1", len(recs))
+	}
+	rec := recs[0]
+	if rec.Cycle != 42 || rec.Device != "ac1" || rec.Source != "modbus-tcp" || !rec.Complete ||
+		rec.Result != protocol.ResultPassed || rec.ResultCode == nil || *rec.ResultCode != 1 ||
+		rec.Program != "134-porous" || rec.ProgramCode == nil || *rec.ProgramCode != 1 {
+		t.Fatalf("record = %+v", rec)
+	}
+	if len(rec.Samples) != 20 {
+		t.Errorf("%d samples, want 20 (19 polls in the cycle + the end poll)", len(rec.Samples))
+	}
+	var names []string
+	for _, ph := range rec.Phases {
+		names = append(names, string(ph.Name))
+	}
+	want := "preparation air_removal heating sterilizing exhaust drying air_admission complete"
+	if strings.Join(names, " ") != want {
+		t.Errorf("phases = %s\nwant     %s", strings.Join(names, " "), want)
+	}
+	ster := rec.Phases[3]
+	if *ster.TempMinC != 134.6 || *ster.TempMaxC != 135.4 || *ster.PressureMinKPa != 308.2 || *ster.PressureMaxKPa != 312.5 {
+		t.Errorf("sterilizing extremes %v..%v °C %v..%v kPa", *ster.TempMinC, *ster.TempMaxC, *ster.PressureMinKPa, *ster.PressureMaxKPa)
+	}
+	if !ster.End.Equal(rec.Phases[4].Start) || ster.End.Sub(ster.Start) != 4*time.Second {
+		t.Errorf("sterilizing %v..%v, exhaust starts %v", ster.Start, ster.End, rec.Phases[4].Start)
+	}
+	if !rec.StartedAt.Equal(rec.Samples[0].At) || !rec.EndedAt.Equal(rec.Samples[len(rec.Samples)-1].At) {
+		t.Errorf("started %v ended %v", rec.StartedAt, rec.EndedAt)
+	}
+	if err := rec.Validate(); err != nil {
+		t.Error(err)
+	}
+	// Events: online once, a phase event per change, no gap.
+	if n := len(r.sink.EventsOf(protocol.EventOnline)); n != 1 {
+		t.Errorf("%d online events", n)
+	}
+	if n := len(r.sink.EventsOf(protocol.EventPhase)); n != 10 {
+		t.Errorf("%d phase events, want 10 (idle, 7 cycle phases, complete, idle)", n)
+	}
+	if n := len(r.sink.EventsOf(protocol.EventGap)); n != 0 {
+		t.Errorf("gap events: %+v", r.sink.EventsOf(protocol.EventGap))
+	}
+	// Telemetry: one sample per poll, in batches of at most 5.
+	total := 0
+	for _, b := range r.sink.TelemetryBatches() {
+		if len(b.Samples) > 5 || b.Device != "ac1" {
+			t.Errorf("batch of %d samples for %s", len(b.Samples), b.Device)
+		}
+		total += len(b.Samples)
+	}
+	if total != 25 {
+		t.Errorf("%d telemetry samples delivered, want 25 (5 per batch of 25 polls)", total)
+	}
+	// A second cycle gets the next counter; the failed verdict is mapped.
+	r.runCycle(2)
+	recs = r.sink.Records()
+	if len(recs) != 2 || recs[1].Cycle != 43 || recs[1].Result != protocol.ResultFailed || !recs[1].Complete {
+		t.Fatalf("second record %+v", recs[len(recs)-1])
+	}
+}
+
+func TestFirstStartMidCycleGivesIncompleteRecord(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 120, kPa: 200, phase: 3, program: 3, counter: 8, latch: 7}
+	r.polls(2)
+	r.dev.phase, r.dev.latch, r.dev.result, r.dev.lastProgram = 10, 8, 1, 3
+	r.poll()
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 8 || recs[0].Complete || recs[0].Result != protocol.ResultPassed || recs[0].Program != "121-15" {
+		t.Fatalf("records = %+v", recs)
+	}
+}
+
+func TestRestartMidCycleResumesTheSameCycle(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		downtime time.Duration
+		complete bool
+	}{{"quick restart", 3 * time.Second, true}, {"long outage", 5 * time.Minute, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			r.dev = device{tempC: 21, kPa: 101, counter: 3, latch: 3}
+			r.poll()
+			r.dev.counter, r.dev.phase, r.dev.program = 4, 2, 1
+			r.polls(3)
+			r.dev.phase, r.dev.tempC = 5, 134.8
+			r.polls(2)
+			r.restart() // SIGKILL: nothing but the store survives
+			r.clk.advance(tc.downtime)
+			r.polls(2)
+			r.dev.phase, r.dev.latch, r.dev.result = 10, 4, 1
+			r.poll()
+			r.polls(3)
+			recs := r.sink.Records()
+			if len(recs) != 1 || recs[0].Cycle != 4 {
+				t.Fatalf("records = %+v", recs)
+			}
+			if len(recs[0].Samples) != 8 || recs[0].Complete != tc.complete || recs[0].Result != protocol.ResultPassed {
+				t.Errorf("%d samples (want 8), complete %v (want %v), result %s", len(recs[0].Samples), recs[0].Complete, tc.complete, recs[0].Result)
+			}
+		})
+	}
+}
+
+func TestCyclesFinishedWhileAwayAreAccountedFor(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 10, latch: 10}
+	r.poll()
+	r.dev.counter, r.dev.phase = 11, 3
+	r.polls(3)
+	r.restart()
+	r.clk.advance(2 * time.Hour)
+	// Meanwhile 11, 12 and 13 finished and 14 is running.
+	r.dev.counter, r.dev.latch, r.dev.result, r.dev.phase = 14, 13, 2, 2
+	r.poll()
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 11 || recs[0].Complete || recs[0].Result != protocol.ResultUnknown || recs[0].ResultCode != nil {
+		t.Fatalf("records = %+v (want cycle 11, incomplete, unknown: last_result is cycle 13's)", recs)
+	}
+	gaps := r.sink.EventsOf(protocol.EventGap)
+	if len(gaps) != 1 || !strings.Contains(gaps[0].Text, "cycles 12-13") {
+		t.Fatalf("gap events = %+v", gaps)
+	}
+	// 14 is being assembled (incomplete: started while away).
+	r.dev.phase, r.dev.latch, r.dev.result = 10, 14, 1
+	r.poll()
+	recs = r.sink.Records()
+	if len(recs) != 2 || recs[1].Cycle != 14 || recs[1].Complete || recs[1].Result != protocol.ResultPassed {
+		t.Fatalf("record 14 = %+v", recs[len(recs)-1])
+	}
+}
+
+func TestRecordWaitsForTheSinkAcrossRestarts(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 1, latch: 1}
+	r.poll()
+	r.sink.Fail(true)
+	r.dev.counter, r.dev.phase = 2, 5
+	r.pollRefused()
+	r.pollRefused()
+	r.dev.phase, r.dev.latch, r.dev.result = 10, 2, 1
+	r.pollRefused()
+	r.restart()
+	r.pollRefused()
+	if len(r.sink.Records()) != 0 {
+		t.Fatal("record delivered while the sink refused")
+	}
+	r.sink.Fail(false)
+	r.poll()
+	r.polls(3)
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 2 || recs[0].Result != protocol.ResultPassed {
+		t.Fatalf("records = %+v", recs)
+	}
+}
+
+func TestAlarmsAndOnlineOffline(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 1, latch: 1}
+	r.poll()
+	r.dev.counter, r.dev.phase = 2, 5
+	r.poll()
+	r.dev.alarmBits = 1 << 2 // 84: below band
+	r.polls(3)
+	r.asm.Unreachable(context.Background(), context.DeadlineExceeded)
+	r.asm.Unreachable(context.Background(), context.DeadlineExceeded)
+	r.poll()
+	r.dev.alarmBits = 1<<2 | 1<<9
+	r.poll()
+	r.dev.phase, r.dev.latch, r.dev.result, r.dev.alarmBits = 10, 2, 3, 0
+	r.poll()
+	alarms := r.sink.EventsOf(protocol.EventAlarm)
+	if len(alarms) != 2 || alarms[0].Code != 84 || alarms[1].Code != 93 || alarms[1].Text != "operator abort" {
+		t.Fatalf("alarm events = %+v", alarms)
+	}
+	if n, m := len(r.sink.EventsOf(protocol.EventOffline)), len(r.sink.EventsOf(protocol.EventOnline)); n != 1 || m != 2 {
+		t.Errorf("%d offline / %d online events, want 1 / 2", n, m)
+	}
+	recs := r.sink.Records()
+	if len(recs) != 1 || len(recs[0].Alarms) != 2 || recs[0].Result != protocol.ResultAborted {
+		t.Fatalf("record = %+v", recs)
+	}
+}
+
+func TestTelemetryFlushesOnTime(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 1, latch: 1}
+	r.poll()
+	r.clk.advance(6 * time.Second)
+	r.poll()
+	b := r.sink.TelemetryBatches()
+	if len(b) != 1 || len(b[0].Samples) != 2 {
+		t.Fatalf("batches = %+v", b)
+	}
+}
+
+func parse(t *testing.T, src string) *profile.Profile {
+	t.Helper()
+	p, err := profile.Parse("test.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// observeRegs runs an assembler over a profile with one block of registers.
+func observeRegs(t *testing.T, p *profile.Profile, frames [][]uint16) *cycletest.Sink {
+	t.Helper()
+	sink, store := &cycletest.Sink{}, &cycletest.Store{}
+	clk := &clock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
+	asm, err := cycle.New(cycle.Config{Device: "d", Source: "modbus-rtu", Profile: p, Now: clk.now}, sink, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range frames {
+		clk.advance(time.Second)
+		r, err := p.Decode([][]uint16{f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := asm.Observe(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sink
+}
+
+func TestCounterChangeMode(t *testing.T) {
+	// The counter counts finished cycles; phase 0 is idle.
+	p := parse(t, `
+fields:
+  t: {address: 0}
+  p: {address: 1}
+  ph: {address: 2}
+  n: {address: 3}
+  res: {address: 4}
+roles: {chamber_temperature: t, chamber_pressure: p, phase: ph, cycle_counter: n, last_result: res}
+phases: {0: idle, 1: heating, 2: sterilizing, 3: drying}
+results: {1: passed, 9: failed}
+cycle_end: {on: counter_change}
+`)
+	frames := [][]uint16{
+		{20, 100, 0, 7, 1}, {20, 100, 0, 7, 1}, // baseline 7
+		{100, 150, 1, 7, 1}, {134, 304, 2, 7, 1}, {134, 305, 2, 7, 1}, {60, 8, 3, 7, 1},
+		{30, 100, 0, 8, 9}, // counter 8: cycle 8 finished, failed
+		{30, 100, 0, 8, 9},
+	}
+	sink := observeRegs(t, p, frames)
+	recs := sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 8 || !recs[0].Complete || recs[0].Result != protocol.ResultFailed || len(recs[0].Samples) != 4 || len(recs[0].Phases) != 3 {
+		t.Fatalf("records = %+v", recs)
+	}
+}
+
+func TestPhaseEntersMode(t *testing.T) {
+	p := parse(t, `
+fields:
+  t: {address: 0}
+  p: {address: 1}
+  ph: {address: 2}
+  n: {address: 3}
+roles: {chamber_temperature: t, chamber_pressure: p, phase: ph, cycle_counter: n}
+phases: {0: idle, 1: heating, 2: sterilizing, 3: complete, 4: fault}
+cycle_end: {on: phase_enters, phases: [complete, fault]}
+`)
+	frames := [][]uint16{
+		{20, 100, 0, 7}, // baseline: 7 done
+		{100, 150, 1, 8}, {134, 304, 2, 8}, {30, 100, 3, 8}, {30, 100, 3, 8}, {20, 100, 0, 8},
+		{100, 150, 1, 9}, {50, 100, 4, 9}, {20, 100, 0, 9},
+	}
+	sink := observeRegs(t, p, frames)
+	recs := sink.Records()
+	if len(recs) != 2 || recs[0].Cycle != 8 || recs[1].Cycle != 9 || !recs[0].Complete || recs[0].Result != protocol.ResultUnknown {
+		t.Fatalf("records = %+v", recs)
+	}
+	if got := recs[1].Phases[len(recs[1].Phases)-1].Name; got != protocol.PhaseFault {
+		t.Errorf("last phase of cycle 9 = %s", got)
+	}
+}
