@@ -110,6 +110,10 @@ type CycleRecord struct {
 	// Raw is the exact bytes the device printed for this cycle (printer tap
 	// only): the legal original. encoding/json carries it as base64.
 	Raw []byte `json:"raw,omitempty"`
+	// Replay is true on a message published again from the journal's
+	// backlog after an outage. The publisher adds it in front of the
+	// journaled bytes; it is not part of the hashed payload (docs/mqtt.md).
+	Replay bool `json:"replay,omitempty"`
 }
 
 // CycleID returns the stable identifier of a device cycle. It does not

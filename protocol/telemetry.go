@@ -20,6 +20,7 @@ type Telemetry struct {
 	Samples  []Sample `json:"samples"`
 	Seq      uint64   `json:"seq"`
 	PrevHash string   `json:"prev_hash,omitempty"`
+	Replay   bool     `json:"replay,omitempty"` // see CycleRecord.Replay
 }
 
 // EventKind says what happened.
@@ -55,4 +56,5 @@ type Event struct {
 	To       time.Time `json:"to,omitzero"`
 	Seq      uint64    `json:"seq"`
 	PrevHash string    `json:"prev_hash,omitempty"`
+	Replay   bool      `json:"replay,omitempty"` // see CycleRecord.Replay
 }
