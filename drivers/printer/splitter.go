@@ -159,6 +159,29 @@ func (s *Splitter) endLine() {
 	text := decodeLine(line, s.t.charset)
 	isStart := s.t.start.MatchString(text)
 	isEnd := s.t.end.MatchString(text)
+	if !isStart && !isEnd && (!s.inReport || s.t.mode == ModeReport) {
+		// A start marker after other bytes on the same line: a device that
+		// lost power mid-line and printed a new report when it came back,
+		// or noise before a report. The bytes before it stay with the old
+		// report (which is cut) or go to garbage.
+		if k := s.startWithin(line); k > 0 {
+			head := line[:k]
+			if s.inReport {
+				s.report = append(s.report, head...)
+				s.emit(false)
+			} else {
+				s.garbage(head)
+				if t := decodeLine(head, s.t.charset); t != "" {
+					s.stats.GarbageLines++
+					s.stats.LastGarbage = t
+				}
+			}
+			s.lineOff += int64(k)
+			line = line[k:]
+			text = decodeLine(line, s.t.charset)
+			isStart, isEnd = true, s.t.end.MatchString(text)
+		}
+	}
 	switch {
 	case s.inReport && isStart && s.t.mode == ModeReport:
 		// A new report began before the old one ended: the device lost
@@ -209,4 +232,25 @@ func (s *Splitter) emit(ended bool) {
 		s.stats.Cut++
 	}
 	s.inReport, s.ended, s.report = false, false, nil
+}
+
+// maxStartSearch bounds the search for a start marker inside a line, which
+// costs one regexp match per byte of the line.
+const maxStartSearch = 512
+
+// startWithin returns the offset k > 0 at which line[k:] matches the start
+// marker, or 0.
+func (s *Splitter) startWithin(line []byte) int {
+	if len(line) > maxStartSearch {
+		return 0
+	}
+	for k := 1; k < len(line); k++ {
+		if isLineEnd(line[k]) {
+			break
+		}
+		if s.t.start.MatchString(decodeLine(line[k:], s.t.charset)) {
+			return k
+		}
+	}
+	return 0
 }
