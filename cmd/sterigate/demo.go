@@ -2,10 +2,184 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sterigate/sterigate/gateway/config"
+	"github.com/sterigate/sterigate/gateway/embedbroker"
+	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/sim"
 )
 
+// cmdDemo runs the whole product in one process with nothing installed: a
+// simulated autoclave, an embedded MQTT broker and the gateway between
+// them, printing a line for every cycle record the broker acknowledged.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("demo: not implemented yet")
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	speed := fs.Float64("speed", 120, "simulated seconds per real second (120: a 134 °C cycle in about 20 s)")
+	devices := fs.Int("devices", 1, "number of simulated autoclaves")
+	mqttAddr := fs.String("mqtt", "127.0.0.1:0", "address of the embedded MQTT broker (port 0: any free port)")
+	consoleAddr := fs.String("console", "127.0.0.1:0", "address of the local status page (empty: off)")
+	dataDir := fs.String("data-dir", "", "journal directory (default: a temporary directory removed at exit)")
+	verbose := fs.Bool("v", false, "show the gateway's log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *devices < 1 || *devices > 247 {
+		return usageError{fmt.Sprintf("demo: --devices %d is out of range (1 to 247)", *devices)}
+	}
+	if *speed <= 0 {
+		return usageError{fmt.Sprintf("demo: --speed %g must be positive", *speed)}
+	}
+	logLevel := slog.LevelWarn
+	if *verbose {
+		logLevel = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+
+	if *dataDir == "" {
+		dir, err := os.MkdirTemp("", "sterigate-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		*dataDir = dir
+	}
+
+	broker, err := embedbroker.Start(*mqttAddr, log.With("component", "broker"))
+	if err != nil {
+		return fmt.Errorf("demo: starting the embedded broker: %w", err)
+	}
+	defer broker.Close()
+
+	simAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	simulator, err := sim.New(sim.Options{Devices: *devices, Speed: *speed, Seed: time.Now().UnixNano(), ModbusTCP: simAddr,
+		Logger: log.With("component", "sim")})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	cfg := &config.Config{
+		File: "demo",
+		Gateway: config.Gateway{ID: "demo-gw", Site: "demo", DataDir: *dataDir,
+			Journal: config.Journal{Retention: config.DefaultRetention}},
+		MQTT: config.MQTT{Brokers: []string{broker.URL()}, TopicRoot: config.DefaultTopicRoot, ClientID: "sterigate-demo-gw",
+			KeepAlive: config.DefaultKeepAlive, Inflight: config.DefaultInflight},
+	}
+	if *consoleAddr != "" {
+		if cfg.Gateway.Console, err = resolveListenAddr(*consoleAddr); err != nil {
+			return err
+		}
+	}
+	// Poll about every 25 simulated seconds, so a 3-minute plateau gets
+	// several samples whatever the speed.
+	poll := max(20*time.Millisecond, time.Duration(float64(25*time.Second) / *speed))
+	for i := 1; i <= *devices; i++ {
+		cfg.Devices = append(cfg.Devices, config.Device{ID: fmt.Sprintf("autoclave-%d", i), Driver: config.DriverModbusTCP,
+			Address: simAddr, Unit: i, Profile: "sim-autoclave", PollInterval: poll, Timeout: time.Second})
+	}
+
+	fmt.Fprintf(stdout, "sterigate demo: %d simulated autoclave(s) at %gx speed, Modbus TCP on %s\n", *devices, *speed, simAddr)
+	fmt.Fprintf(stdout, "MQTT broker (embedded): %s\n", broker.URL())
+	fmt.Fprintf(stdout, "  watch it:  mosquitto_sub -h 127.0.0.1 -p %s -t 'sterigate/#' -v\n", portOf(broker.Addr()))
+	if cfg.Gateway.Console != "" {
+		fmt.Fprintf(stdout, "Status page: http://%s/\n", cfg.Gateway.Console)
+	}
+	fmt.Fprintf(stdout, "Journal: %s/journal.db\nWaiting for the first cycle to finish (Ctrl-C to stop)...\n", *dataDir)
+
+	started := time.Now()
+	var printMu sync.Mutex
+	onDelivered := func(e journal.Entry) {
+		if e.Kind != journal.KindCycle {
+			return
+		}
+		var r protocol.CycleRecord
+		if err := json.Unmarshal(e.Payload, &r); err != nil {
+			return
+		}
+		printMu.Lock()
+		defer printMu.Unlock()
+		fmt.Fprintln(stdout, describeRecord(r, time.Since(started)))
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	simErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		simErr <- simulator.Run(ctx)
+	}()
+	err = runGateway(ctx, gatewayOptions{cfg: cfg, log: log, onDelivered: onDelivered})
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if err := <-simErr; err != nil {
+		return fmt.Errorf("demo: simulator: %w", err)
+	}
+	fmt.Fprintln(stdout, "demo stopped")
+	return nil
+}
+
+// describeRecord is the demo's one line per delivered cycle record.
+func describeRecord(r protocol.CycleRecord, since time.Duration) string {
+	plateau := "no plateau"
+	for _, ph := range r.Phases {
+		if ph.Name == protocol.PhaseSterilizing && ph.TempMinC != nil {
+			plateau = fmt.Sprintf("plateau %.1f–%.1f °C / %.0f–%.0f kPa", *ph.TempMinC, *ph.TempMaxC, *ph.PressureMinKPa, *ph.PressureMaxKPa)
+		}
+	}
+	complete := ""
+	if !r.Complete {
+		complete = " (incomplete: the gateway did not see the whole cycle)"
+	}
+	return fmt.Sprintf("[%6.1fs] delivered %s: %s cycle %d, %s, %s, %d phases, %d samples, %s, seq %d%s",
+		since.Seconds(), r.ID, r.Device, r.Cycle, r.Program, r.Result, len(r.Phases), len(r.Samples), plateau, r.Seq, complete)
+}
+
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// resolveListenAddr turns a port-0 address into a concrete free one, so
+// the demo can print where the console is before it starts.
+func resolveListenAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("%q is not host:port", addr)}
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }

@@ -1,0 +1,317 @@
+package main
+
+// Wiring: the only place that knows both the gateway and the drivers. It
+// turns a config into running links, all feeding the journal, and a
+// publisher draining it.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sterigate/sterigate/drivers/modbus"
+	"github.com/sterigate/sterigate/drivers/printer"
+	"github.com/sterigate/sterigate/drivers/profile"
+	"github.com/sterigate/sterigate/drivers/rtu"
+	"github.com/sterigate/sterigate/gateway/config"
+	"github.com/sterigate/sterigate/gateway/console"
+	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub"
+	"github.com/sterigate/sterigate/gateway/supervise"
+	"github.com/sterigate/sterigate/protocol"
+)
+
+type gatewayOptions struct {
+	cfg *config.Config
+	log *slog.Logger
+	// onDelivered, when set, is called for every journal entry the broker
+	// acknowledged (the demo prints cycle records).
+	onDelivered func(journal.Entry)
+	// ready, when set, is called once everything is started.
+	ready func()
+}
+
+// link is one device-facing task: a TCP connection, an RTU bus or a
+// printer port, with the counters it exposes as metrics.
+type link struct {
+	name     string
+	run      supervise.Task
+	counters func(map[string]float64)
+}
+
+// deviceFiles is what a device's profile or template resolved to.
+type deviceFiles struct {
+	profile  *profile.Profile
+	template *printer.Template
+}
+
+// resolveDeviceFiles loads the profile or template a device names; a
+// relative path is relative to the config file, so a config directory can
+// be copied as a whole.
+func resolveDeviceFiles(cfg *config.Config, dev config.Device) (deviceFiles, error) {
+	rel := func(name string) string {
+		if looksLikePath(name) && !filepath.IsAbs(name) {
+			return filepath.Join(filepath.Dir(cfg.File), name)
+		}
+		return name
+	}
+	var f deviceFiles
+	var err error
+	switch dev.Driver {
+	case config.DriverPrinter:
+		f.template, err = printer.ResolveTemplate(rel(dev.Template))
+	default:
+		f.profile, err = profile.Resolve(rel(dev.Profile))
+	}
+	return f, err
+}
+
+func looksLikePath(s string) bool {
+	return strings.ContainsRune(s, '/') || strings.HasSuffix(s, ".yaml") || strings.HasSuffix(s, ".yml")
+}
+
+// buildLinks groups devices by the physical link they share and builds one
+// owner per link: Modbus forbids interleaved requests on one bus, and a
+// TCP-to-RTU gateway is one connection for several units.
+func buildLinks(cfg *config.Config, j *journal.Journal, log *slog.Logger) ([]link, error) {
+	groups := map[string][]config.Device{}
+	var keys []string
+	for _, dev := range cfg.Devices {
+		key := dev.BusKey()
+		if dev.Driver == config.DriverModbusTCP {
+			key = "tcp:" + dev.Address
+		}
+		if _, ok := groups[key]; !ok {
+			keys = append(keys, key)
+		}
+		groups[key] = append(groups[key], dev)
+	}
+	sort.Strings(keys)
+	var links []link
+	for _, key := range keys {
+		devs := groups[key]
+		l, err := buildLink(cfg, devs, j, log)
+		if err != nil {
+			return nil, err
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+func buildLink(cfg *config.Config, devs []config.Device, j *journal.Journal, log *slog.Logger) (link, error) {
+	first := devs[0]
+	var ucfgs []modbus.UnitConfig
+	for _, dev := range devs {
+		if dev.Driver == config.DriverPrinter {
+			continue
+		}
+		files, err := resolveDeviceFiles(cfg, dev)
+		if err != nil {
+			return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
+		}
+		ucfgs = append(ucfgs, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver})
+	}
+	var units []*modbus.Unit
+	unitCounters := func(m map[string]float64) {
+		for _, u := range units {
+			s := u.Stats()
+			d := u.Config().Device
+			m[fmt.Sprintf("sterigate_polls_total{device=%q}", d)] = float64(s.Polls)
+			m[fmt.Sprintf("sterigate_good_polls_total{device=%q}", d)] = float64(s.GoodPolls)
+			m[fmt.Sprintf("sterigate_poll_timeouts_total{device=%q}", d)] = float64(s.Timeouts)
+			m[fmt.Sprintf("sterigate_poll_exceptions_total{device=%q}", d)] = float64(s.Exceptions)
+			m[fmt.Sprintf("sterigate_poll_crc_errors_total{device=%q}", d)] = float64(s.CRCErrors)
+			m[fmt.Sprintf("sterigate_poll_transport_errors_total{device=%q}", d)] = float64(s.TransportErrors)
+			m[fmt.Sprintf("sterigate_poll_decode_errors_total{device=%q}", d)] = float64(s.DecodeErrors)
+		}
+	}
+
+	switch first.Driver {
+	case config.DriverModbusTCP:
+		poll := first.PollInterval
+		for _, d := range devs {
+			poll = min(poll, d.PollInterval)
+		}
+		p, err := modbus.NewTCPPoller(modbus.TCPConfig{Address: first.Address, Units: ucfgs, PollInterval: poll, Timeout: first.Timeout},
+			j, j, log.With("link", first.Address))
+		if err != nil {
+			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
+		}
+		units = p.Units()
+		return link{name: "modbus-tcp " + first.Address, run: p.Run, counters: unitCounters}, nil
+
+	case config.DriverModbusRTU, config.DriverModbusRTUTCP:
+		bc := rtu.BusConfig{Timeout: first.Timeout, PauseBetweenRequests: first.PauseBetweenRequests}
+		if first.Driver == config.DriverModbusRTU {
+			s := first.Serial
+			sc := &rtu.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
+			if s.USB != (config.USB{}) {
+				sc.USB = &rtu.USBIdentity{VID: s.USB.VID, PID: s.USB.PID, Serial: s.USB.Serial}
+			}
+			bc.Serial = sc
+		} else {
+			bc.Address = first.Address
+		}
+		for i, dev := range devs {
+			u, err := modbus.NewUnit(ucfgs[i], j, j, log.With("device", dev.ID))
+			if err != nil {
+				return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
+			}
+			units = append(units, u)
+			bc.Units = append(bc.Units, rtu.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Interval: dev.PollInterval, Poller: rtuPoller{u}})
+		}
+		b, err := rtu.NewBus(bc, log.With("bus", first.BusKey()))
+		if err != nil {
+			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
+		}
+		return link{name: first.Driver + " " + first.BusKey(), run: b.Run, counters: func(m map[string]float64) {
+			unitCounters(m)
+			for _, us := range b.Stats().Units {
+				m[fmt.Sprintf("sterigate_rtu_requests_total{device=%q}", us.Device)] = float64(us.Requests)
+				m[fmt.Sprintf("sterigate_rtu_timeouts_total{device=%q}", us.Device)] = float64(us.Timeouts)
+				m[fmt.Sprintf("sterigate_rtu_crc_errors_total{device=%q}", us.Device)] = float64(us.CRCErrors)
+				m[fmt.Sprintf("sterigate_rtu_frame_errors_total{device=%q}", us.Device)] = float64(us.FrameErrors)
+				m[fmt.Sprintf("sterigate_rtu_exceptions_total{device=%q}", us.Device)] = float64(us.Exceptions)
+			}
+		}}, nil
+
+	case config.DriverPrinter:
+		files, err := resolveDeviceFiles(cfg, first)
+		if err != nil {
+			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
+		}
+		s := first.Serial
+		tap, err := printer.NewTap(printer.TapConfig{Device: first.ID, Port: s.Port, Baud: s.Baud, DataBits: s.DataBits,
+			Parity: s.Parity, StopBits: s.StopBits, Template: files.template}, j, log.With("device", first.ID))
+		if err != nil {
+			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
+		}
+		return link{name: "printer " + first.ID, run: tap.Run, counters: func(m map[string]float64) {
+			st := tap.Stats()
+			m[fmt.Sprintf("sterigate_printer_records_total{device=%q}", first.ID)] = float64(st.Records)
+			m[fmt.Sprintf("sterigate_printer_incomplete_records_total{device=%q}", first.ID)] = float64(st.Incomplete)
+			m[fmt.Sprintf("sterigate_printer_parse_errors_total{device=%q}", first.ID)] = float64(st.ParseErrors)
+		}}, nil
+	}
+	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)
+}
+
+// runGateway runs the gateway until ctx is done. Shutdown order matters:
+// drivers stop first, then the publisher says offline, then the journal
+// closes with everything committed.
+func runGateway(ctx context.Context, o gatewayOptions) error {
+	cfg, log := o.cfg, o.log
+	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o750); err != nil {
+		return fmt.Errorf("gateway.data_dir: %w", err)
+	}
+	j, err := journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal.db"), journal.Options{
+		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log.With("component", "journal"),
+		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
+	})
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+
+	pub, err := newPublisher(cfg, j, log.With("component", "mqtt"), o.onDelivered)
+	if err != nil {
+		return err
+	}
+	links, err := buildLinks(cfg, j, log)
+	if err != nil {
+		return err
+	}
+
+	driverCtx, stopDrivers := context.WithCancel(ctx)
+	defer stopDrivers()
+	drivers := supervise.New(driverCtx, log)
+	for _, l := range links {
+		drivers.Go(l.name, l.run)
+	}
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	services := supervise.New(pubCtx, log)
+	services.Go("mqtt publisher", pub.Run)
+	started := time.Now()
+	if cfg.Gateway.Console != "" {
+		src := console.SourceFunc(func(ctx context.Context) (console.Snapshot, error) {
+			return snapshot(ctx, cfg, j, pub, links, drivers, started)
+		})
+		services.Go("console", func(ctx context.Context) error {
+			return console.Serve(ctx, cfg.Gateway.Console, src, log.With("component", "console"))
+		})
+	}
+	log.Info("sterigate running", "gateway", cfg.Gateway.ID, "site", cfg.Gateway.Site, "devices", len(cfg.Devices),
+		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", version)
+	if o.ready != nil {
+		o.ready()
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	stopDrivers()
+	drivers.Wait()
+	stopPub()
+	services.Wait()
+	return nil
+}
+
+func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *mqttpub.Publisher, links []link,
+	drivers *supervise.Group, started time.Time) (console.Snapshot, error) {
+	st, err := j.Stats(ctx)
+	if err != nil {
+		return console.Snapshot{}, err
+	}
+	devs, err := j.DeviceStatuses(ctx)
+	if err != nil {
+		return console.Snapshot{}, err
+	}
+	known := map[string]bool{}
+	for _, d := range devs {
+		known[d.Device] = true
+	}
+	for _, d := range cfg.Devices {
+		if !known[d.ID] {
+			devs = append(devs, protocol.DeviceStatus{Device: d.ID, State: protocol.DeviceUnknown})
+		}
+	}
+	counters := map[string]float64{}
+	for _, l := range links {
+		if l.counters != nil {
+			l.counters(counters)
+		}
+	}
+	for name, n := range drivers.Restarts() {
+		counters[fmt.Sprintf("sterigate_task_restarts_total{task=%q}", name)] = float64(n)
+	}
+	return console.Snapshot{
+		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: version, Started: started,
+		BrokerConnected: pub.Connected(),
+		Pending:         map[string]int64{"cycle": st.PendingUrgent, "telemetry": st.PendingTelemetry},
+		JournalBytes:    st.FileBytes, JournalQuota: st.QuotaBytes,
+		Devices: devs, Counters: counters, Alarms: st.Alarms,
+	}, nil
+}
+
+func newPublisher(cfg *config.Config, j *journal.Journal, log *slog.Logger, onDelivered func(journal.Entry)) (*mqttpub.Publisher, error) {
+	m := cfg.MQTT
+	return mqttpub.New(mqttpub.Options{
+		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
+		Version: version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
+		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
+		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log,
+	}, j)
+}
+
+// rtuPoller adapts a Modbus unit to the RTU bus: both packages declare the
+// same one-method reader interface, and Go does not unify named interface
+// types in method signatures.
+type rtuPoller struct{ u *modbus.Unit }
+
+func (p rtuPoller) Poll(ctx context.Context, r rtu.RegisterReader) error { return p.u.Poll(ctx, r) }
+func (p rtuPoller) Unreachable(ctx context.Context, err error)           { p.u.Unreachable(ctx, err) }
