@@ -378,3 +378,90 @@ func TestNewProfileForAnUnseenLayout(t *testing.T) {
 		t.Errorf("alarms = %+v", rec.Alarms)
 	}
 }
+
+// TestPollerRestartMidCycleGivesOneRecord: the gateway stops in the middle
+// of a cycle (its state saved through the StateStore after every poll) and
+// a new poller on the same store finishes the same cycle: one record, the
+// same counter, samples from both runs.
+func TestPollerRestartMidCycleGivesOneRecord(t *testing.T) {
+	addr := freeAddr(t)
+	img := newImage(0)
+	st := simState{tempC: 22, kPa: 101.3, counter: 9, last: 9, result: 1, program: 2}
+	img.set(func(h, _ []uint16) { st.apply(h) })
+	startServer(t, addr, img)
+	prof, _ := profile.Builtin("sim-autoclave")
+	sink, store := &cycletest.Sink{}, &cycletest.Store{}
+	newPoller := func() *TCPPoller {
+		p, err := NewTCPPoller(TCPConfig{Address: addr, PollInterval: 5 * time.Millisecond,
+			Units: []UnitConfig{{Device: "ac", Unit: 1, Profile: prof}}}, sink, store, quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := newPoller()
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	settle(t, img)
+	st.counter, st.phase, st.tempC, st.kPa = 10, 2, 50, 9
+	img.set(func(h, _ []uint16) { st.apply(h) })
+	settle(t, img)
+	st.phase, st.tempC, st.kPa = 5, 134.5, 306
+	img.set(func(h, _ []uint16) { st.apply(h) })
+	settle(t, img)
+	cancel()
+	<-done
+	if n := first.Units()[0].Stats().GoodPolls; n < 4 {
+		t.Fatalf("first run polled %d times", n)
+	}
+	if got := first.Units()[0].Status(); got.State != protocol.DeviceOnline || got.Phase != protocol.PhaseSterilizing || got.Cycle != 10 || got.Program != "134-prion" {
+		t.Errorf("status = %+v", got)
+	}
+
+	runPoller(t, newPoller())
+	settle(t, img)
+	st.phase, st.last, st.result = 10, 10, 1
+	img.set(func(h, _ []uint16) { st.apply(h) })
+	sink.WaitFor(t, 5*time.Second, "the record", func(s *cycletest.Sink) bool { return len(s.Records()) > 0 })
+	settle(t, img)
+	recs := sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 10 || recs[0].Program != "134-prion" || recs[0].Result != protocol.ResultPassed {
+		t.Fatalf("records = %+v", recs)
+	}
+	var names []string
+	for _, ph := range recs[0].Phases {
+		names = append(names, string(ph.Name))
+	}
+	if got := strings.Join(names, " "); got != "air_removal sterilizing complete" {
+		t.Errorf("phases = %s", got)
+	}
+	if !recs[0].Complete {
+		t.Errorf("a restart of a few milliseconds made the record incomplete")
+	}
+}
+
+// BenchmarkPollOverLoopback: one full poll (one 24-register read, decode,
+// assemble, save state) against a real Modbus TCP server on loopback.
+func BenchmarkPollOverLoopback(b *testing.B) {
+	addr := freeAddrB(b)
+	img := newImage(0)
+	st := simState{tempC: 22, kPa: 101.3, counter: 9, last: 9, result: 1, program: 1}
+	img.set(func(h, _ []uint16) { st.apply(h) })
+	stop := startServerB(b, addr, img)
+	defer stop()
+	prof, _ := profile.Builtin("sim-autoclave")
+	u, err := NewUnit(UnitConfig{Device: "ac", Unit: 1, Profile: prof}, &cycletest.Sink{}, &cycletest.Store{}, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := newTCPLink(addr, time.Second, nil)
+	defer l.close()
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		if err := u.Poll(ctx, l); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

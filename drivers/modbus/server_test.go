@@ -89,7 +89,9 @@ func (d *registerImage) HandleInputRegisters(req *smodbus.InputRegistersRequest)
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrB(t) }
+
+func freeAddrB(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -103,6 +105,10 @@ func freeAddr(t *testing.T) string {
 // startServer serves img on addr until the returned stop is called (and at
 // the end of the test).
 func startServer(t *testing.T, addr string, img *registerImage) (stop func()) {
+	return startServerB(t, addr, img)
+}
+
+func startServerB(t testing.TB, addr string, img *registerImage) (stop func()) {
 	t.Helper()
 	srv, err := smodbus.NewServer(&smodbus.ServerConfiguration{
 		URL: "tcp://" + addr, Timeout: 30 * time.Second, MaxClients: 8,

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,9 @@ type Unit struct {
 	log       *slog.Logger
 	stats     unitCounters
 	lastErr   string // last logged poll error, so a steady failure logs once
+
+	statusMu sync.Mutex
+	status   protocol.DeviceStatus
 }
 
 // NewUnit checks cfg and builds the unit and its assembler.
@@ -89,7 +93,29 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 	if err != nil {
 		return nil, fmt.Errorf("modbus unit %s: %w", cfg.Device, err)
 	}
-	return &Unit{cfg: cfg, assembler: a, log: log}, nil
+	return &Unit{cfg: cfg, assembler: a, log: log, status: protocol.DeviceStatus{Device: cfg.Device, State: protocol.DeviceUnknown}}, nil
+}
+
+// Status returns the device's state as of the last poll, for the retained
+// device status topic. Safe from any goroutine.
+func (u *Unit) Status() protocol.DeviceStatus {
+	u.statusMu.Lock()
+	defer u.statusMu.Unlock()
+	return u.status
+}
+
+func (u *Unit) setStatus(f func(*protocol.DeviceStatus)) {
+	u.statusMu.Lock()
+	defer u.statusMu.Unlock()
+	f(&u.status)
+	u.status.At = u.now().UTC()
+}
+
+func (u *Unit) now() time.Time {
+	if u.cfg.Now != nil {
+		return u.cfg.Now()
+	}
+	return time.Now()
 }
 
 // Config returns the unit's configuration.
@@ -123,6 +149,12 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 	}
 	u.stats.goodPolls.Add(1)
 	u.stats.lastGood.Store(time.Now().UnixNano())
+	u.setStatus(func(s *protocol.DeviceStatus) {
+		s.State, s.Phase, s.Cycle, s.Error, s.Program = protocol.DeviceOnline, reading.Phase, reading.Counter, "", ""
+		if reading.HasProgram {
+			s.Program = p.ProgramName(reading.ProgramCode)
+		}
+	})
 	if u.lastErr != "" {
 		u.log.Info("modbus poll recovered", "after", u.lastErr)
 		u.lastErr = ""
@@ -141,6 +173,12 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 // emits one offline event per outage and marks the cycle in progress as not
 // fully observed.
 func (u *Unit) Unreachable(ctx context.Context, err error) {
+	u.setStatus(func(s *protocol.DeviceStatus) {
+		s.State = protocol.DeviceOffline
+		if err != nil {
+			s.Error = err.Error()
+		}
+	})
 	u.assembler.Unreachable(ctx, err)
 }
 

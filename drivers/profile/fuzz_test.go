@@ -102,3 +102,16 @@ cycle_end: {on: last_cycle_change}
 		}
 	})
 }
+
+func BenchmarkDecodeSimAutoclave(b *testing.B) {
+	p, _ := Builtin("sim-autoclave")
+	img := make([]uint16, 24)
+	img[0], img[2], img[3], img[5], img[6] = 1352, 3121, 5, 0, 12
+	data := [][]uint16{img}
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := p.Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
