@@ -7,7 +7,9 @@ package scenario
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -230,6 +232,9 @@ func Parse(name string, data []byte) (*Scenario, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the scenario is empty", name)
+		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	var extra yaml.Node
