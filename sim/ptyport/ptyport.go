@@ -15,16 +15,28 @@
 //     Port re-registers the master with the Go runtime poller, so Close and
 //     SetReadDeadline interrupt a pending Read.
 //
+// Holding the slave open has a price that Port also pays back: the tty never
+// fully closes, so what one client leaves behind would meet the next — its
+// TIOCEXCL exclusive-access flag (after a kill -9, every later non-root open
+// fails with EBUSY), its termios, and replies it never read. Port watches the
+// device node with inotify and, when the last client closes it, clears the
+// flag, restores raw mode and discards the unread bytes, as a real serial
+// port forgets everything when it is closed. While no client has the device
+// open, Write discards its bytes, as a real line with nothing attached does,
+// instead of filling the kernel buffer and then blocking.
+//
 // A pty has no baud rate, parity or break: the client's termios settings are
 // accepted and ignored, and bytes arrive as fast as they are written.
 package ptyport
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/creack/pty"
@@ -39,6 +51,15 @@ type Port struct {
 	slave      *os.File // held open only so the master never sees EIO; never read
 	devicePath string   // e.g. /dev/pts/7
 	link       string   // symlink to devicePath, "" when none was asked for
+
+	// Client tracking: inotify events on the device node. watch is nil when
+	// inotify is unavailable; then Write never discards and nothing is reset.
+	watch        *os.File
+	watchConn    syscall.RawConn
+	watcher      sync.WaitGroup
+	mu           sync.Mutex
+	clients      int  // opens minus closes of the device node by clients
+	clientsKnown bool // false after an inotify queue overflow
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,8 +88,14 @@ func Open(link string) (*Port, error) {
 		return nil, fmt.Errorf("ptyport: master of %s: %w", devicePath, err)
 	}
 	p := &Port{master: master, slave: slave, devicePath: devicePath}
+	if err := p.startWatch(); err != nil {
+		master.Close()
+		slave.Close()
+		return nil, fmt.Errorf("ptyport: watch %s for clients: %w", devicePath, err)
+	}
 	if link != "" {
 		if err := replaceSymlink(link, devicePath); err != nil {
+			p.closeWatch()
 			master.Close()
 			slave.Close()
 			return nil, err
@@ -76,6 +103,123 @@ func Open(link string) (*Port, error) {
 		p.link = link
 	}
 	return p, nil
+}
+
+// startWatch begins tracking clients of the device node. Kernels without
+// inotify leave Port working, only without the reset and discard behaviour.
+func (p *Port) startWatch() error {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EMFILE) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inotify_init1: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, p.devicePath, unix.IN_OPEN|unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("inotify_add_watch: %w", err)
+	}
+	p.watch = os.NewFile(uintptr(fd), "inotify:"+p.devicePath) // non-blocking: poller-managed
+	p.watchConn, err = p.watch.SyscallConn()
+	if err != nil {
+		p.watch.Close()
+		p.watch = nil
+		return err
+	}
+	p.clientsKnown = true
+	p.watcher.Go(p.watchClients)
+	return nil
+}
+
+// watchClients applies client opens and closes as they happen, so that a
+// client's last close resets the line before the next client can open it.
+// It ends when Close closes the watch.
+func (p *Port) watchClients() {
+	for {
+		err := p.watchConn.Read(func(fd uintptr) bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.readEventsLocked(int(fd)) // false: nothing there, wait
+		})
+		if err != nil {
+			return
+		}
+	}
+}
+
+// refreshClients applies the pending events now. Events are queued by the
+// kernel before a client's open() returns, so after this the count includes
+// every client that could have sent the bytes we are answering.
+func (p *Port) refreshClients() {
+	p.watchConn.Control(func(fd uintptr) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.readEventsLocked(int(fd))
+	})
+}
+
+// readEventsLocked reads all pending inotify events and reports whether
+// there were any. When the last client has closed, it resets the line.
+func (p *Port) readEventsLocked(fd int) bool {
+	var buf [64 * (unix.SizeofInotifyEvent + unix.NAME_MAX + 1)]byte
+	gotEvents, lastClientLeft := false, false
+	for {
+		n, err := unix.Read(fd, buf[:])
+		if n <= 0 || err != nil {
+			break
+		}
+		gotEvents = true
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			nameLen := binary.NativeEndian.Uint32(buf[off+12:])
+			switch {
+			case mask&unix.IN_Q_OVERFLOW != 0:
+				p.clientsKnown = false
+			case mask&unix.IN_OPEN != 0:
+				p.clients++
+			case mask&(unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE) != 0 && p.clients > 0:
+				p.clients--
+				lastClientLeft = lastClientLeft || p.clients == 0
+			}
+			off += unix.SizeofInotifyEvent + int(nameLen)
+		}
+	}
+	if p.clientsKnown && lastClientLeft {
+		p.resetLineLocked(p.clients == 0)
+	}
+	return gotEvents
+}
+
+// resetLineLocked undoes what the last client left on the tty, as closing a
+// real serial port would: its unread input, and, unless a new client has
+// already opened the device (whose settings must stand), its exclusive-access
+// flag and its termios. Flushing is safe even then: Write applies pending
+// events before writing, so nothing meant for the new client is queued yet.
+func (p *Port) resetLineLocked(noClientNow bool) {
+	fd := int(p.slave.Fd())
+	unix.IoctlSetInt(fd, unix.TCFLSH, unix.TCIFLUSH)
+	if noClientNow {
+		unix.IoctlSetInt(fd, unix.TIOCNXCL, 0)
+		makeRaw(fd)
+	}
+}
+
+func (p *Port) closeWatch() {
+	if p.watch != nil {
+		p.watch.Close()
+		p.watcher.Wait()
+	}
+}
+
+// hasNoClient reports whether certainly nobody has the device node open.
+func (p *Port) hasNoClient() bool {
+	if p.watch == nil {
+		return false
+	}
+	p.refreshClients()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.clientsKnown && p.clients == 0
 }
 
 // pollable turns creack/pty's blocking master (Fd() put it into blocking mode)
@@ -149,10 +293,32 @@ func (p *Port) DevicePath() string { return p.devicePath }
 // error wrapping os.ErrClosed).
 func (p *Port) Read(b []byte) (int, error) { return p.master.Read(b) }
 
-// Write sends bytes to the client. Bytes pass unchanged (raw mode). If no
-// client reads, the kernel buffers about 4 KiB and then Write blocks until
-// a client reads, the write deadline passes or the Port is closed.
-func (p *Port) Write(b []byte) (int, error) { return p.master.Write(b) }
+// Write sends bytes to the client, unchanged (raw mode). While no client has
+// the device node open, the bytes are discarded and Write reports success, as
+// on a real line with nothing attached. If a client has it open but does not
+// read, the kernel buffers a few KiB and then Write blocks until the client
+// reads, the write deadline passes or the Port is closed.
+func (p *Port) Write(b []byte) (int, error) {
+	if p.hasNoClient() {
+		return len(b), nil
+	}
+	return p.master.Write(b)
+}
+
+// Clients is the number of open descriptors of the device node held by
+// clients (not by the Port itself), or -1 when it cannot be known.
+func (p *Port) Clients() int {
+	if p.watch == nil {
+		return -1
+	}
+	p.refreshClients()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.clientsKnown {
+		return -1
+	}
+	return p.clients
+}
 
 // SetReadDeadline bounds pending and future Reads (os.ErrDeadlineExceeded);
 // the zero time removes the bound.
@@ -174,6 +340,7 @@ func (p *Port) Close() error {
 				}
 			}
 		}
+		p.closeWatch()
 		if err := p.master.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("ptyport: close master of %s: %w", p.devicePath, err))
 		}

@@ -167,11 +167,22 @@ func Serve(ctx context.Context, rw io.ReadWriter, regs Registers, opts Options) 
 	var reader sync.WaitGroup
 	reader.Go(func() { readLoop(readCtx, rw, chunks, readErr) })
 	if d, ok := rw.(readDeadliner); ok {
-		interrupt := context.AfterFunc(readCtx, func() { d.SetReadDeadline(time.Unix(1, 0)) })
+		interrupted := make(chan struct{})
+		stopInterrupt := context.AfterFunc(readCtx, func() {
+			defer close(interrupted)
+			d.SetReadDeadline(time.Unix(1, 0))
+		})
 		defer func() {
-			interrupt()
+			// Runs after stopReading, so the interrupt has started unless it
+			// was stopped; wait for it, or it could undo the reset below.
+			if !stopInterrupt() {
+				<-interrupted
+			}
 			d.SetReadDeadline(time.Time{}) // leave the port usable for the next Serve
 		}()
+	}
+	if d, ok := rw.(writeDeadliner); ok {
+		defer d.SetWriteDeadline(time.Time{})
 	}
 	defer reader.Wait()
 	defer stopReading()
@@ -218,8 +229,8 @@ func Serve(ctx context.Context, rw io.ReadWriter, regs Registers, opts Options) 
 	}
 }
 
-// readLoop owns the blocking Read. It ends when Read fails; a deadline error
-// caused by Serve's cancellation ends it too.
+// readLoop owns the blocking Read. It ends when Read fails, including the
+// deadline error by which Serve interrupts it on cancellation.
 func readLoop(ctx context.Context, r io.Reader, chunks chan<- chunk, readErr chan<- error) {
 	for {
 		buf := make([]byte, maxFrameLen)
@@ -232,9 +243,9 @@ func readLoop(ctx context.Context, r io.Reader, chunks chan<- chunk, readErr cha
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
-				continue // a deadline someone else set; keep serving
-			}
+			// Also a deadline error while ctx is live ends the loop: someone
+			// else set a deadline on a stream Serve owns, and retrying would
+			// spin on it.
 			readErr <- err
 			return
 		}
