@@ -243,12 +243,7 @@ func TestMbpollReadsTCP(t *testing.T) {
 		if err != nil {
 			t.Fatalf("mbpoll -t %s: %v\n%s", typ, err, out)
 		}
-		got := map[int]int{}
-		for _, m := range regexp.MustCompile(`(?m)^\[(\d+)\]:\s+(-?\d+)`).FindAllStringSubmatch(string(out), -1) {
-			ref, _ := strconv.Atoi(m[1])
-			v, _ := strconv.Atoi(m[2])
-			got[ref-1] = v // mbpoll numbers registers from 1
-		}
+		got := parseMbpoll(string(out))
 		if len(got) != 24 {
 			t.Fatalf("mbpoll printed %d registers:\n%s", len(got), out)
 		}
@@ -271,4 +266,22 @@ func TestMbpollReadsTCP(t *testing.T) {
 	if !strings.Contains(strings.ToLower(string(out)), "illegal data address") {
 		t.Errorf("register 25 via mbpoll: %s", out)
 	}
+}
+
+// parseMbpoll reads mbpoll's "[ref]: value" lines into zero-based addresses.
+func parseMbpoll(out string) map[int]int {
+	got := map[int]int{}
+	for _, m := range regexp.MustCompile(`(?m)^\[(\d+)\]:\s+(-?\d+)`).FindAllStringSubmatch(out, -1) {
+		ref, _ := strconv.Atoi(m[1])
+		v, _ := strconv.Atoi(m[2])
+		got[ref-1] = v // mbpoll numbers registers from 1
+	}
+	return got
+}
+
+func execLookPath(name string) (string, error) { return exec.LookPath(name) }
+
+func execOutput(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
 }
