@@ -29,7 +29,7 @@ func BenchmarkRun200DevicesSpeed60(b *testing.B) {
 			b.Fatal(err)
 		}
 		cancel()
-		b.ReportMetric((cpuTime() - cpu0).Seconds()/time.Since(wall0).Seconds(), "cores")
+		b.ReportMetric((cpuTime()-cpu0).Seconds()/time.Since(wall0).Seconds(), "cores")
 	}
 }
 
