@@ -15,7 +15,7 @@ import (
 // (goburrow/modbus's RTU client has timing and concurrency bugs, see
 // libraries.md §1).
 type testMaster struct {
-	t    *testing.T
+	t    testing.TB
 	port serial.Port
 }
 
@@ -30,7 +30,7 @@ func (e *exceptionError) Error() string {
 	return fmt.Sprintf("test master: exception %d to function %d", e.code, e.function)
 }
 
-func newTestMaster(t *testing.T, path string) *testMaster {
+func newTestMaster(t testing.TB, path string) *testMaster {
 	t.Helper()
 	port, err := serial.Open(path, &serial.Mode{BaudRate: 19200, DataBits: 8, Parity: serial.EvenParity, StopBits: serial.OneStopBit})
 	if err != nil {

@@ -85,7 +85,7 @@ func expectedValues(unit, function byte, address, quantity uint16) []uint16 {
 
 // startSlave serves bank on a new pty and stops it at cleanup, checking that
 // Serve returns nil after cancellation.
-func startSlave(t *testing.T, bank Registers, opts Options) *ptyport.Port {
+func startSlave(t testing.TB, bank Registers, opts Options) *ptyport.Port {
 	t.Helper()
 	port, err := ptyport.Open(filepath.Join(t.TempDir(), "ttyRTU"))
 	if err != nil {
