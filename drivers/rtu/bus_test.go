@@ -25,9 +25,8 @@ func openPty(t *testing.T, ctx context.Context, link string, units ...byte) (*pt
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
 	s := newTestSlave(p, units...)
-	s.start(t, ctx)
+	s.start(t, ctx, p)
 	return p, s
 }
 
@@ -35,7 +34,8 @@ func TestClientOverPty(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p, slave := openPty(t, ctx, filepath.Join(t.TempDir(), "ttyRTU"), 1, 2, 3)
-	c, err := OpenSerial(SerialConfig{Port: p.Path(), Parity: "N", StopBits: 2}, ClientOptions{Timeout: 200 * time.Millisecond})
+	// A generous timeout: the machine may be loaded (2 cores, -race).
+	c, err := OpenSerial(SerialConfig{Port: p.Path(), Parity: "N", StopBits: 2}, ClientOptions{Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +77,10 @@ func TestClientOverPty(t *testing.T) {
 		t.Fatalf("reply behind line noise: %v %v", v, err)
 	}
 
+	c.timeout = 200 * time.Millisecond
 	start := time.Now()
 	_, err = c.ReadRegisters(ctx, 9, 3, 0, 1)
+	c.timeout = 2 * time.Second
 	var te *TimeoutError
 	if !errors.As(err, &te) || te.Received != 0 {
 		t.Fatalf("silent unit: %v, want *TimeoutError", err)
@@ -158,7 +160,7 @@ func TestBusSilentUnitDoesNotStallTheOthers(t *testing.T) {
 		units = append(units, UnitConfig{Device: "d", Unit: u, Interval: 10 * time.Millisecond, Poller: pollers[u]})
 	}
 	units[1].Device, units[2].Device, units[3].Device = "d2", "d3", "d4"
-	timeout := 80 * time.Millisecond
+	timeout := 150 * time.Millisecond
 	b := runBus(t, ctx, BusConfig{Serial: &SerialConfig{Port: p.Path()}, Timeout: timeout, UnitBackoffMax: 400 * time.Millisecond, Units: units}, nil)
 
 	start := time.Now()

@@ -44,8 +44,9 @@ func newTestSlave(rw io.ReadWriter, units ...byte) *testSlave {
 	return s
 }
 
-// start serves until ctx is done or the stream fails; the test waits for it.
-func (s *testSlave) start(t *testing.T, ctx context.Context) {
+// start serves until ctx is done or the stream fails; at cleanup the test
+// closes the stream (which ends a pending Read) and waits for it.
+func (s *testSlave) start(t *testing.T, ctx context.Context, stream io.Closer) {
 	t.Helper()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -53,7 +54,10 @@ func (s *testSlave) start(t *testing.T, ctx context.Context) {
 		defer wg.Done()
 		s.serve(ctx)
 	}()
-	t.Cleanup(wg.Wait)
+	t.Cleanup(func() {
+		stream.Close()
+		wg.Wait()
+	})
 }
 
 func (s *testSlave) set(f func(s *testSlave)) {
