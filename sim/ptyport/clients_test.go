@@ -195,3 +195,38 @@ func TestUnreadBytesDoNotReachTheNextClient(t *testing.T) {
 		t.Fatalf("second client read %q, want \"fresh\"", got)
 	}
 }
+
+func TestUntrackedPortStillWorks(t *testing.T) {
+	tracked := openPort(t, "")
+	if err := tracked.TrackingErr(); err != nil {
+		t.Fatalf("tracking is off on this machine: %v", err)
+	}
+	p, err := open("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Clients() != -1 || p.TrackingErr() == nil {
+		t.Fatalf("untracked port: Clients() = %d, TrackingErr() = %v; want -1 and a reason", p.Clients(), p.TrackingErr())
+	}
+	// Untracked, a Write before any client is kept by the kernel, not discarded.
+	if _, err := p.Write(awkwardBytes); err != nil {
+		t.Fatal(err)
+	}
+	client, err := os.OpenFile(p.Path(), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	client.SetReadDeadline(deadline)
+	if got := readExactly(t, client, len(awkwardBytes), deadline); !bytes.Equal(got, awkwardBytes) {
+		t.Fatalf("client read % x, want % x", got, awkwardBytes)
+	}
+	if _, err := client.Write([]byte{0x0D}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readExactly(t, p, 1, deadline); got[0] != 0x0D {
+		t.Fatalf("master read % x", got)
+	}
+}

@@ -23,7 +23,9 @@
 // flag, restores raw mode and discards the unread bytes, as a real serial
 // port forgets everything when it is closed. While no client has the device
 // open, Write discards its bytes, as a real line with nothing attached does,
-// instead of filling the kernel buffer and then blocking.
+// instead of filling the kernel buffer and then blocking. Tracking costs one
+// inotify instance per Port; when the kernel refuses one, the Port still
+// works, untracked (see TrackingErr).
 //
 // A pty has no baud rate, parity or break: the client's termios settings are
 // accepted and ignored, and bytes arrive as fast as they are written.
@@ -53,13 +55,15 @@ type Port struct {
 	link       string   // symlink to devicePath, "" when none was asked for
 
 	// Client tracking: inotify events on the device node. watch is nil when
-	// inotify is unavailable; then Write never discards and nothing is reset.
+	// tracking is off (trackingErr says why); then Write never discards and
+	// nothing is reset.
 	watch        *os.File
 	watchConn    syscall.RawConn
 	watcher      sync.WaitGroup
 	mu           sync.Mutex
 	clients      int  // opens minus closes of the device node by clients
 	clientsKnown bool // false after an inotify queue overflow
+	trackingErr  error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -69,7 +73,11 @@ type Port struct {
 // symbolic link is created at that path pointing to the slave device node
 // (an existing symlink there, e.g. left by a killed run, is replaced; any other
 // kind of file is not touched and Open fails). Close removes the link.
-func Open(link string) (*Port, error) {
+func Open(link string) (*Port, error) { return open(link, true) }
+
+// open is Open with client tracking optional, so tests can run the
+// untracked mode that Open falls back to when inotify is exhausted.
+func open(link string, trackClients bool) (*Port, error) {
 	blockingMaster, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("ptyport: open pseudo-terminal: %w", err)
@@ -88,10 +96,10 @@ func Open(link string) (*Port, error) {
 		return nil, fmt.Errorf("ptyport: master of %s: %w", devicePath, err)
 	}
 	p := &Port{master: master, slave: slave, devicePath: devicePath}
-	if err := p.startWatch(); err != nil {
-		master.Close()
-		slave.Close()
-		return nil, fmt.Errorf("ptyport: watch %s for clients: %w", devicePath, err)
+	if trackClients {
+		p.startWatch()
+	} else {
+		p.trackingErr = errors.New("ptyport: client tracking switched off")
 	}
 	if link != "" {
 		if err := replaceSymlink(link, devicePath); err != nil {
@@ -105,31 +113,37 @@ func Open(link string) (*Port, error) {
 	return p, nil
 }
 
-// startWatch begins tracking clients of the device node. Kernels without
-// inotify leave Port working, only without the reset and discard behaviour.
-func (p *Port) startWatch() error {
+// startWatch begins tracking clients of the device node. It costs one
+// inotify instance per Port; the kernel allows 128 per user by default
+// (fs.inotify.max_user_instances), so a simulator with hundreds of ports runs
+// out. Then, as on kernels without inotify, the Port works untracked: Write
+// never discards, nothing is reset when a client leaves, Clients returns -1.
+// The reason is kept for TrackingErr.
+func (p *Port) startWatch() {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EMFILE) {
-		return nil
-	}
 	if err != nil {
-		return fmt.Errorf("inotify_init1: %w", err)
+		p.trackingErr = fmt.Errorf("ptyport: clients of %s are not tracked: inotify_init1: %w", p.devicePath, err)
+		return
 	}
 	if _, err := unix.InotifyAddWatch(fd, p.devicePath, unix.IN_OPEN|unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("inotify_add_watch: %w", err)
+		p.trackingErr = fmt.Errorf("ptyport: clients of %s are not tracked: inotify_add_watch: %w", p.devicePath, err)
+		return
 	}
-	p.watch = os.NewFile(uintptr(fd), "inotify:"+p.devicePath) // non-blocking: poller-managed
-	p.watchConn, err = p.watch.SyscallConn()
+	watch := os.NewFile(uintptr(fd), "inotify:"+p.devicePath) // non-blocking: poller-managed
+	conn, err := watch.SyscallConn()
 	if err != nil {
-		p.watch.Close()
-		p.watch = nil
-		return err
+		watch.Close()
+		p.trackingErr = fmt.Errorf("ptyport: clients of %s are not tracked: %w", p.devicePath, err)
+		return
 	}
-	p.clientsKnown = true
+	p.watch, p.watchConn, p.clientsKnown = watch, conn, true
 	p.watcher.Go(p.watchClients)
-	return nil
 }
+
+// TrackingErr says why client tracking (see the package comment) is off for
+// this Port, or is nil when it is on.
+func (p *Port) TrackingErr() error { return p.trackingErr }
 
 // watchClients applies client opens and closes as they happen, so that a
 // client's last close resets the line before the next client can open it.

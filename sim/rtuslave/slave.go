@@ -314,7 +314,12 @@ func (s *slave) write(adu []byte) error {
 
 func parseRequest(frame []byte) Request {
 	req := Request{Unit: frame[0], Function: frame[1]}
-	if len(frame) >= 8 && req.Function >= 1 && req.Function <= 16 {
+	switch req.Function {
+	case 1, 2, 3, 4, 5, 6, 15, 16: // the functions whose frames carry address and quantity (or value)
+	default:
+		return req
+	}
+	if len(frame) >= 8 {
 		req.Address = binary.BigEndian.Uint16(frame[2:4])
 		req.Quantity = binary.BigEndian.Uint16(frame[4:6])
 	}

@@ -109,7 +109,10 @@ func startSlave(t testing.TB, bank Registers, opts Options) *ptyport.Port {
 	return port
 }
 
-const replyTimeout = 500 * time.Millisecond
+// replyTimeout is how long tests wait for a reply that must come; generous,
+// because a loaded CI machine under -race can stall a goroutine for a while.
+// Waits for replies that must not come use shorter, explicit bounds.
+const replyTimeout = 2 * time.Second
 
 func TestSeveralUnitsOnOneBus(t *testing.T) {
 	bank := newFakeBank(1, 2, 7)
