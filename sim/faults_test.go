@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/simonvetter/modbus"
 
 	"github.com/sterigate/sterigate/protocol/steam"
+	"github.com/sterigate/sterigate/sim/rtuslave"
 	"github.com/sterigate/sterigate/sim/scenario"
 )
 
@@ -265,5 +267,71 @@ func TestPrinterPrintsFinishedCycles(t *testing.T) {
 	got := text.String()
 	if !strings.Contains(got, "Zyklus") || !strings.Contains(got, "Haltezeit") {
 		t.Errorf("printout:\n%s", got)
+	}
+}
+
+// A dead device is absent from the bank (no reply on RTU, exception 11 on
+// a shared TCP port) and present again with the aborted cycle latched.
+func TestBankHidesADeadDevice(t *testing.T) {
+	sc := mustParse(t, `
+devices:
+  - device: 1
+    cycles:
+      - program: 134-porous
+        faults: [{kind: power_loss, phase: air_removal, after: 1m, duration: 5m}]
+`)
+	s, err := New(Options{Devices: 1, Scenario: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.Bank()
+	var deadFor float64
+	for range 3600 {
+		s.Advance(1)
+		if _, err := b.ReadRegisters(1, 3, 0, 24); err != nil {
+			if !errors.Is(err, rtuslave.ErrNoSuchUnit) || b.HasUnit(1) {
+				t.Fatalf("dead device: %v, HasUnit %v", err, b.HasUnit(1))
+			}
+			deadFor++
+		} else if deadFor > 0 {
+			break
+		}
+	}
+	if deadFor < 299 || deadFor > 301 {
+		t.Errorf("device silent for %.0f s, want 300", deadFor)
+	}
+	regs, _ := b.ReadRegisters(1, 4, 16, 8)
+	if regs[1] != 1 || regs[2] != 3 || regs[4] != 92 {
+		t.Errorf("latched block after power returned: %v", regs)
+	}
+	if _, err := b.ReadRegisters(1, 1, 0, 1); !errors.Is(err, rtuslave.ErrIllegalFunction) {
+		t.Errorf("function 1: %v", err)
+	}
+	if _, err := b.ReadRegisters(1, 3, 23, 2); !errors.Is(err, rtuslave.ErrIllegalAddress) {
+		t.Errorf("registers 23-24: %v", err)
+	}
+}
+
+// The Amsco-LS-style stream: one line of values per second.
+func TestPrinterStream(t *testing.T) {
+	link := t.TempDir() + "/stream"
+	r := start(t, Options{Devices: 1, Speed: 1, Printer: link, PrinterStyle: "stream", PrinterLineEnding: "\n"})
+	waitFor(t, "the printer line", 5*time.Second, func() bool { return strings.Contains(r.console.String(), "printer device=1 on "+link) })
+	f, err := os.Open(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() { <-ctx.Done(); f.Close() }()
+	sc := bufio.NewScanner(f)
+	line := regexp.MustCompile(`^[S-] \d\d:\d\d:\d\d [AP]M +-?\d+\.\d\d +\d+\.\d +\d+\.\d$`)
+	for range 2 {
+		if !sc.Scan() {
+			t.Fatalf("stream ended: %v", sc.Err())
+		}
+		if !line.MatchString(sc.Text()) {
+			t.Errorf("stream line %q", sc.Text())
+		}
 	}
 }

@@ -143,7 +143,7 @@ func (s *Simulator) streamLines(ctx context.Context) {
 				continue
 			}
 			phase := autoclave.Phase(img[3])
-			line := printout.StreamLine(time.Now(), phase == autoclave.PhaseSterilizing,
+			line := printout.StreamLine(s.deviceTime(), phase == autoclave.PhaseSterilizing,
 				float64(img[2])/10, float64(int16(img[0]))/10, float64(int16(img[1]))/10, opts)
 			u.printer.enqueue(line)
 		}

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sterigate/sterigate/sim/autoclave"
@@ -47,7 +48,8 @@ type Options struct {
 	Console io.Writer
 	// Epoch is the device clocks' time at simulated second 0; zero: now.
 	Epoch time.Time
-	// Tick is the real interval between simulation steps, default 100 ms.
+	// Tick is the real interval between simulation steps; default 100 ms,
+	// shorter at high speed (at most 10 simulated seconds per tick).
 	Tick time.Duration
 
 	// RTU, if set, is the path of a symlink to a pseudo-terminal on which
@@ -76,6 +78,7 @@ type Simulator struct {
 
 	ran     sync.Once
 	updates []update
+	clockNs atomic.Int64 // simulated time since New, for goroutines that do not own the devices
 }
 
 // unit is one device with its schedule.
@@ -106,7 +109,9 @@ func New(opts Options) (*Simulator, error) {
 		return nil, fmt.Errorf("sim: Speed = %v, want a positive number of simulated seconds per real second, at most 100000", opts.Speed)
 	}
 	if opts.Tick <= 0 {
-		opts.Tick = 100 * time.Millisecond
+		// At most 10 simulated seconds per tick, so a fast poller still
+		// sees the plateau in several samples; at least 10 ms of real time.
+		opts.Tick = time.Duration(math.Max(0.01, math.Min(0.1, 10/opts.Speed)) * float64(time.Second))
 	}
 	if opts.Scenario == nil {
 		opts.Scenario = scenario.Default()
@@ -272,7 +277,13 @@ func (s *Simulator) Advance(simSeconds float64) {
 			}
 		}
 	}
+	s.clockNs.Add(int64(simSeconds * float64(time.Second)))
 	s.publish()
+}
+
+// deviceTime is the device clocks' current time of day.
+func (s *Simulator) deviceTime() time.Time {
+	return s.epoch.Add(time.Duration(s.clockNs.Load()))
 }
 
 func (s *Simulator) maybeStart(u *unit) {
