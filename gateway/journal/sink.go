@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -83,6 +84,11 @@ func (j *Journal) Telemetry(ctx context.Context, batch protocol.Telemetry) error
 	if n := len(batch.Samples); n > 0 {
 		r.first, r.last = batch.Samples[0].At, batch.Samples[n-1].At
 	}
+	pre := batch
+	pre.ID, pre.Seq, pre.PrevHash = "", 0, ""
+	if b, err := json.Marshal(&pre); err == nil {
+		r.pre, r.preSchema, r.idPrefix = b, protocol.TelemetrySchema, fmt.Sprintf("%s:%s:t", j.opts.Site, batch.Device)
+	}
 	return j.submit(ctx, r)
 }
 
@@ -114,6 +120,11 @@ func (j *Journal) eventRequest(ev protocol.Event, withStatus bool) *request {
 			ev.ID = fmt.Sprintf("%s:%s:e%d", j.opts.Site, ev.Device, seq)
 			return ev.ID, &ev
 		},
+	}
+	pre := ev
+	pre.ID, pre.Seq, pre.PrevHash = "", 0, ""
+	if b, err := json.Marshal(&pre); err == nil {
+		r.pre, r.preSchema, r.idPrefix = b, protocol.EventSchema, fmt.Sprintf("%s:%s:e", j.opts.Site, ev.Device)
 	}
 	if withStatus {
 		r.status = func(st *protocol.DeviceStatus) bool { return statusFromEvent(st, ev) }
