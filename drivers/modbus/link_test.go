@@ -59,14 +59,14 @@ func TestLinkRecoversAfterSlowReply(t *testing.T) {
 	addr := freeAddr(t)
 	img := newImage(5)
 	startServer(t, addr, img)
-	l := newTCPLink(addr, 150*time.Millisecond, nil)
+	l := newTCPLink(addr, 300*time.Millisecond, nil)
 	defer l.close()
 	if err := readOK(l, 5); err != nil {
 		t.Fatal(err)
 	}
 	img.set(func([]uint16, []uint16) {})
 	img.mu.Lock()
-	img.delayOne = 400 * time.Millisecond
+	img.delayOne = 900 * time.Millisecond
 	img.mu.Unlock()
 	err := readOK(l, 5)
 	if err == nil || !IsTimeout(err) || !errors.Is(err, ErrTimeout) {

@@ -46,6 +46,18 @@ func settle(t *testing.T, img *registerImage) {
 	})
 }
 
+// settleStaged waits until a staged change was applied and then a whole
+// poll of blocks reads ran after it.
+func settleStaged(t *testing.T, img *registerImage, blocks int) {
+	t.Helper()
+	eventually(t, 5*time.Second, "the poller reads the staged state", func() error {
+		if applied, at, reads := img.stagedState(); !applied || reads < at+2*blocks {
+			return errNotYet
+		}
+		return nil
+	})
+}
+
 // simState writes the simulator's registers (docs/simulator.md).
 type simState struct {
 	tempC, kPa            float64
@@ -167,7 +179,7 @@ func TestPollerOutageAndRecovery(t *testing.T) {
 	prof, _ := profile.Builtin("sim-autoclave")
 	sink, store := &cycletest.Sink{}, &cycletest.Store{}
 	p, err := NewTCPPoller(TCPConfig{
-		Address: addr, PollInterval: 5 * time.Millisecond, Timeout: 200 * time.Millisecond,
+		Address: addr, PollInterval: 5 * time.Millisecond, Timeout: time.Second,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond,
 		Units: []UnitConfig{{Device: "ac", Unit: 1, Profile: prof}},
 	}, sink, store, quietLog())
@@ -211,8 +223,8 @@ func TestDeadUnitDoesNotStallOthers(t *testing.T) {
 	prof, _ := profile.Builtin("sim-autoclave")
 	sink, store := &cycletest.Sink{}, &cycletest.Store{}
 	p, err := NewTCPPoller(TCPConfig{
-		Address: srv.addr(), PollInterval: 5 * time.Millisecond, Timeout: 50 * time.Millisecond,
-		BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
+		Address: srv.addr(), PollInterval: 5 * time.Millisecond, Timeout: 300 * time.Millisecond,
+		BackoffMin: 500 * time.Millisecond, BackoffMax: 2 * time.Second,
 		Units: []UnitConfig{{Device: "good", Unit: 1, Profile: prof}, {Device: "dead", Unit: 2, Profile: prof}},
 	}, sink, store, quietLog())
 	if err != nil {
@@ -345,6 +357,9 @@ func TestNewProfileForAnUnseenLayout(t *testing.T) {
 	runPoller(t, p)
 	settle(t, img)
 	dev.counter = 131072
+	img.mu.Lock()
+	img.pollStart = prof.Blocks[0].Start
+	img.mu.Unlock()
 	for _, s := range []struct {
 		status uint16
 		k, bar float32
@@ -353,11 +368,12 @@ func TestNewProfileForAnUnseenLayout(t *testing.T) {
 		{0x21, 313.15, -0.93, 0}, {0x22, 394.15, 1.0, 0}, {0x30, 407.35, 2.03, 0}, {0x30, 407.75, 2.07, 501}, {0x40, 330.15, -0.95, 0},
 	} {
 		dev.status, dev.tempK, dev.barG, dev.fault = s.status, s.k, s.bar, s.fault
-		img.set(func(_, in []uint16) { dev.apply(in) })
-		settle(t, img)
+		d := dev
+		img.stage(func(_, in []uint16) { d.apply(in) })
+		settleStaged(t, img, len(prof.Blocks))
 	}
 	dev.status, dev.last, dev.verdict = 0x50, 131072, 0x46
-	img.set(func(_, in []uint16) { dev.apply(in) })
+	img.stage(func(_, in []uint16) { dev.apply(in) })
 	sink.WaitFor(t, 5*time.Second, "the record", func(s *cycletest.Sink) bool { return len(s.Records()) > 0 })
 	rec := sink.Records()[0]
 	if rec.Cycle != 131072 || rec.Result != protocol.ResultFailed || *rec.ResultCode != 0x46 || rec.Program != "B-134-wrapped" || !rec.Complete {

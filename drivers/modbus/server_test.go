@@ -23,6 +23,28 @@ type registerImage struct {
 	reads    int
 	writes   int
 	delayOne time.Duration // the next read reply is delayed this long, once
+
+	// A staged change is applied when a read starts at pollStart, i.e. at
+	// the start of a poll of a multi-block profile, so that no poll sees
+	// half of the old state and half of the new one.
+	pollStart uint16
+	staged    func(holding, input []uint16)
+	appliedAt int // reads count when the last staged change was applied
+}
+
+// stage sets a change to apply at the start of the next poll.
+func (d *registerImage) stage(f func(holding, input []uint16)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.staged = f
+}
+
+// stagedState reports whether the staged change was applied, and the read
+// count at that moment.
+func (d *registerImage) stagedState() (applied bool, at, reads int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.staged == nil, d.appliedAt, d.reads
 }
 
 func (d *registerImage) set(f func(holding, input []uint16)) {
@@ -58,6 +80,11 @@ func (d *registerImage) HandleDiscreteInputs(*smodbus.DiscreteInputsRequest) ([]
 }
 
 func (d *registerImage) serve(regs []uint16, addr, qty uint16) ([]uint16, error) {
+	if d.staged != nil && addr == d.pollStart {
+		d.staged(d.holding, d.input)
+		d.staged = nil
+		d.appliedAt = d.reads
+	}
 	d.reads++
 	if int(addr)+int(qty) > len(regs) {
 		return nil, smodbus.ErrIllegalDataAddress
