@@ -130,6 +130,8 @@ type openCycle struct {
 	Counter     uint64           `json:"counter"`
 	SawStart    bool             `json:"saw_start"`
 	Gap         bool             `json:"gap,omitempty"` // samples missing somewhere in the middle
+	Start       int64            `json:"start_ms"`      // first observation of the cycle, Unix ms
+	Last        int64            `json:"last_ms"`       // latest observation of the cycle, Unix ms
 	ProgramCode *int             `json:"program_code,omitempty"`
 	Samples     []compactSample  `json:"samples"`
 	Alarms      []protocol.Alarm `json:"alarms,omitempty"`
@@ -168,6 +170,10 @@ func (a *Assembler) load(ctx context.Context) error {
 		a.st = state{Version: stateVersion}
 		a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: a.cfg.Now().UTC(), Text: "saved cycle state was unreadable; the gateway re-baselined on the device's counters"})
 		return nil
+	}
+	if c := st.Current; c != nil && c.Start == 0 && len(c.Samples) > 0 {
+		// saved before start_ms/last_ms existed
+		c.Start, c.Last = c.Samples[0].At, c.Samples[len(c.Samples)-1].At
 	}
 	a.st = st
 	return nil
@@ -225,7 +231,9 @@ func (a *Assembler) Observe(ctx context.Context, r profile.Reading) error {
 	a.st.LastPhase = smp.Phase
 	a.st.LastSeen = nowMs
 
-	a.telemetry = append(a.telemetry, smp.sample())
+	if r.BadMeasurement == nil {
+		a.telemetry = append(a.telemetry, smp.sample())
+	}
 	if over := len(a.telemetry) - maxQueued; over > 0 {
 		a.telemetry = a.telemetry[over:]
 		a.dropped += over
@@ -377,12 +385,7 @@ func (a *Assembler) stepPhase(r profile.Reading, smp compactSample, now time.Tim
 	}
 }
 
-func lastAt(c *openCycle) int64 {
-	if len(c.Samples) == 0 {
-		return 0
-	}
-	return c.Samples[len(c.Samples)-1].At
-}
+func lastAt(c *openCycle) int64 { return c.Last }
 
 func intPtr(v int) *int { return &v }
 
@@ -391,7 +394,12 @@ func (a *Assembler) open(r profile.Reading, smp compactSample, sawStart bool) {
 }
 
 func (a *Assembler) openAs(counter uint64, r profile.Reading, smp compactSample, sawStart bool) {
-	c := &openCycle{Counter: counter, SawStart: sawStart, Samples: []compactSample{smp}}
+	c := &openCycle{Counter: counter, SawStart: sawStart, Start: smp.At, Last: smp.At, Samples: []compactSample{}}
+	if r.BadMeasurement == nil {
+		c.Samples = append(c.Samples, smp)
+	} else {
+		c.Gap = true
+	}
 	if r.HasProgram {
 		c.ProgramCode = intPtr(r.ProgramCode)
 	}
@@ -405,6 +413,11 @@ func (a *Assembler) addSample(r profile.Reading, smp compactSample, recent bool)
 	}
 	if c.ProgramCode == nil && r.HasProgram {
 		c.ProgramCode = intPtr(r.ProgramCode)
+	}
+	c.Last = smp.At
+	if r.BadMeasurement != nil {
+		c.Gap = true // the record will lack this poll's sample
+		return
 	}
 	c.Samples = append(c.Samples, smp)
 }
@@ -439,12 +452,15 @@ func (a *Assembler) finish(resultCode, programCode *int, sawEnd bool, endedAt ti
 	for i, s := range c.Samples {
 		rec.Samples[i] = s.sample()
 	}
-	rec.StartedAt = rec.Samples[0].At
+	rec.StartedAt = time.UnixMilli(c.Start).UTC()
 	rec.EndedAt = endedAt.UTC()
-	if last := rec.Samples[len(rec.Samples)-1].At; rec.EndedAt.Before(last) {
+	if last := time.UnixMilli(c.Last).UTC(); rec.EndedAt.Before(last) {
 		rec.EndedAt = last
 	}
 	rec.Phases = phasesOf(rec.Samples, rec.EndedAt)
+	if rec.Phases == nil {
+		rec.Phases = []protocol.Phase{}
+	}
 	a.st.Recorded = max(a.st.Recorded, c.Counter)
 	a.st.Pending = append(a.st.Pending, rec)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -417,5 +418,38 @@ cycle_end: {on: phase_enters, phases: [complete, fault]}
 	}
 	if got := recs[1].Phases[len(recs[1].Phases)-1].Name; got != protocol.PhaseFault {
 		t.Errorf("last phase of cycle 9 = %s", got)
+	}
+}
+
+// A failed probe (NaN temperature) must not hide the end of the cycle: the
+// record comes, without the bad polls' samples, marked incomplete.
+func TestBrokenProbeDoesNotHideTheCycleEnd(t *testing.T) {
+	p := parse(t, `
+fields:
+  t: {address: 0, type: f32}
+  p: {address: 2}
+  n: {address: 3, type: u32}
+  l: {address: 5, type: u32}
+  ph: {address: 7}
+roles: {chamber_temperature: t, chamber_pressure: p, cycle_counter: n, last_cycle: l, phase: ph}
+phases: {0: idle, 5: sterilizing, 10: complete}
+cycle_end: {on: last_cycle_change}
+`)
+	frame := func(temp float32, counter, last uint32, phase uint16) []uint16 {
+		b := math.Float32bits(temp)
+		return []uint16{uint16(b >> 16), uint16(b), 3000, uint16(counter >> 16), uint16(counter), uint16(last >> 16), uint16(last), phase}
+	}
+	nanTemp := float32(math.NaN())
+	sink := observeRegs(t, p, [][]uint16{
+		frame(20, 1, 1, 0),
+		frame(134.5, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(135, 2, 1, 5),
+		frame(nanTemp, 2, 2, 10),
+	})
+	recs := sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 2 || recs[0].Complete || len(recs[0].Samples) != 2 {
+		t.Fatalf("records = %+v; want cycle 2, incomplete, the 2 good samples", recs)
+	}
+	if !recs[0].EndedAt.After(recs[0].Samples[1].At) {
+		t.Errorf("ended %v, last good sample %v: the end poll still counts", recs[0].EndedAt, recs[0].Samples[1].At)
 	}
 }

@@ -147,6 +147,15 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 		u.logOnce(err)
 		return err
 	}
+	if reading.BadMeasurement != nil {
+		// Counters and codes are still good, so the reading is used (a
+		// broken probe must not hide the end of a cycle), without a sample.
+		u.stats.decodeErrors.Add(1)
+		u.logOnce(fmt.Errorf("device %s profile %s: %w; this poll gives no sample", u.cfg.Device, p.Name, reading.BadMeasurement))
+	} else if u.lastErr != "" {
+		u.log.Info("modbus poll recovered", "after", u.lastErr)
+		u.lastErr = ""
+	}
 	u.stats.goodPolls.Add(1)
 	u.stats.lastGood.Store(time.Now().UnixNano())
 	u.setStatus(func(s *protocol.DeviceStatus) {
@@ -155,10 +164,6 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 			s.Program = p.ProgramName(reading.ProgramCode)
 		}
 	})
-	if u.lastErr != "" {
-		u.log.Info("modbus poll recovered", "after", u.lastErr)
-		u.lastErr = ""
-	}
 	if err := u.assembler.Observe(ctx, reading); err != nil {
 		// The reading was good; what failed is the sink or the state
 		// store. The assembler keeps what it could not deliver and
@@ -206,12 +211,12 @@ func (u *Unit) countError(err error) {
 // UnitStats counts what happened on one unit since start, for metrics.
 type UnitStats struct {
 	Polls           uint64    // poll attempts
-	GoodPolls       uint64    // polls that read and decoded every block
+	GoodPolls       uint64    // polls whose replies decoded (possibly without a valid measurement)
 	Exceptions      uint64    // Modbus exception replies
 	Timeouts        uint64    // no (complete) reply within the timeout
 	CRCErrors       uint64    // RTU frames with a bad CRC
 	TransportErrors uint64    // other I/O or framing errors (connection refused, reset, transaction id mismatch...)
-	DecodeErrors    uint64    // replies the profile could not decode
+	DecodeErrors    uint64    // replies the profile could not decode, or with a non-finite temperature/pressure
 	SinkErrors      uint64    // polls whose output could not be delivered or saved (retried)
 	LastGoodPoll    time.Time // zero until the first good poll
 }

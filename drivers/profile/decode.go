@@ -20,8 +20,15 @@ type Reading struct {
 	// Values holds every field after scale and offset, by field name.
 	Values map[string]float64
 
-	TempC          float64
-	PressureKPa    float64
+	TempC       float64
+	PressureKPa float64
+	// BadMeasurement is set when the temperature or pressure did not
+	// decode to a finite number (a failed sensor often reads as NaN or
+	// +Inf). TempC and PressureKPa are then 0 and must not be recorded,
+	// but the codes and counters of the reading are still good: a broken
+	// probe must not hide the end of a cycle.
+	BadMeasurement *DecodeError
+
 	Phase          protocol.PhaseName // PhaseUnknown when unmapped or absent
 	PhaseCode      int
 	HasPhase       bool
@@ -113,7 +120,9 @@ func (f *Field) scale(raw float64) float64 {
 
 // Decode turns the words read for each of p.Blocks (data[i] answers
 // p.Blocks[i]) into a Reading. It fails, naming the field, when a block is
-// short or a value a role needs is not a finite number or not a valid code.
+// short or a code or counter is not a whole number. A temperature or
+// pressure that is not a finite number does not fail the reading: it is
+// reported in Reading.BadMeasurement.
 func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 	if len(data) != len(p.Blocks) {
 		return Reading{}, fmt.Errorf("profile %s: got %d blocks of data for %d blocks", p.Name, len(data), len(p.Blocks))
@@ -133,13 +142,16 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 		raw[f.Name] = rv
 		r.Values[f.Name] = f.scale(rv)
 	}
-	measurement := func(role Role) (float64, error) {
+	measurement := func(role Role) float64 {
 		name := p.RoleField[role]
 		v := r.Values[name]
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return 0, &DecodeError{Field: name, Msg: fmt.Sprintf("%s reads %v, not a number", role, v)}
+			if r.BadMeasurement == nil {
+				r.BadMeasurement = &DecodeError{Field: name, Msg: fmt.Sprintf("%s reads %v, not a number (sensor fault, or wrong type or order)", role, v)}
+			}
+			return 0
 		}
-		return v, nil
+		return v
 	}
 	code := func(role Role) (int64, bool, error) {
 		name, ok := p.RoleField[role]
@@ -152,12 +164,10 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 		}
 		return int64(v), true, nil
 	}
-	var err error
-	if r.TempC, err = measurement(RoleChamberTemperature); err != nil {
-		return Reading{}, err
-	}
-	if r.PressureKPa, err = measurement(RoleChamberPressure); err != nil {
-		return Reading{}, err
+	r.TempC = measurement(RoleChamberTemperature)
+	r.PressureKPa = measurement(RoleChamberPressure)
+	if r.BadMeasurement != nil {
+		r.TempC, r.PressureKPa = 0, 0
 	}
 	if c, ok, err := code(RolePhase); err != nil {
 		return Reading{}, err

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,8 +97,8 @@ cycle_end: {on: last_cycle_change}
 				}
 			}
 			r, err := p.Decode(data)
-			if err == nil && (r.TempC != r.TempC || r.PressureKPa != r.PressureKPa) {
-				t.Fatalf("NaN measurement accepted: %+v", r)
+			if err == nil && (math.IsNaN(r.TempC) || math.IsInf(r.TempC, 0) || math.IsNaN(r.PressureKPa) || math.IsInf(r.PressureKPa, 0)) {
+				t.Fatalf("non-finite measurement leaked into the reading: %+v", r)
 			}
 		}
 	})

@@ -279,9 +279,9 @@ cycle_end: {on: counter_change}
 		t.Fatal(err)
 	}
 	nan := math.Float32bits(float32(math.NaN()))
-	_, err = p.Decode([][]uint16{{uint16(nan >> 16), uint16(nan), 1, 0, 2}})
-	if err == nil || !strings.Contains(err.Error(), "field t: chamber_temperature reads NaN") {
-		t.Errorf("NaN temperature: %v", err)
+	r, err := p.Decode([][]uint16{{uint16(nan >> 16), uint16(nan), 1, 0, 2}})
+	if err != nil || r.BadMeasurement == nil || !strings.Contains(r.BadMeasurement.Error(), "field t: chamber_temperature reads NaN") || r.Counter != 1 {
+		t.Errorf("NaN temperature: reading %+v, err %v; want the counter kept and the bad field named", r, err)
 	}
 	_, err = p.Decode([][]uint16{{0, 0, 1, 0, 3}})
 	if err == nil || !strings.Contains(err.Error(), "field c: cycle_counter reads 1.5, not a whole number") {
