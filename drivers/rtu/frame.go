@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sterigate/sterigate/drivers/modbus"
 )
 
 // Read function codes: the only ones this package can send.
@@ -63,7 +65,7 @@ func NewRequest(unit, function byte, address, quantity uint16) (Request, error) 
 	case FuncReadHoldingRegisters, FuncReadInputRegisters:
 		limit = maxRegistersPerRead
 	default:
-		return r, fmt.Errorf("modbus rtu: function %d refused: sterigate only reads (functions 1, 2, 3, 4)", function)
+		return r, fmt.Errorf("modbus rtu: function %d refused: sterigate only reads (functions 1, 2, 3, 4): %w", function, modbus.ErrWriteRefused)
 	}
 	if quantity < 1 || quantity > limit {
 		return r, fmt.Errorf("modbus rtu: function %d: quantity %d out of range 1..%d", function, quantity, limit)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sterigate/sterigate/drivers/modbus"
 )
 
 func TestCRC16KnownVectors(t *testing.T) {
@@ -157,4 +159,23 @@ func FuzzParseReply(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestErrorsAnswerToModbusClassification(t *testing.T) {
+	ex := error(&ExceptionError{Unit: 1, Function: 3, Code: 2})
+	if got := modbus.AsException(ex); got == nil || got.Exception != 2 || got.Function != 3 {
+		t.Fatalf("modbus.AsException(%v) = %v", ex, got)
+	}
+	if modbus.IsUnreachable(ex) {
+		t.Fatal("an exception reply must not read as unreachable")
+	}
+	if !errors.Is(&CRCError{}, modbus.ErrCRC) || errors.Is(&CRCError{}, modbus.ErrTimeout) {
+		t.Fatal("CRCError must be modbus.ErrCRC only")
+	}
+	if !modbus.IsTimeout(&TimeoutError{}) || !modbus.IsUnreachable(&TimeoutError{}) {
+		t.Fatal("TimeoutError must be a modbus timeout and unreachable")
+	}
+	if _, err := NewRequest(1, 16, 0, 1); !errors.Is(err, modbus.ErrWriteRefused) {
+		t.Fatalf("function 16: %v, want modbus.ErrWriteRefused", err)
+	}
 }

@@ -1,0 +1,276 @@
+package rtu
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sterigate/sterigate/drivers/cycle/cycletest"
+	"github.com/sterigate/sterigate/drivers/modbus"
+	"github.com/sterigate/sterigate/drivers/profile"
+	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/sim/ptyport"
+	"github.com/sterigate/sterigate/sim/rtuslave"
+)
+
+// idleAutoclaves serves the simulator's register map (docs/simulator.md)
+// for a set of idle sterilizers; unit u has cycle counter 100+u.
+type idleAutoclaves struct {
+	units  map[byte]bool
+	writes atomic.Int64
+}
+
+func (a *idleAutoclaves) HasUnit(unit byte) bool { return a.units[unit] }
+
+func (a *idleAutoclaves) ReadRegisters(unit, function byte, address, quantity uint16) ([]uint16, error) {
+	if !a.units[unit] {
+		return nil, rtuslave.ErrNoSuchUnit
+	}
+	if function != 3 && function != 4 {
+		return nil, rtuslave.ErrIllegalFunction
+	}
+	if int(address)+int(quantity) > 24 {
+		return nil, rtuslave.ErrIllegalAddress
+	}
+	var img [24]uint16
+	img[0], img[1], img[2] = 215, 1210, 1013 // 21.5 °C, jacket 121.0 °C, 101.3 kPa
+	img[4] = 1
+	img[6] = 100 + uint16(unit)
+	img[17], img[18], img[19] = 100+uint16(unit), 1, 1
+	return append([]uint16(nil), img[address:address+quantity]...), nil
+}
+
+func (a *idleAutoclaves) RefuseWrite(unit, function byte) { a.writes.Add(1) }
+
+func simUnits(t *testing.T, source string, ids ...byte) ([]*modbus.Unit, *cycletest.Sink) {
+	t.Helper()
+	sink := &cycletest.Sink{}
+	var units []*modbus.Unit
+	for _, id := range ids {
+		p, ok := profile.Builtin("sim-autoclave")
+		if !ok {
+			t.Fatal("built-in profile sim-autoclave missing")
+		}
+		u, err := modbus.NewUnit(modbus.UnitConfig{Device: "ster" + string('0'+rune(id)), Unit: id, Profile: p, Source: source}, sink, &cycletest.Store{}, quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, u)
+	}
+	return units, sink
+}
+
+func busUnits(units []*modbus.Unit, interval time.Duration) []UnitConfig {
+	var out []UnitConfig
+	for _, u := range units {
+		out = append(out, UnitConfig{Device: u.Config().Device, Unit: u.Config().Unit, Interval: interval, Poller: u})
+	}
+	return out
+}
+
+// serveSlave runs rtuslave.Serve on rw until the test ends.
+func serveSlave(t *testing.T, ctx context.Context, rw interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+	Close() error
+}, regs rtuslave.Registers, opts rtuslave.Options) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rtuslave.Serve(ctx, rw, regs, opts)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		rw.Close()
+		wg.Wait()
+	})
+}
+
+// Real modbus.Units with the built-in simulator profile on one virtual bus
+// served by the simulator's RTU slave: three answer (one with a noisy line),
+// one is silent.
+func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	port, err := ptyport.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := &idleAutoclaves{units: map[byte]bool{1: true, 2: true, 3: true}}
+	var served atomic.Int64
+	serveSlave(t, ctx, port, regs, rtuslave.Options{Faults: func(r rtuslave.Request) rtuslave.Fault {
+		n := served.Add(1)
+		switch {
+		case r.Unit == 2 && n%5 == 0:
+			return rtuslave.Fault{CorruptCRC: true}
+		case r.Unit == 3 && n%7 == 0:
+			return rtuslave.Fault{Garbage: []byte{0xFF, 0x00, 0x03}}
+		}
+		return rtuslave.Fault{}
+	}})
+
+	units, sink := simUnits(t, "modbus-rtu", 1, 2, 3, 4)
+	b := runBus(t, ctx, BusConfig{Serial: &SerialConfig{Port: port.Path()}, Timeout: 400 * time.Millisecond, Units: busUnits(units, 5*time.Millisecond)}, nil)
+
+	eventually(t, 20*time.Second, "good polls of the three live units", func() bool {
+		return units[0].Stats().GoodPolls >= 20 && units[1].Stats().GoodPolls >= 20 && units[2].Stats().GoodPolls >= 20
+	})
+	if s := units[1].Stats(); s.CRCErrors == 0 {
+		t.Fatalf("unit 2 stats %+v: the injected CRC errors were not counted by modbus.Unit", s)
+	}
+	if bs := unitStats(b, 2); bs.CRCErrors == 0 || bs.Timeouts != 0 {
+		t.Fatalf("bus stats of unit 2: %+v", bs)
+	}
+	if s := units[3].Stats(); s.Timeouts == 0 || s.GoodPolls != 0 {
+		t.Fatalf("silent unit 4 stats %+v: want timeouts counted by modbus.Unit", s)
+	}
+	eventually(t, 5*time.Second, "the silent unit's offline event", func() bool {
+		for _, ev := range sink.EventsOf(protocol.EventOffline) {
+			if ev.Device == "ster4" {
+				return true
+			}
+		}
+		return false
+	})
+	if w := regs.writes.Load(); w != 0 {
+		t.Fatalf("the slave received %d write requests", w)
+	}
+}
+
+// RTU over TCP: the simulator's RTU slave behind a TCP listener, like a
+// serial device server in transparent mode.
+func TestRTUOverTCPAgainstTheSimulatorSlave(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := &idleAutoclaves{units: map[byte]bool{1: true, 2: true}}
+	var accepts atomic.Int64
+	serveCtx, stopServing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				rtuslave.Serve(serveCtx, conn, regs, rtuslave.Options{}) // a net.Conn has read deadlines: cancel stops it
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); stopServing(); wg.Wait() })
+
+	units, _ := simUnits(t, "modbus-rtu-tcp", 1, 2)
+	b := runBus(t, ctx, BusConfig{Address: ln.Addr().String(), Timeout: time.Second, Units: busUnits(units, 5*time.Millisecond)}, nil)
+	eventually(t, 10*time.Second, "good polls over RTU-over-TCP", func() bool {
+		return units[0].Stats().GoodPolls >= 20 && units[1].Stats().GoodPolls >= 20
+	})
+	if s := b.Stats(); s.Opens != 1 || accepts.Load() != 1 {
+		t.Fatalf("bus stats %+v, %d accepts: a healthy link must stay on one connection", s, accepts.Load())
+	}
+}
+
+// BenchmarkPollRate19200Baud8Units measures full poll rounds on a virtual
+// 19200-baud 8E1 bus with 8 units, each poll one FC3 read of 24 registers.
+// A pty has no line timing, so the slave delays each reply by the time the
+// request and the reply would occupy the wire plus t3.5; the master adds its
+// own t3.5 before each request, as on a real line.
+func BenchmarkPollRate19200Baud8Units(b *testing.B) {
+	const baud = 19200
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	port, err := ptyport.Open("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	present := map[byte]bool{}
+	for _, id := range ids {
+		present[id] = true
+	}
+	regs := &idleAutoclaves{units: present}
+	char := rtuslave.CharacterTime(baud)
+	t35 := InterFrameDelay(baud, 11)
+	slaveDone := make(chan struct{})
+	go func() {
+		defer close(slaveDone)
+		rtuslave.Serve(ctx, port, regs, rtuslave.Options{Baud: baud, Faults: func(r rtuslave.Request) rtuslave.Fault {
+			replyChars := 5 + 2*int(r.Quantity)
+			return rtuslave.Fault{Delay: time.Duration(8+replyChars)*char + t35}
+		}})
+	}()
+	defer func() { cancel(); port.Close(); <-slaveDone }()
+
+	var polls atomic.Int64
+	target := int64(b.N)
+	done := make(chan struct{})
+	var once sync.Once
+	var units []UnitConfig
+	for _, id := range ids {
+		units = append(units, UnitConfig{Device: "d", Unit: id, Interval: time.Nanosecond, Poller: &countingPoller{unit: id, n: &polls, target: target, done: func() { once.Do(func() { close(done) }) }}})
+		units[len(units)-1].Device = "ster" + string('0'+rune(id))
+	}
+	bus, err := NewBus(BusConfig{Serial: &SerialConfig{Port: port.Path(), Baud: baud}, Timeout: time.Second, Units: units}, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	busCtx, stopBus := context.WithCancel(ctx)
+	busDone := make(chan struct{})
+	b.ResetTimer()
+	start := time.Now()
+	go func() { defer close(busDone); bus.Run(busCtx) }()
+	<-done
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stopBus()
+	<-busDone
+
+	perPoll := time.Duration(8+5+48)*char + 2*t35
+	b.ReportMetric(float64(polls.Load())/elapsed.Seconds(), "polls/s")
+	b.ReportMetric(float64(time.Second)/float64(perPoll), "line-limit-polls/s")
+	for _, u := range bus.Stats().Units {
+		if u.Timeouts+u.CRCErrors+u.FrameErrors != 0 {
+			b.Fatalf("unit %d: %+v", u.Unit, u)
+		}
+	}
+}
+
+// countingPoller reads the whole 24-register block and counts good polls.
+type countingPoller struct {
+	unit   byte
+	n      *atomic.Int64
+	target int64
+	done   func()
+}
+
+func (p *countingPoller) Poll(ctx context.Context, r RegisterReader) error {
+	v, err := r.ReadRegisters(ctx, p.unit, 3, 0, 24)
+	if err != nil {
+		return err
+	}
+	if len(v) != 24 || v[6] != 100+uint16(p.unit) {
+		return errors.New("wrong registers")
+	}
+	if p.n.Add(1) >= p.target {
+		p.done()
+	}
+	return nil
+}
+
+func (p *countingPoller) Unreachable(context.Context, error) {}
