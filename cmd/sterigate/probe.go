@@ -2,10 +2,302 @@ package main
 
 import (
 	"context"
+	bin "encoding/binary"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"math"
+	"net"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	gmodbus "github.com/goburrow/modbus"
+
+	"github.com/sterigate/sterigate/drivers/modbus"
+	"github.com/sterigate/sterigate/drivers/profile"
+	"github.com/sterigate/sterigate/drivers/rtu"
 )
 
-func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("probe: not implemented yet")
+// probeReader is the one thing probe needs from a link.
+type probeReader interface {
+	ReadRegisters(ctx context.Context, unit, function byte, address, quantity uint16) ([]uint16, error)
+	Close() error
 }
+
+// cmdProbe reads registers once from a Modbus TCP, RTU or RTU-over-TCP
+// device and prints them raw (like mbpoll) and, with --profile, decoded:
+// the commissioning engineer's first check that wiring, settings and
+// profile are right. It sends only read function codes.
+func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tcpAddr := fs.String("tcp", "", "Modbus TCP device `host:port`")
+	rtuPort := fs.String("rtu", "", "Modbus RTU serial `port`, e.g. /dev/ttyUSB0")
+	rtuTCP := fs.String("rtu-tcp", "", "RTU frames over TCP: serial device server `host:port`")
+	baud := fs.Int("baud", 19200, "RTU baud rate")
+	parity := fs.String("parity", "E", "RTU parity: E, O or N")
+	dataBits := fs.Int("data-bits", 8, "RTU data bits (Modbus RTU needs 8)")
+	stopBits := fs.Int("stop-bits", 1, "RTU stop bits: 1 or 2")
+	unit := fs.Int("unit", 1, "unit (slave) id, 1..247 (0 allowed with --tcp)")
+	function := fs.Int("function", 3, "read function: 3 holding registers, 4 input registers, 1 coils, 2 discrete inputs")
+	address := fs.Int("address", 0, "first register, zero-based as on the wire (40001 is 0)")
+	count := fs.Int("count", 24, "number of registers (or bits) to read")
+	timeout := fs.Duration("timeout", time.Second, "reply timeout")
+	profileName := fs.String("profile", "", "decode with this profile: a built-in `name` or a YAML file (reads the profile's blocks instead of --function/--address/--count)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sterigate probe --tcp HOST:PORT | --rtu PORT [--baud 19200 --parity E] | --rtu-tcp HOST:PORT\n"+
+			"                       [--unit 1 --function 3 --address 0 --count 24] [--profile NAME|FILE]\n\n"+
+			"Reads registers once and prints them raw and, with --profile, decoded. Sends only read functions. Flags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	bad := func(format string, a ...any) error {
+		fs.Usage()
+		return usageError{"probe: " + fmt.Sprintf(format, a...)}
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	links := 0
+	for _, s := range []string{*tcpAddr, *rtuPort, *rtuTCP} {
+		if s != "" {
+			links++
+		}
+	}
+	if links != 1 {
+		return bad("give exactly one of --tcp, --rtu, --rtu-tcp")
+	}
+	minUnit := 1
+	if *tcpAddr != "" {
+		minUnit = 0 // Modbus TCP devices often answer on unit 0 or 255
+	}
+	if *unit < minUnit || *unit > 255 || (*tcpAddr == "" && *unit > 247) {
+		return bad("--unit %d out of range (RTU: 1..247; TCP: 0..255)", *unit)
+	}
+	var blocks []profile.Block
+	var prof *profile.Profile
+	if *profileName != "" {
+		p, err := profile.Resolve(*profileName)
+		if err != nil {
+			return err
+		}
+		prof, blocks = p, p.Blocks
+	} else {
+		if !modbus.IsReadFunction(byte(*function)) || *function > 255 {
+			return bad("--function %d: only the read functions 1, 2, 3, 4 are allowed (sterigate never writes)", *function)
+		}
+		if *address < 0 || *address > 65535 {
+			return bad("--address %d out of range 0..65535", *address)
+		}
+		if *count < 1 || *count > 2000 {
+			return bad("--count %d out of range", *count)
+		}
+		blocks = []profile.Block{{Function: byte(*function), Start: uint16(*address), Count: uint16(*count)}}
+	}
+
+	var (
+		r    probeReader
+		desc string
+		err  error
+	)
+	opts := rtu.ClientOptions{Timeout: *timeout}
+	switch {
+	case *rtuPort != "":
+		sc := rtu.SerialConfig{Port: *rtuPort, Baud: *baud, Parity: *parity, DataBits: *dataBits, StopBits: *stopBits}
+		desc = fmt.Sprintf("RTU %s %d %d%s%d", *rtuPort, *baud, *dataBits, strings.ToUpper((*parity)[:min(1, len(*parity))]), *stopBits)
+		r, err = rtu.OpenSerial(sc, opts)
+	case *rtuTCP != "":
+		desc = "RTU over TCP " + *rtuTCP
+		r, err = rtu.DialTCP(ctx, *rtuTCP, opts)
+	default:
+		desc = "Modbus TCP " + *tcpAddr
+		r, err = dialTCPProbe(*tcpAddr, byte(*unit), *timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer r.Close()
+
+	data := make([][]uint16, len(blocks))
+	for i, b := range blocks {
+		fmt.Fprintf(stdout, "-- %s, unit %d, function %d (%s), address %d, count %d\n", desc, *unit, b.Function, functionName(b.Function), b.Start, b.Count)
+		start := time.Now()
+		values, err := r.ReadRegisters(ctx, byte(*unit), b.Function, b.Start, b.Count)
+		if err != nil {
+			return fmt.Errorf("probe: read function %d address %d count %d: %w", b.Function, b.Start, b.Count, err)
+		}
+		printRegisters(stdout, b, values)
+		fmt.Fprintf(stdout, "(reply in %s)\n", time.Since(start).Round(100*time.Microsecond))
+		data[i] = values
+	}
+	if prof == nil {
+		return nil
+	}
+	return printDecoded(stdout, prof, data)
+}
+
+func functionName(fc byte) string {
+	switch fc {
+	case 1:
+		return "coils"
+	case 2:
+		return "discrete inputs"
+	case 3:
+		return "holding registers"
+	case 4:
+		return "input registers"
+	}
+	return "?"
+}
+
+func printRegisters(w io.Writer, b profile.Block, values []uint16) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	if b.Function <= 2 {
+		fmt.Fprintln(tw, "ADDRESS\tBIT\t")
+		for i, v := range values {
+			fmt.Fprintf(tw, "%d\t%d\t\n", int(b.Start)+i, v)
+		}
+	} else {
+		fmt.Fprintln(tw, "ADDRESS\tHEX\tUNSIGNED\tSIGNED\t")
+		for i, v := range values {
+			fmt.Fprintf(tw, "%d\t0x%04X\t%d\t%d\t\n", int(b.Start)+i, v, v, int16(v))
+		}
+	}
+	tw.Flush()
+}
+
+func printDecoded(w io.Writer, p *profile.Profile, data [][]uint16) error {
+	reading, err := p.Decode(data)
+	if err != nil {
+		return fmt.Errorf("probe: profile %s (%s) cannot decode the reply: %w", p.Name, p.Origin, err)
+	}
+	fmt.Fprintf(w, "\n-- decoded with profile %s (%s)\n", p.Name, p.Origin)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIELD\tVALUE\tUNIT\tREGISTER\tTYPE\tROLE")
+	roles := map[string][]string{}
+	for r, f := range p.RoleField {
+		roles[f] = append(roles[f], string(r))
+	}
+	for _, f := range p.Fields {
+		v, ok := reading.Values[f.Name]
+		value := "-"
+		if ok {
+			value = formatValue(v)
+		}
+		sort.Strings(roles[f.Name])
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s %s\t%s\n", f.Name, value, orDash(f.Unit), f.Function, f.Address, f.Type, f.Order, orDash(strings.Join(roles[f.Name], ",")))
+	}
+	tw.Flush()
+	if reading.BadMeasurement != nil {
+		fmt.Fprintf(w, "measurement: %v (no sample would be recorded)\n", reading.BadMeasurement)
+	}
+	if reading.HasPhase {
+		fmt.Fprintf(w, "phase:       code %d -> %s\n", reading.PhaseCode, reading.Phase)
+	}
+	if reading.HasProgram {
+		fmt.Fprintf(w, "program:     code %d -> %s\n", reading.ProgramCode, orDash(p.Programs[reading.ProgramCode]))
+	}
+	if p.HasRole(profile.RoleCycleCounter) {
+		fmt.Fprintf(w, "cycle:       %d\n", reading.Counter)
+	}
+	if reading.HasLastCycle {
+		fmt.Fprintf(w, "last cycle:  %d", reading.LastCycle)
+		if reading.HasLastResult {
+			res, ok := p.Results[reading.LastResultCode]
+			if !ok {
+				res = "unmapped"
+			}
+			fmt.Fprintf(w, ", result code %d -> %s", reading.LastResultCode, res)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(reading.Alarms) == 0 {
+		fmt.Fprintln(w, "alarms:      none")
+	}
+	for _, a := range reading.Alarms {
+		fmt.Fprintf(w, "alarm:       %d %s\n", a.Code, a.Text)
+	}
+	return nil
+}
+
+func formatValue(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%g", v)
+}
+
+// tcpProbe is a one-shot Modbus TCP reader: goburrow's TCP packager over
+// its handler, behind modbus.ReadOnlyTransporter so nothing but a read can
+// leave. It is used for one request and closed, so the handler's known
+// traps (a broken connection kept, transaction ids out of step after a
+// late reply: libraries.md §1) cannot build up.
+type tcpProbe struct {
+	handler *gmodbus.TCPClientHandler
+	client  gmodbus.Client
+}
+
+func dialTCPProbe(address string, unit byte, timeout time.Duration) (*tcpProbe, error) {
+	if _, _, err := net.SplitHostPort(address); err != nil {
+		return nil, fmt.Errorf("--tcp %q: %w (want host:port, e.g. 192.168.1.20:502)", address, err)
+	}
+	h := gmodbus.NewTCPClientHandler(address)
+	h.Timeout = timeout
+	h.IdleTimeout = 0
+	h.SlaveId = unit
+	if err := h.Connect(); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", address, err)
+	}
+	return &tcpProbe{handler: h, client: gmodbus.NewClient2(h, modbus.ReadOnlyTransporter(h, modbus.TCPFunctionOffset))}, nil
+}
+
+func (t *tcpProbe) ReadRegisters(_ context.Context, unit, function byte, address, quantity uint16) ([]uint16, error) {
+	t.handler.SlaveId = unit
+	var (
+		raw []byte
+		err error
+	)
+	switch function {
+	case 1:
+		raw, err = t.client.ReadCoils(address, quantity)
+	case 2:
+		raw, err = t.client.ReadDiscreteInputs(address, quantity)
+	case 3:
+		raw, err = t.client.ReadHoldingRegisters(address, quantity)
+	case 4:
+		raw, err = t.client.ReadInputRegisters(address, quantity)
+	default:
+		return nil, fmt.Errorf("%w: function %d", modbus.ErrWriteRefused, function)
+	}
+	if err != nil {
+		if ex := modbus.AsException(err); ex != nil {
+			return nil, ex
+		}
+		t.handler.Close()
+		return nil, err
+	}
+	values := make([]uint16, quantity)
+	if function <= 2 {
+		if len(raw) < (int(quantity)+7)/8 {
+			return nil, fmt.Errorf("reply has %d bytes for %d bits", len(raw), quantity)
+		}
+		for i := range values {
+			values[i] = uint16(raw[i/8]>>(i%8)) & 1
+		}
+		return values, nil
+	}
+	if len(raw) != 2*int(quantity) {
+		return nil, errors.New("reply length does not match the register count")
+	}
+	for i := range values {
+		values[i] = bin.BigEndian.Uint16(raw[2*i:])
+	}
+	return values, nil
+}
+
+func (t *tcpProbe) Close() error { return t.handler.Close() }
