@@ -143,9 +143,8 @@ func New(opts Options) (*Simulator, error) {
 		plan := opts.Scenario.PlanFor(n)
 		u := &unit{n: n, plan: plan,
 			dev: autoclave.New(autoclave.Config{Seed: seed, Stream: uint64(n), CounterStart: plan.CounterStart})}
-		// Device 1 starts soon; the others are spread over one pause (at most
-		// 10 min) so
-		// that many devices do not run in lockstep.
+		// Device 1 starts soon; the others are spread over one pause (at
+		// most 10 min) so that many devices do not run in lockstep.
 		u.nextAt = 10
 		if n > 1 {
 			rng := rand.New(rand.NewPCG(seed, uint64(n)<<32))
