@@ -51,6 +51,7 @@ type TapStats struct {
 	ParseErrors int64 // records whose report did not fully parse
 	Opens       int64 // successful port opens
 	Samples     int64 // stream-mode samples delivered as telemetry
+	BytesRead   int64 // bytes read from the port
 	Split       SplitStats
 }
 
@@ -243,6 +244,7 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 			continue
 		}
 		s.lastByte = now
+		t.count(func(st *TapStats) { st.BytesRead += int64(n) })
 		before := s.split.Stats()
 		reports := s.split.Write(buf[:n])
 		if after := s.split.Stats(); after.GarbageLines > before.GarbageLines && t.tmpl.mode == ModeReport {
