@@ -241,7 +241,7 @@ const maxStartSearch = 512
 // startWithin returns the offset k > 0 at which line[k:] matches the start
 // marker, or 0.
 func (s *Splitter) startWithin(line []byte) int {
-	if len(line) > maxStartSearch {
+	if len(line) > maxStartSearch || !s.t.startAnywhere.MatchString(decodeLine(line, s.t.charset)) {
 		return 0
 	}
 	for k := 1; k < len(line); k++ {

@@ -97,6 +97,9 @@ type Template struct {
 	program             string
 
 	start, end *regexp.Regexp
+	// startAnywhere is start without its leading ^: a cheap test of
+	// whether a start marker may begin inside a line.
+	startAnywhere *regexp.Regexp
 	fields     []*regexp.Regexp
 
 	phaseRe     *regexp.Regexp
@@ -413,6 +416,9 @@ func (c *compiler) compile(tf *templateFile) *Template {
 		c.fail(fmt.Sprintf("unit %q is not one of %s", t.presUnit, strings.Join(pressureUnits, ", ")), "units", "pressure")
 	}
 	t.start = c.re(tf.Start, nil, nil, "start")
+	if t.start != nil {
+		t.startAnywhere = regexp.MustCompile(strings.TrimPrefix(tf.Start, "^"))
+	}
 	t.end = c.re(tf.End, nil, nil, "end")
 
 	if t.mode == ModeStream {
