@@ -100,7 +100,7 @@ type Template struct {
 	// startAnywhere is start without its leading ^: a cheap test of
 	// whether a start marker may begin inside a line.
 	startAnywhere *regexp.Regexp
-	fields     []*regexp.Regexp
+	fields        []*regexp.Regexp
 
 	phaseRe     *regexp.Regexp
 	phaseNames  map[string]protocol.PhaseName // key normalised
