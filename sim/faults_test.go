@@ -3,6 +3,7 @@ package sim
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -334,6 +335,38 @@ func TestPrinterStream(t *testing.T) {
 		}
 		if !line.MatchString(sc.Text()) {
 			t.Errorf("stream line %q", sc.Text())
+		}
+	}
+}
+
+// The same seed and scenario give the same cycles, however the time is
+// sliced (the wall clock slices it differently on every run).
+func TestSameSeedSameRun(t *testing.T) {
+	run := func(chunk float64) []Truth {
+		truth := &syncBuffer{}
+		s, err := New(Options{Devices: 3, Seed: 99, Truth: truth, Epoch: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for elapsed := 0.0; elapsed < 7200; elapsed += chunk {
+			s.Advance(chunk)
+		}
+		lines := (&running{truth: truth}).truthLines(t)
+		for i := range lines {
+			lines[i].WallEndedAt = time.Time{}
+		}
+		return lines
+	}
+	a, b := run(0.37), run(61)
+	if len(a) < 6 {
+		t.Fatalf("only %d cycles in two hours", len(a))
+	}
+	n := min(len(a), len(b))
+	for i := range n {
+		ja, _ := json.Marshal(a[i])
+		jb, _ := json.Marshal(b[i])
+		if string(ja) != string(jb) {
+			t.Errorf("cycle %d differs:\n%s\n%s", i, ja, jb)
 		}
 	}
 }

@@ -79,6 +79,7 @@ type Simulator struct {
 	ran     sync.Once
 	updates []update
 	clockNs atomic.Int64 // simulated time since New, for goroutines that do not own the devices
+	owed    float64      // simulated seconds not yet stepped
 }
 
 // unit is one device with its schedule.
@@ -259,26 +260,32 @@ func (s *Simulator) Run(ctx context.Context) error {
 	}
 }
 
-// Advance steps every device by simulated seconds, in steps of at most one
-// second, starts cycles as the scenario says, reports finished cycles and
-// publishes the register images. Run calls it from its ticker; tests may
-// call it directly instead of Run (not both).
+// Advance moves the simulation on by simulated seconds. Devices are
+// stepped in fixed one-second steps (a remainder is carried to the next
+// call), so a run depends only on the seed and the scenario, not on how the
+// wall clock sliced it. It starts cycles as the scenario says, reports
+// finished cycles and publishes the register images. Run calls it from its
+// ticker; tests may call it directly instead of Run (not both).
 func (s *Simulator) Advance(simSeconds float64) {
 	if simSeconds <= 0 {
 		return
 	}
-	steps := int(math.Ceil(simSeconds))
-	dt := simSeconds / float64(steps)
-	for range steps {
+	s.owed += simSeconds
+	stepped := false
+	for s.owed >= 1 {
+		s.owed--
+		stepped = true
 		for _, u := range s.units {
 			s.maybeStart(u)
-			if rep := u.dev.Step(dt); rep != nil {
+			if rep := u.dev.Step(1); rep != nil {
 				s.finished(u, rep)
 			}
 		}
+		s.clockNs.Add(int64(time.Second))
 	}
-	s.clockNs.Add(int64(simSeconds * float64(time.Second)))
-	s.publish()
+	if stepped {
+		s.publish()
+	}
 }
 
 // deviceTime is the device clocks' current time of day.
