@@ -75,7 +75,7 @@ type busUnit struct {
 }
 
 // NewBus checks cfg, fills the defaults and builds the bus. It opens
-// nothing: Run does.
+// nothing: Run does. log should already name the bus (log.With("bus", …)).
 func NewBus(cfg BusConfig, log *slog.Logger) (*Bus, error) {
 	if (cfg.Serial == nil) == (cfg.Address == "") {
 		return nil, fmt.Errorf("modbus rtu bus %q: give exactly one of serial and address", cfg.Name)
@@ -119,7 +119,7 @@ func NewBus(cfg BusConfig, log *slog.Logger) (*Bus, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Bus{cfg: cfg, log: log.With("bus", cfg.Name), list: listPorts}
+	b := &Bus{cfg: cfg, log: log, list: listPorts}
 	seen := map[byte]string{}
 	for i, u := range cfg.Units {
 		switch {

@@ -289,7 +289,9 @@ type FrameError struct {
 }
 
 func (e *FrameError) Error() string {
-	return fmt.Sprintf("modbus rtu: unit %d function %d: %s (received % x)", e.Unit, e.Function, e.Reason, e.Frame)
+	// The bytes themselves stay out of the message (they differ every
+	// time, which would defeat log de-duplication); Frame keeps them.
+	return fmt.Sprintf("modbus rtu: unit %d function %d: %s", e.Unit, e.Function, e.Reason)
 }
 
 // LinkError means the serial port or TCP connection itself failed (adapter

@@ -164,7 +164,9 @@ func (f *framer) transact(ctx context.Context, req Request) ([]uint16, error) {
 	}
 	var te *TimeoutError
 	if errors.As(err, &te) {
-		te.After = time.Since(sent).Round(time.Millisecond)
+		// The configured timeout, not the measured wait: the message stays
+		// the same from poll to poll, so a steady failure is logged once.
+		te.After = deadline.Sub(sent)
 	}
 	if ctx.Err() != nil && !IsLinkError(err) {
 		return nil, ctx.Err()
