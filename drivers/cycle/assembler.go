@@ -98,7 +98,29 @@ func New(cfg Config, sink protocol.Sink, store protocol.StateStore, log *slog.Lo
 }
 
 // stateVersion changes when the saved layout changes incompatibly.
-const stateVersion = 1
+const stateVersion = 2
+
+// samplesPerChunk: a poll rewrites at most one chunk of this many samples
+// (about 7 KB of JSON). Without chunks, a one-hour cycle at 1 Hz rewrote
+// ~270 KB per poll: ~0.5 GB per cycle of disk writes, which wears the SD
+// and eMMC storage of small industrial PCs.
+const samplesPerChunk = 120
+
+// sampleChunk is one chunk of an open cycle's samples. Counter, Start and
+// First tie it to its cycle, so a chunk left over from an earlier cycle is
+// never mistaken for this one's.
+type sampleChunk struct {
+	Counter uint64          `json:"counter"`
+	Start   int64           `json:"start_ms"`
+	First   int             `json:"first"`
+	Samples []compactSample `json:"samples"`
+}
+
+func (a *Assembler) chunkKey(k int) string {
+	// Device ids cannot contain '/' (they are MQTT topic levels), so no
+	// other device's key can look like this.
+	return fmt.Sprintf("%s/cycle-samples/%d", a.cfg.Device, k)
+}
 
 // state is what survives a restart. JSON, opaque to the store.
 type state struct {
@@ -127,14 +149,19 @@ type state struct {
 
 // openCycle is a cycle in progress.
 type openCycle struct {
-	Counter     uint64           `json:"counter"`
-	SawStart    bool             `json:"saw_start"`
-	Gap         bool             `json:"gap,omitempty"` // samples missing somewhere in the middle
-	Start       int64            `json:"start_ms"`      // first observation of the cycle, Unix ms
-	Last        int64            `json:"last_ms"`       // latest observation of the cycle, Unix ms
-	ProgramCode *int             `json:"program_code,omitempty"`
-	Samples     []compactSample  `json:"samples"`
-	Alarms      []protocol.Alarm `json:"alarms,omitempty"`
+	Counter     uint64 `json:"counter"`
+	SawStart    bool   `json:"saw_start"`
+	Gap         bool   `json:"gap,omitempty"` // samples missing somewhere in the middle
+	Start       int64  `json:"start_ms"`      // first observation of the cycle, Unix ms
+	Last        int64  `json:"last_ms"`       // latest observation of the cycle, Unix ms
+	ProgramCode *int   `json:"program_code,omitempty"`
+	// Samples are saved apart from the main state, in chunks of
+	// samplesPerChunk under their own keys (see saveSamples), so a poll
+	// rewrites a few KB instead of the whole cycle so far.
+	Samples  []compactSample  `json:"-"`
+	NSamples int              `json:"n_samples"`
+	saved    int              // samples already durable in their chunks
+	Alarms   []protocol.Alarm `json:"alarms,omitempty"`
 }
 
 // compactSample keeps the saved state small: it is rewritten on every poll.
@@ -171,15 +198,100 @@ func (a *Assembler) load(ctx context.Context) error {
 		a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: a.cfg.Now().UTC(), Text: "saved cycle state was unreadable; the gateway re-baselined on the device's counters"})
 		return nil
 	}
-	if c := st.Current; c != nil && c.Start == 0 && len(c.Samples) > 0 {
-		// saved before start_ms/last_ms existed
-		c.Start, c.Last = c.Samples[0].At, c.Samples[len(c.Samples)-1].At
+	// A saved record the sink would refuse forever would block every later
+	// record of the device: drop it, loudly. Only a damaged state file can
+	// hold one; the assembler never builds one.
+	kept := st.Pending[:0]
+	for _, rec := range st.Pending {
+		if err := rec.Validate(); err != nil || rec.Device != a.cfg.Device {
+			a.log.Error("saved cycle record is damaged; dropping it", "device", a.cfg.Device, "cycle", rec.Cycle, "err", err)
+			a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: a.cfg.Now().UTC(), Cycle: rec.Cycle,
+				Text: fmt.Sprintf("the saved record of cycle %d was damaged and could not be delivered", rec.Cycle)})
+			continue
+		}
+		kept = append(kept, rec)
+	}
+	st.Pending = kept
+	if c := st.Current; c != nil {
+		samples, complete, err := a.loadSamples(ctx, c)
+		if err != nil {
+			a.loaded = false
+			return err
+		}
+		c.Samples, c.saved = samples, len(samples)
+		if !complete {
+			a.log.Error("saved samples of the open cycle are partly missing; its record will be marked incomplete", "cycle", c.Counter, "have", len(samples), "want", c.NSamples)
+			c.Gap = true
+		}
+		if c.Start <= 0 || c.Last < c.Start { // damaged state: keep the cycle, with sane times
+			c.Start = a.cfg.Now().UnixMilli()
+			if len(c.Samples) > 0 {
+				c.Start = c.Samples[0].At
+			}
+			c.Last = max(c.Last, c.Start)
+			c.Gap = true
+		}
+		for i := range c.Samples {
+			if !c.Samples[i].Phase.Valid() {
+				c.Samples[i].Phase = protocol.PhaseUnknown // damaged state; keep the sample
+			}
+		}
 	}
 	a.st = st
 	return nil
 }
 
+// loadSamples reads the chunks of the open cycle c. complete is false when
+// a chunk is missing or belongs to another cycle (then only the samples
+// before it are returned).
+func (a *Assembler) loadSamples(ctx context.Context, c *openCycle) (samples []compactSample, complete bool, err error) {
+	samples = []compactSample{}
+	for k := 0; k*samplesPerChunk < c.NSamples; k++ {
+		data, err := a.store.LoadState(ctx, a.chunkKey(k))
+		if err != nil {
+			return nil, false, fmt.Errorf("cycle %s: load samples: %w", a.cfg.Device, err)
+		}
+		var ch sampleChunk
+		if data == nil || json.Unmarshal(data, &ch) != nil || ch.Counter != c.Counter || ch.Start != c.Start || ch.First != k*samplesPerChunk {
+			return samples, false, nil
+		}
+		want := min(samplesPerChunk, c.NSamples-k*samplesPerChunk)
+		if len(ch.Samples) < want {
+			return append(samples, ch.Samples...), false, nil
+		}
+		samples = append(samples, ch.Samples[:want]...)
+	}
+	return samples, true, nil
+}
+
+// saveSamples writes the chunks holding samples not yet saved: usually
+// just the last, partly filled one. It runs before the main state, which
+// says how many samples count, so a crash in between loses nothing.
+func (a *Assembler) saveSamples(ctx context.Context) error {
+	c := a.st.Current
+	if c == nil {
+		return nil
+	}
+	for k := c.saved / samplesPerChunk; k*samplesPerChunk < len(c.Samples); k++ {
+		first := k * samplesPerChunk
+		ch := sampleChunk{Counter: c.Counter, Start: c.Start, First: first, Samples: c.Samples[first:min(len(c.Samples), first+samplesPerChunk)]}
+		data, err := json.Marshal(&ch)
+		if err != nil {
+			return fmt.Errorf("cycle %s: encode samples: %w", a.cfg.Device, err)
+		}
+		if err := a.store.SaveState(ctx, a.chunkKey(k), data); err != nil {
+			return fmt.Errorf("cycle %s: save samples: %w", a.cfg.Device, err)
+		}
+	}
+	c.saved = len(c.Samples)
+	c.NSamples = len(c.Samples)
+	return nil
+}
+
 func (a *Assembler) save(ctx context.Context) error {
+	if err := a.saveSamples(ctx); err != nil {
+		return err
+	}
 	data, err := json.Marshal(&a.st)
 	if err != nil {
 		return fmt.Errorf("cycle %s: encode state: %w", a.cfg.Device, err)
@@ -271,8 +383,13 @@ func (a *Assembler) stepLatched(r profile.Reading, smp compactSample, now time.T
 		a.addSample(r, smp, recent)
 	}
 	if r.LastCycle < a.st.LastLatch {
+		// Counter reset or device replaced: whatever was open will never
+		// be latched; record it as it is and re-baseline.
 		a.counterReset(r.LastCycle, now)
-		a.st.LastLatch, a.st.Recorded = r.LastCycle, min(a.st.Recorded, r.LastCycle)
+		if cur := a.st.Current; cur != nil {
+			a.finish(nil, cur.ProgramCode, false, time.UnixMilli(cur.Last))
+		}
+		a.st.LastLatch, a.st.Recorded = r.LastCycle, r.LastCycle
 	}
 	if r.LastCycle > a.st.LastLatch {
 		finished := r.LastCycle
@@ -291,6 +408,12 @@ func (a *Assembler) stepLatched(r profile.Reading, smp compactSample, now time.T
 			a.finish(res, prog, cur.Counter == finished, now)
 		}
 		a.gapUpTo(finished, now, "finished while the gateway was not watching it; no samples, no record")
+	}
+	if cur := a.st.Current; cur != nil && r.Counter > cur.Counter {
+		// The device started another cycle without latching this one
+		// (power cut, abort the device does not report): it will not be
+		// latched any more, so record it now, end unseen.
+		a.finish(nil, cur.ProgramCode, false, time.UnixMilli(cur.Last))
 	}
 	if a.st.Current == nil && r.Counter > a.st.Recorded && r.Counter > a.st.LastLatch {
 		// A cycle newer than any finished one is running. We saw it start
@@ -359,7 +482,13 @@ func (a *Assembler) stepPhase(r profile.Reading, smp compactSample, now time.Tim
 	}
 	if r.Counter < a.st.LastCounter {
 		a.counterReset(r.Counter, now)
-		a.st.Recorded = min(a.st.Recorded, r.Counter-min(r.Counter, 1))
+		if cur := a.st.Current; cur != nil {
+			a.finish(nil, cur.ProgramCode, false, time.UnixMilli(cur.Last))
+		}
+		a.st.Recorded = r.Counter - min(r.Counter, 1)
+		if idle || isEnd {
+			a.st.Recorded = r.Counter
+		}
 	}
 	if cur := a.st.Current; cur != nil {
 		a.addSample(r, smp, recent)
@@ -504,7 +633,7 @@ func (a *Assembler) gapUpTo(last uint64, now time.Time, why string) {
 }
 
 func (a *Assembler) counterReset(to uint64, now time.Time) {
-	text := fmt.Sprintf("the device's cycle counter went back from %d to %d (counter reset or device replaced)", a.st.Recorded, to)
+	text := fmt.Sprintf("the device's cycle counter went back from %d to %d (counter reset or device replaced); counting restarts from there", max(a.st.Recorded, a.st.LastCounter), to)
 	a.log.Warn(text, "device", a.cfg.Device)
 	a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: now.UTC(), Cycle: to, Text: text})
 }

@@ -453,3 +453,106 @@ cycle_end: {on: last_cycle_change}
 		t.Errorf("ended %v, last good sample %v: the end poll still counts", recs[0].EndedAt, recs[0].Samples[1].At)
 	}
 }
+
+func TestCounterResetRebaselines(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 500, latch: 499, phase: 5}
+	r.polls(2) // mid-cycle 500 at first start
+	// The controller is replaced: counters start again from 0.
+	r.dev = device{tempC: 21, kPa: 101, counter: 0, latch: 0}
+	r.poll()
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 500 || recs[0].Complete || recs[0].Result != protocol.ResultUnknown {
+		t.Fatalf("records = %+v", recs)
+	}
+	gaps := r.sink.EventsOf(protocol.EventGap)
+	if len(gaps) != 1 || !strings.Contains(gaps[0].Text, "went back from 500 to 0") {
+		t.Fatalf("gap events = %+v", gaps)
+	}
+	r.runCycle(1)
+	recs = r.sink.Records()
+	if len(recs) != 2 || recs[1].Cycle != 1 || !recs[1].Complete || recs[1].Result != protocol.ResultPassed {
+		t.Fatalf("first cycle after the reset = %+v", recs[len(recs)-1])
+	}
+}
+
+func TestUnlatchedCycleIsRecordedWhenTheNextStarts(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 7, latch: 7}
+	r.poll()
+	r.dev.counter, r.dev.phase = 8, 3
+	r.polls(3)
+	// Power cut: the device never latches 8 and starts 9.
+	r.dev.counter, r.dev.phase = 9, 2
+	r.polls(2)
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 8 || recs[0].Complete || len(recs[0].Samples) != 3 {
+		t.Fatalf("records = %+v", recs)
+	}
+	r.dev.phase, r.dev.latch, r.dev.result = 10, 9, 1
+	r.poll()
+	recs = r.sink.Records()
+	if len(recs) != 2 || recs[1].Cycle != 9 || !recs[1].Complete || len(recs[1].Samples) != 3 {
+		t.Fatalf("cycle 9 = %+v", recs[len(recs)-1])
+	}
+	if n := len(r.sink.EventsOf(protocol.EventGap)); n != 0 {
+		t.Errorf("%d gap events; every cycle has a record", n)
+	}
+}
+
+// A long cycle keeps its samples in chunks: each poll writes a few KB, and a
+// restart across chunk boundaries gives back every sample in order.
+func TestLongCycleSamplesSurviveRestartsInChunks(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 1, latch: 1}
+	r.poll()
+	r.dev.counter, r.dev.phase = 2, 5
+	for i := range 400 {
+		r.dev.tempC = 134 + float64(i%10)/10
+		r.poll()
+		if i == 119 || i == 120 || i == 250 {
+			r.restart()
+		}
+	}
+	_, before := r.store.Writes()
+	r.poll()
+	_, after := r.store.Writes()
+	if per := after - before; per > 16<<10 {
+		t.Errorf("one poll late in the cycle wrote %d bytes; want a chunk, not the whole cycle", per)
+	}
+	if n := len(r.store.Bytes("ac1")); n > 4<<10 {
+		t.Errorf("main state is %d bytes; samples belong in chunks", n)
+	}
+	r.dev.phase, r.dev.latch, r.dev.result = 10, 2, 1
+	r.poll()
+	recs := r.sink.Records()
+	if len(recs) != 1 || len(recs[0].Samples) != 402 || !recs[0].Complete {
+		t.Fatalf("got %d records; samples %d (want 402), complete %v", len(recs), len(recs[0].Samples), recs[0].Complete)
+	}
+	for i := 1; i < len(recs[0].Samples); i++ {
+		if !recs[0].Samples[i].At.After(recs[0].Samples[i-1].At) {
+			t.Fatalf("sample %d out of order", i)
+		}
+	}
+}
+
+// A chunk lost from the store (damaged storage) costs its samples and marks
+// the record incomplete; it never stops the cycle from being recorded.
+func TestMissingChunkMarksTheRecordIncomplete(t *testing.T) {
+	r := newRig(t)
+	r.dev = device{tempC: 21, kPa: 101, counter: 1, latch: 1}
+	r.poll()
+	r.dev.counter, r.dev.phase = 2, 5
+	r.polls(130)
+	if err := r.store.SaveState(context.Background(), "ac1/cycle-samples/0", []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	r.restart()
+	r.poll()
+	r.dev.phase, r.dev.latch, r.dev.result = 10, 2, 1
+	r.poll()
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Complete || len(recs[0].Samples) != 2 {
+		t.Fatalf("records = %d, complete %v, %d samples (want the 2 taken after the restart)", len(recs), recs[0].Complete, len(recs[0].Samples))
+	}
+}

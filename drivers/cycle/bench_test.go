@@ -39,5 +39,8 @@ func BenchmarkObserveInLongCycle(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(len(store.Bytes("d"))), "state-bytes")
+	b.ReportMetric(float64(len(store.Bytes("d"))), "main-state-bytes")
+	calls, bytes := store.Writes()
+	b.ReportMetric(float64(bytes)/float64(3600+b.N), "bytes-written/poll")
+	b.ReportMetric(float64(calls)/float64(3600+b.N), "saves/poll")
 }

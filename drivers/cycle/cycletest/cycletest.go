@@ -154,7 +154,16 @@ type Store struct {
 	mu    sync.Mutex
 	state map[string][]byte
 	fail  bool
-	Saves int
+	saves int
+	bytes int
+}
+
+// Writes returns how many SaveState calls succeeded and how many bytes
+// they wrote in total.
+func (s *Store) Writes() (calls, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.saves, s.bytes
 }
 
 // Fail makes every later save fail (true) or succeed (false).
@@ -185,7 +194,8 @@ func (s *Store) SaveState(_ context.Context, device string, state []byte) error 
 		s.state = map[string][]byte{}
 	}
 	s.state[device] = append([]byte(nil), state...)
-	s.Saves++
+	s.saves++
+	s.bytes += len(state)
 	return nil
 }
 
