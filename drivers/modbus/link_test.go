@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sterigate/sterigate/drivers/cycle/cycletest"
+	"github.com/sterigate/sterigate/drivers/profile"
 )
 
 func readOK(l *tcpLink, want uint16) error {
@@ -268,4 +273,44 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A steady failure is logged once, not on every retry (each retry of a
+// timeout has a new local port in its message).
+func TestSteadyFailureLogsOnce(t *testing.T) {
+	srv := startRawServer(t, func(int, []byte) []byte { return nil })
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logBuf}, nil))
+	prof, _ := profile.Builtin("sim-autoclave")
+	u, err := NewUnit(UnitConfig{Device: "ac", Unit: 1, Profile: prof}, &cycletest.Sink{}, &cycletest.Store{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newTCPLink(srv.addr(), 50*time.Millisecond, nil)
+	defer l.close()
+	for range 3 {
+		if err := u.Poll(context.Background(), l); !IsTimeout(err) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logBuf.String(), "modbus poll failed"); n != 1 {
+		t.Errorf("%d log lines for 3 identical failures:\n%s", n, logBuf.String())
+	}
+	if s := u.Stats(); s.Timeouts != 3 || s.Polls != 3 {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

@@ -58,7 +58,7 @@ type Unit struct {
 	assembler *cycle.Assembler
 	log       *slog.Logger
 	stats     unitCounters
-	lastErr   string // last logged poll error, so a steady failure logs once
+	lastErr   string // kind of the last logged poll error, so a steady failure logs once
 
 	statusMu sync.Mutex
 	status   protocol.DeviceStatus
@@ -187,11 +187,31 @@ func (u *Unit) Unreachable(ctx context.Context, err error) {
 	u.assembler.Unreachable(ctx, err)
 }
 
+// logOnce logs a poll error unless the previous poll failed the same way.
+// The comparison is on the kind of error, not its text: a timeout names a
+// new local port on every reconnect, and must not log on every retry.
 func (u *Unit) logOnce(err error) {
-	if s := err.Error(); s != u.lastErr {
-		u.lastErr = s
+	if kind := errorKind(err); kind != u.lastErr {
+		u.lastErr = kind
 		u.log.Warn("modbus poll failed", "err", err)
 	}
+}
+
+func errorKind(err error) string {
+	var de *profile.DecodeError
+	switch ex := AsException(err); {
+	case ex != nil:
+		return ex.Error()
+	case errors.As(err, &de):
+		return "decode " + de.Field
+	case errors.Is(err, ErrCRC):
+		return "crc"
+	case IsTimeout(err):
+		return "timeout"
+	case errors.Is(err, ErrDecode):
+		return "decode"
+	}
+	return "transport"
 }
 
 func (u *Unit) countError(err error) {
