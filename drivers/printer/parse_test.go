@@ -245,3 +245,81 @@ func TestParseTemplateWrittenFromSamplePrintout(t *testing.T) {
 		t.Errorf("plateau = %+v", p)
 	}
 }
+
+// TestDocsShowCurrentTemplatesAndPrintouts keeps docs/printer.md true: it
+// must carry the built-in templates and the simulator's golden printouts
+// as they are now.
+func TestDocsShowCurrentTemplatesAndPrintouts(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/printer.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range printer.BuiltinTemplateNames() {
+		yml, err := os.ReadFile("templates/" + n + ".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(doc, yml) {
+			t.Errorf("docs/printer.md does not show the current templates/%s.yaml", n)
+		}
+	}
+	cp850 := func(b []byte) string {
+		var s strings.Builder
+		for _, c := range b {
+			switch c {
+			case 0xf8:
+				s.WriteRune('°')
+			case 0x81:
+				s.WriteRune('ü')
+			case '\r', '\f':
+			default:
+				s.WriteByte(c)
+			}
+		}
+		return s.String()
+	}
+	for _, f := range []string{"en_pass.txt", "en_fail.txt", "de_pass.txt", "de_fail.txt", "de_abort.txt"} {
+		g, err := os.ReadFile("../../sim/printout/testdata/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), cp850(g)) {
+			t.Errorf("docs/printer.md does not show the current golden %s", f)
+		}
+	}
+}
+
+// TestReadmeSampleTemplate parses the README's sample printout with the
+// README's sample template.
+func TestReadmeSampleTemplate(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```")
+	var printed, yml string
+	for i := 1; i < len(blocks); i += 2 {
+		switch {
+		case strings.HasPrefix(blocks[i], "\n== STERIVAP"):
+			printed = strings.TrimPrefix(blocks[i], "\n")
+		case strings.HasPrefix(blocks[i], "yaml\nname: sterivap-de"):
+			yml = strings.TrimPrefix(blocks[i], "yaml\n")
+		}
+	}
+	if printed == "" || yml == "" {
+		t.Fatal("README.md lost its sample printout or template")
+	}
+	tp, err := printer.ParseTemplate("README.md", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := tp.Parse([]byte(strings.ReplaceAll(printed, "\n", "\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	if rec.Cycle != 1234 || rec.Result != protocol.ResultPassed || !rec.Complete || len(rec.Phases) != 3 || len(rec.Samples) != 1 ||
+		rec.Samples[0].PressureKPa != 312 || !rec.StartedAt.Equal(time.Date(2026, 11, 28, 14, 3, 0, 0, berlin)) {
+		t.Errorf("README sample parsed as %+v", rec)
+	}
+}

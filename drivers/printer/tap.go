@@ -20,6 +20,10 @@ type TapConfig struct {
 	Device string
 	// Port is the serial device node, e.g. /dev/ttyUSB0.
 	Port string
+	// FindPort, if not nil, is asked for the current device node before
+	// every open (a USB adapter found again by VID/PID/serial number after
+	// a replug renamed it); Port is used when it fails.
+	FindPort func() (string, error)
 	// Baud, DataBits, Parity, StopBits default to 9600 8N1. Parity is
 	// none, odd, even, mark or space; StopBits is 1 or 2.
 	Baud, DataBits int
@@ -207,19 +211,27 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 	t := s.tap
 	s.ctx = ctx
 	mode := t.mode
-	port, err := serial.Open(t.cfg.Port, &mode)
+	name := t.cfg.Port
+	if t.cfg.FindPort != nil {
+		if found, err := t.cfg.FindPort(); err == nil && found != "" {
+			name = found
+		} else if err != nil {
+			t.log.Warn("could not find the port by its USB identity; trying the configured node", "err", err)
+		}
+	}
+	port, err := serial.Open(name, &mode)
 	if err != nil {
-		s.wentOffline(ctx, fmt.Sprintf("open %s: %v", t.cfg.Port, err))
-		return false, fmt.Errorf("open %s: %w", t.cfg.Port, err)
+		s.wentOffline(ctx, fmt.Sprintf("open %s: %v", name, err))
+		return false, fmt.Errorf("open %s: %w", name, err)
 	}
 	defer port.Close()
 	if err := port.SetReadTimeout(t.cfg.ReadTimeout); err != nil {
-		return false, fmt.Errorf("set read timeout on %s: %w", t.cfg.Port, err)
+		return false, fmt.Errorf("set read timeout on %s: %w", name, err)
 	}
 	t.count(func(st *TapStats) { st.Opens++ })
-	t.log.Info("printer port open", "baud", mode.BaudRate)
+	t.log.Info("printer port open", "node", name, "baud", mode.BaudRate)
 	s.offline = false
-	t.event(ctx, protocol.Event{Kind: protocol.EventOnline, At: time.Now().UTC(), Text: "printer port " + t.cfg.Port + " open"})
+	t.event(ctx, protocol.Event{Kind: protocol.EventOnline, At: time.Now().UTC(), Text: "printer port " + name + " open"})
 	buf := make([]byte, 4096)
 	for {
 		if ctx.Err() != nil {
@@ -231,8 +243,8 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 		n, err := port.Read(buf)
 		if err != nil {
 			s.cut(ctx, "port read failed: "+err.Error())
-			s.wentOffline(ctx, fmt.Sprintf("read %s: %v", t.cfg.Port, err))
-			return true, fmt.Errorf("read %s: %w", t.cfg.Port, err)
+			s.wentOffline(ctx, fmt.Sprintf("read %s: %v", name, err))
+			return true, fmt.Errorf("read %s: %w", name, err)
 		}
 		now := time.Now()
 		if n == 0 {

@@ -237,6 +237,30 @@ func TestTapReportCutByPortLoss(t *testing.T) {
 	r.stop(t)
 }
 
+func TestTapFindsUnpluggedPortAgain(t *testing.T) {
+	master, slave := openPTY(t)
+	var mu sync.Mutex
+	current := slave
+	find := func() (string, error) { mu.Lock(); defer mu.Unlock(); return current, nil }
+	sink := &memorySink{}
+	r := startTap(t, printer.TapConfig{Port: "/dev/nonexistent-printer", FindPort: find, Template: builtin(t, "dac-de")}, sink)
+	master.Close() // unplugged
+	waitFor(t, "the tap to notice", func() bool {
+		_, _, evs := sink.snapshot()
+		return len(evs) > 0 && evs[len(evs)-1].Kind == protocol.EventOffline
+	})
+	master2, slave2 := openPTY(t) // plugged back, under another name
+	mu.Lock()
+	current = slave2
+	mu.Unlock()
+	waitFor(t, "the tap to reopen", func() bool { return r.tap.Stats().Opens >= 2 })
+	c := printout.SampleCycle(protocol.ResultPassed, 21, t0)
+	writeChunks(t, master2, printout.Render(c, printout.Options{Style: printout.StyleGerman}))
+	waitFor(t, "the record", func() bool { recs, _, _ := sink.snapshot(); return len(recs) == 1 })
+	recs, _, _ := sink.snapshot()
+	checkRecord(t, recs[0], c, 0.51)
+}
+
 func TestTapStopDeliversOpenReport(t *testing.T) {
 	master, slave := openPTY(t)
 	sink := &memorySink{}
