@@ -54,11 +54,12 @@ type UnitConfig struct {
 // Poll and Unreachable are called by the link owner's goroutine only; Stats
 // may be read from any goroutine.
 type Unit struct {
-	cfg       UnitConfig
-	assembler *cycle.Assembler
-	log       *slog.Logger
-	stats     unitCounters
-	lastErr   string // kind of the last logged poll error, so a steady failure logs once
+	cfg         UnitConfig
+	assembler   *cycle.Assembler
+	log         *slog.Logger
+	stats       unitCounters
+	lastErr     string // kind of the last logged poll error, so a steady failure logs once
+	sinkFailing bool   // the last Observe could not deliver or save
 
 	statusMu sync.Mutex
 	status   protocol.DeviceStatus
@@ -167,9 +168,16 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 	if err := u.assembler.Observe(ctx, reading); err != nil {
 		// The reading was good; what failed is the sink or the state
 		// store. The assembler keeps what it could not deliver and
-		// retries on the next poll, so this is logged, not returned.
+		// retries on the next poll, so this is logged (once per outage),
+		// not returned.
 		u.stats.sinkErrors.Add(1)
-		u.log.Warn("cycle assembler could not deliver or save; will retry on the next poll", "err", err)
+		if !u.sinkFailing {
+			u.sinkFailing = true
+			u.log.Warn("cannot deliver to the journal or save the cycle state; keeping it and retrying on every poll", "err", err)
+		}
+	} else if u.sinkFailing {
+		u.sinkFailing = false
+		u.log.Info("journal delivery recovered")
 	}
 	return nil
 }
