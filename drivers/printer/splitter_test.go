@@ -235,3 +235,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSplitAndParse measures the whole software path of the tap:
+// split a day's worth of noisy printer stream and parse every report. A
+// 9600-baud port delivers at most 960 bytes/s.
+func BenchmarkSplitAndParse(b *testing.B) {
+	for _, style := range []printout.Style{printout.StyleEnglish, printout.StyleGerman} {
+		b.Run(string(style), func(b *testing.B) {
+			tp := builtin(b, styleTemplate(style))
+			stream, _ := noisyStream(style)
+			b.SetBytes(int64(len(stream)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s := printer.NewSplitter(tp, nil)
+				reps := append(s.Write(stream), s.Cut()...)
+				for _, r := range reps {
+					if _, err := tp.ParseAt(r.Raw, t0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
