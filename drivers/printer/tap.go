@@ -193,6 +193,14 @@ func (t *Tap) Run(ctx context.Context) error {
 	}
 }
 
+// Stream-mode telemetry is sent when a batch is full, at the start and end
+// of a sterilize run, after streamPause without a byte, and at the latest
+// maxBatchAge after its oldest sample.
+const (
+	streamPause = 2 * time.Second
+	maxBatchAge = 15 * time.Second
+)
+
 // session is the state of Run: one Splitter across reopens, so a report is
 // never split in two by a reconnect (a cut closes it first).
 type session struct {
@@ -200,9 +208,11 @@ type session struct {
 	split    *Splitter
 	lastByte time.Time
 	batch    []protocol.Sample
-	cycle    uint64 // stream mode: the running cycle's number, 0 outside
-	offline  bool   // an offline event was sent since the last online one
-	ctx      context.Context
+	// batchSince is when the oldest pending sample arrived.
+	batchSince time.Time
+	cycle      uint64 // stream mode: the running cycle's number, 0 outside
+	offline    bool   // an offline event was sent since the last online one
+	ctx        context.Context
 }
 
 // run opens the port once and reads it until an error or ctx is done.
@@ -252,7 +262,11 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 			if s.split.InReport() && now.Sub(s.lastByte) >= t.cfg.ReportTimeout {
 				s.cut(ctx, fmt.Sprintf("no byte for %s inside a report", t.cfg.ReportTimeout))
 			}
-			s.flushTelemetry(ctx)
+			// Keep batching while lines flow (one per second); send what
+			// is pending once the stream pauses or the batch grows old.
+			if len(s.batch) > 0 && (now.Sub(s.lastByte) >= streamPause || now.Sub(s.batchSince) >= maxBatchAge) {
+				s.flushTelemetry(ctx)
+			}
 			continue
 		}
 		s.lastByte = now
@@ -305,6 +319,9 @@ func (s *session) onLine(line []byte) {
 		// The same rule as the record's: the first sterilize line's time.
 		s.flushTelemetry(s.ctx)
 		s.cycle = uint64(sample.At.Unix())
+	}
+	if len(s.batch) == 0 {
+		s.batchSince = time.Now()
 	}
 	s.batch = append(s.batch, sample)
 	if !sterilize && s.cycle != 0 {

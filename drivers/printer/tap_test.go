@@ -174,6 +174,15 @@ func TestTapStreamModeThroughPTY(t *testing.T) {
 	if string(rec.Raw) != want {
 		t.Errorf("raw = %q, want the S run and its closing line %q", rec.Raw, want)
 	}
+	var sizes []int
+	for _, b := range tel {
+		sizes = append(sizes, len(b.Samples))
+	}
+	// Batches: the idle lines before the run, the run with its closing
+	// line, and the last idle line sent at stop. No batch per line.
+	if len(sizes) != 3 || sizes[0] != 3 || sizes[1] != 7 || sizes[2] != 1 {
+		t.Errorf("telemetry batch sizes %v, want [3 7 1]", sizes)
+	}
 	var n int
 	for _, b := range tel {
 		for _, s := range b.Samples {
