@@ -39,7 +39,7 @@ type RegisterReader interface {
 // UnitConfig describes one sterilizer behind a link.
 type UnitConfig struct {
 	Device  string // device id: journal key, MQTT topic level
-	Unit    byte   // Modbus unit (slave) id
+	Unit    byte   // Modbus unit (slave) id: 1–247 on a serial bus; on TCP often 1, 0 or 255 (the link owner checks its range)
 	Profile *profile.Profile
 	Source  string // "modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp", ...
 
@@ -72,9 +72,6 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 	}
 	if cfg.Profile == nil {
 		return nil, fmt.Errorf("modbus unit %s: no profile", cfg.Device)
-	}
-	if cfg.Unit > 247 {
-		return nil, fmt.Errorf("modbus unit %s: unit id %d is out of range 0..247", cfg.Device, cfg.Unit)
 	}
 	if cfg.Source == "" {
 		cfg.Source = "modbus"
