@@ -14,6 +14,7 @@ import (
 
 	gmodbus "github.com/goburrow/modbus"
 
+	"github.com/sterigate/sterigate/drivers/cycle"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -84,6 +85,10 @@ func NewTCPPoller(cfg TCPConfig, sink protocol.Sink, state protocol.StateStore, 
 	for _, uc := range cfg.Units {
 		if uc.Source == "" {
 			uc.Source = "modbus-tcp"
+		}
+		if uc.MaxSampleGap <= 0 {
+			// A slow poll interval must not make every record incomplete.
+			uc.MaxSampleGap = max(cycle.DefaultMaxSampleGap, 3*cfg.PollInterval+cfg.Timeout)
 		}
 		u, err := NewUnit(uc, sink, state, log)
 		if err != nil {

@@ -46,6 +46,11 @@ type UnitConfig struct {
 	// TelemetryInterval / TelemetryMaxSamples: see cycle.Config (defaults 5 s, 10).
 	TelemetryInterval   time.Duration
 	TelemetryMaxSamples int
+	// MaxSampleGap: consecutive samples of a cycle further apart than this
+	// make its record incomplete (see cycle.Config). Link owners should set
+	// it above their poll interval, e.g. 3 × interval + timeout; zero means
+	// cycle.DefaultMaxSampleGap (10 s). NewTCPPoller fills it in.
+	MaxSampleGap time.Duration
 	// Now is the clock (nil: time.Now). Tests inject a scripted clock.
 	Now func() time.Time
 }
@@ -86,6 +91,7 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 		Profile:             cfg.Profile,
 		TelemetryInterval:   cfg.TelemetryInterval,
 		TelemetryMaxSamples: cfg.TelemetryMaxSamples,
+		MaxSampleGap:        cfg.MaxSampleGap,
 		Now:                 cfg.Now,
 	}, sink, state, log)
 	if err != nil {
