@@ -145,9 +145,7 @@ type entry struct {
 // mapping returns the entries of a mapping node, reporting duplicate keys
 // and (when allowed is non-nil) keys that are not in allowed.
 func (ps *parser) mapping(n *yaml.Node, path string, allowed []string) ([]entry, bool) {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
+	n = deref(n)
 	if n.Kind != yaml.MappingNode {
 		ps.fail(n, path, "must be a mapping (key: value), not %s", describe(n))
 		return nil, false
@@ -155,10 +153,7 @@ func (ps *parser) mapping(n *yaml.Node, path string, allowed []string) ([]entry,
 	seen := map[string]bool{}
 	var out []entry
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if v.Kind == yaml.AliasNode {
-			v = v.Alias
-		}
+		k, v := n.Content[i], deref(n.Content[i+1])
 		key := k.Value
 		if seen[key] {
 			ps.fail(k, join(path, key), "is given twice")
@@ -198,7 +193,16 @@ func describe(n *yaml.Node) string {
 	return "something else"
 }
 
+// deref follows YAML aliases (*name) to the node they stand for.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 16; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
 func (ps *parser) str(n *yaml.Node, path string) (string, bool) {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		ps.fail(n, path, "must be a text value, not %s", describe(n))
 		return "", false
@@ -207,6 +211,7 @@ func (ps *parser) str(n *yaml.Node, path string) (string, bool) {
 }
 
 func (ps *parser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bool) {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode {
 		ps.fail(n, path, "must be a whole number, not %s", describe(n))
 		return 0, false
@@ -224,6 +229,7 @@ func (ps *parser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bool)
 }
 
 func (ps *parser) number(n *yaml.Node, path string) (float64, bool) {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode {
 		ps.fail(n, path, "must be a number, not %s", describe(n))
 		return 0, false
@@ -640,6 +646,7 @@ func (ps *parser) phaseMap(p *Profile, n *yaml.Node) {
 }
 
 func (ps *parser) phaseList(n *yaml.Node, path string) ([]protocol.PhaseName, bool) {
+	n = deref(n)
 	if n.Kind != yaml.SequenceNode {
 		ps.fail(n, path, "must be a list of phase names, not %s", describe(n))
 		return nil, false
@@ -658,6 +665,7 @@ func (ps *parser) phaseList(n *yaml.Node, path string) ([]protocol.PhaseName, bo
 }
 
 func (ps *parser) alarms(p *Profile, n *yaml.Node) {
+	n = deref(n)
 	if n.Kind != yaml.SequenceNode {
 		ps.fail(n, "alarms", "must be a list of {field, bit, code, text}, not %s", describe(n))
 		return

@@ -313,3 +313,27 @@ func TestResolve(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// YAML anchors and aliases are plain YAML; a profile may use them to share
+// settings between fields.
+func TestAliasesWork(t *testing.T) {
+	src := `
+fields:
+  t: &temp {address: 0, type: i16, scale: &tenth 0.1}
+  p: {address: 1, scale: *tenth}
+  c: {address: 2, type: u32}
+  t2: *temp
+roles: {chamber_temperature: t, chamber_pressure: p, cycle_counter: c}
+cycle_end: {on: counter_change}
+`
+	p, err := Parse("alias.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := p.Field("p"); f.Scale != 0.1 {
+		t.Errorf("p scale = %v", f.Scale)
+	}
+	if f, _ := p.Field("t2"); f.Type != TypeI16 || f.Scale != 0.1 {
+		t.Errorf("t2 = %+v", f)
+	}
+}
