@@ -238,6 +238,7 @@ func (b *Bus) poll(ctx context.Context, client *Client, u *busUnit) error {
 	var (
 		ex *ExceptionError
 		te *TimeoutError
+		fe *FrameError
 	)
 	wait := u.cfg.Interval
 	switch {
@@ -247,9 +248,10 @@ func (b *Bus) poll(ctx context.Context, client *Client, u *busUnit) error {
 		// logs that; marking it offline would send the engineer looking at
 		// the wiring instead of the profile.
 		u.failures = 0
-	case errors.As(r.lastErr, &te):
-		// A silent unit costs the whole bus a timeout per attempt: skip it
-		// for longer and longer, so the others keep their cadence.
+	case errors.As(r.lastErr, &te) || errors.As(r.lastErr, &fe):
+		// A silent unit (or one whose line only carries noise) costs the
+		// whole bus a timeout per attempt: skip it for longer and longer,
+		// so the others keep their cadence.
 		u.failures++
 		wait = min(u.cfg.Interval<<min(u.failures-1, 20), b.cfg.UnitBackoffMax)
 	default:

@@ -236,6 +236,27 @@ func TestBusCountsCRCErrorsExceptionsAndGarbage(t *testing.T) {
 	}
 }
 
+func TestBusBacksOffAUnitWhoseLineCarriesOnlyNoise(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, slave := openPty(t, ctx, "", 1, 2)
+	slave.set(func(s *testSlave) { s.noise[2] = true })
+	good := &recordingPoller{unit: 1, function: 3, count: 4}
+	noisy := &recordingPoller{unit: 2, function: 3, count: 4}
+	b := runBus(t, ctx, BusConfig{Serial: &SerialConfig{Port: p.Path()}, Timeout: 250 * time.Millisecond, UnitBackoffMax: time.Second,
+		Units: []UnitConfig{{Device: "a", Unit: 1, Interval: 10 * time.Millisecond, Poller: good}, {Device: "b", Unit: 2, Interval: 10 * time.Millisecond, Poller: noisy}}}, nil)
+	eventually(t, 20*time.Second, "the noisy unit offline and the good one polled", func() bool {
+		return noisy.unreachableCalls() == 1 && good.goodPolls() >= 50
+	})
+	s := unitStats(b, 2)
+	if s.FrameErrors < 3 || s.Replies != 0 || s.Backoff <= 10*time.Millisecond {
+		t.Fatalf("noisy unit: %+v: want frame errors and a growing back-off", s)
+	}
+	if uint64(good.goodPolls()) < 5*s.FrameErrors {
+		t.Fatalf("%d good polls for %d frame errors: the noisy unit is stalling the bus", good.goodPolls(), s.FrameErrors)
+	}
+}
+
 func TestBusReopensAVanishedPort(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ type testSlave struct {
 	exception  map[byte]byte // answer every request of the unit with this exception
 	corrupt    map[byte]int  // corrupt the CRC of the next N replies
 	garbage    map[byte]int  // send noise bytes before the next N replies
+	noise      map[byte]bool // answer with noise only, never a valid frame
 	requests   map[byte]int
 	nonReads   int // requests with a function other than 1-4
 	badFrames  int // bytes dropped while resynchronising
@@ -36,7 +38,7 @@ type testSlave struct {
 func newTestSlave(rw io.ReadWriter, units ...byte) *testSlave {
 	s := &testSlave{
 		rw: rw, units: map[byte]bool{}, silent: map[byte]bool{}, exception: map[byte]byte{},
-		corrupt: map[byte]int{}, garbage: map[byte]int{}, requests: map[byte]int{},
+		corrupt: map[byte]int{}, garbage: map[byte]int{}, noise: map[byte]bool{}, requests: map[byte]int{},
 	}
 	for _, u := range units {
 		s.units[u] = true
@@ -136,6 +138,9 @@ func (s *testSlave) answer(req []byte) []byte {
 		s.corrupt[unit]--
 		reply[len(reply)-1] ^= 0x5A
 	}
+	if s.noise[unit] {
+		reply = []byte{unit, 0x55, 0xAA, unit, fc, 0xFF, 0x00, 0x13}
+	}
 	if s.garbage[unit] > 0 {
 		s.garbage[unit]--
 		reply = append([]byte{0x00, 0xFF, unit, 0x42, 0x13}, reply...)
@@ -211,4 +216,9 @@ func (p *recordingPoller) unreachableCalls() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.unreachable
+}
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
