@@ -426,7 +426,11 @@ func (p *parser) finish(rec *protocol.CycleRecord) {
 		return
 	}
 	if !p.cycleSet {
-		p.errs = append(p.errs, fmt.Errorf("%s: no cycle number found (no line matched a fields rule with (?P<cycle>))", t.name))
+		// The record is still kept; its id needs a number that no other
+		// report of this device has: the start time, as in stream mode.
+		// (A printed counter is far below 10^9, so they cannot meet.)
+		rec.Cycle = uint64(max(rec.StartedAt.Unix(), 0))
+		p.errs = append(p.errs, fmt.Errorf("%s: no cycle number found (no line matched a fields rule with (?P<cycle>)); cycle set to the start time in Unix seconds, %d", t.name, rec.Cycle))
 	}
 	firstFailed := time.Time{}
 	for i, ph := range p.phases {

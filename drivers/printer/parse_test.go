@@ -101,8 +101,8 @@ func TestParseWithoutCycleNumberStillReturnsRecord(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no cycle number") {
 		t.Fatalf("err = %v, want one naming the missing cycle number", err)
 	}
-	if !bytes.Equal(rec.Raw, raw) || rec.Source != "printer" || !rec.StartedAt.Equal(t0) || rec.Result != protocol.ResultUnknown {
-		t.Errorf("record = %+v, want raw kept, started at the reception time, result unknown", rec)
+	if !bytes.Equal(rec.Raw, raw) || rec.Source != "printer" || !rec.StartedAt.Equal(t0) || rec.Result != protocol.ResultUnknown || rec.Cycle != uint64(t0.Unix()) {
+		t.Errorf("record = %+v, want raw kept, started at the reception time, result unknown, cycle = start in Unix seconds", rec)
 	}
 }
 
