@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -148,8 +149,12 @@ func (c SerialConfig) resolve(list portLister) (string, error) {
 	case len(found) == 0:
 		return "", fmt.Errorf("serial: no adapter with %s is plugged in (configured port %q)", c.USB, c.Port)
 	case len(found) > 1:
+		configured := c.Port
+		if target, err := filepath.EvalSymlinks(c.Port); err == nil {
+			configured = target // a /dev/serial/by-id/... link names one of them
+		}
 		for _, name := range found {
-			if name == c.Port {
+			if name == c.Port || name == configured {
 				return name, nil
 			}
 		}
@@ -205,6 +210,7 @@ func openSerial(cfg SerialConfig, opts ClientOptions, list portLister) (*Client,
 	c.framer = framer{
 		line:       &serialLine{port: port},
 		interFrame: InterFrameDelay(cfg.Baud, cfg.bitsPerChar()),
+		charTime:   time.Duration(cfg.bitsPerChar()) * time.Second / time.Duration(cfg.Baud),
 		pause:      opts.PauseBetweenRequests,
 		timeout:    opts.Timeout,
 	}

@@ -129,6 +129,7 @@ type framer struct {
 	interFrame time.Duration // t3.5 of the line
 	pause      time.Duration // extra pause between requests
 	timeout    time.Duration // reply timeout
+	charTime   time.Duration // wire time of one character (serial only)
 	readyAt    time.Time     // earliest time the next request may start
 	buf        []byte
 }
@@ -151,7 +152,10 @@ func (f *framer) transact(ctx context.Context, req Request) ([]uint16, error) {
 		return nil, err
 	}
 	sent := time.Now()
-	deadline := sent.Add(f.timeout)
+	// The timeout is the unit's think time: the wire time of the request
+	// and the longest reply comes on top, or a long read at a low baud
+	// (255 bytes take 2.3 s at 1200 baud) could never succeed.
+	deadline := sent.Add(f.timeout + time.Duration(8+req.ReplyLength())*f.charTime)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
