@@ -40,8 +40,8 @@ type TCPConfig struct {
 	// could not be reached; the wait doubles per failure, with ±50 % jitter
 	// so that gateways restarted together do not hammer a device together.
 	BackoffMin, BackoffMax time.Duration
-	// Dial opens the connection (nil: a net.Dialer). Tests use it to count
-	// connections.
+	// Dial opens the connection (nil: a net.Dialer), e.g. to bind a source
+	// address on a gateway with several networks.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
