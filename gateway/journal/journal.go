@@ -131,8 +131,13 @@ var ErrNotDurable = errors.New("journal: entry held in memory, not yet durable")
 
 const schemaVersion = 1
 
-func dsn(path string, readOnly bool) string {
+func dsn(path string, readOnly, creating bool) string {
 	q := url.Values{}
+	if creating {
+		// auto_vacuum must be chosen before anything is written, even
+		// before journal_mode=WAL writes the header, or it stays NONE.
+		q.Add("_pragma", "auto_vacuum(INCREMENTAL)")
+	}
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
@@ -176,7 +181,7 @@ func Open(path string, opts Options) (*Journal, error) {
 	_, statErr := os.Stat(path)
 	creating := errors.Is(statErr, os.ErrNotExist)
 
-	wdb, err := sql.Open("sqlite", dsn(path, false))
+	wdb, err := sql.Open("sqlite", dsn(path, false, creating))
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: open: %w", path, err)
 	}
@@ -194,16 +199,17 @@ func Open(path string, opts Options) (*Journal, error) {
 		wdb.Close()
 		return nil, err
 	}
-	if creating {
-		// auto_vacuum must be chosen before the first table exists.
-		if _, err := conn.ExecContext(ctx, "PRAGMA auto_vacuum=INCREMENTAL"); err != nil {
-			return fail(fmt.Errorf("journal %s: set auto_vacuum: %w", path, err))
-		}
+	var autoVacuum int
+	if err := conn.QueryRowContext(ctx, "PRAGMA auto_vacuum").Scan(&autoVacuum); err != nil {
+		return fail(fmt.Errorf("journal %s: read auto_vacuum: %w", path, err))
+	}
+	if autoVacuum != 2 {
+		opts.Logger.Warn("journal: auto_vacuum is not INCREMENTAL, so pruned space is not returned to the file system; a one-off VACUUM fixes it", "path", path, "auto_vacuum", autoVacuum)
 	}
 	if err := migrate(ctx, conn); err != nil {
 		return fail(fmt.Errorf("journal %s: %w", path, err))
 	}
-	rdb, err := sql.Open("sqlite", dsn(path, true))
+	rdb, err := sql.Open("sqlite", dsn(path, true, false))
 	if err != nil {
 		return fail(fmt.Errorf("journal %s: open reader: %w", path, err))
 	}

@@ -481,3 +481,7 @@ func TestCloseIsIdempotentAndRefusesLaterCalls(t *testing.T) {
 		t.Fatalf("Cycle after Close: %v, want ErrClosed", err)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func containsStr(s, sub string) bool { return strings.Contains(s, sub) }

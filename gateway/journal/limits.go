@@ -47,7 +47,6 @@ func (w *writer) hold(r *request, cause error) {
 		}
 		if r.entryKind == KindTelemetry {
 			r.finish(nil)
-			r.done = nil
 			w.held = append(w.held, r)
 			w.heldTelemetry++
 			w.dropExcessTelemetry()
@@ -57,10 +56,8 @@ func (w *writer) hold(r *request, cause error) {
 			w.cycleIDs[r.cycleID] = true
 		}
 		r.finish(fmt.Errorf("%w: %v", ErrNotDurable, cause))
-		r.done = nil
 	default:
 		r.finish(nil)
-		r.done = nil
 	}
 	w.held = append(w.held, r)
 }
@@ -190,6 +187,11 @@ func (w *writer) maintain(ctx context.Context) {
 	if err := w.conn.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err == nil && (free > 0 || pruned > 0) {
 		if _, err := w.conn.ExecContext(ctx, "PRAGMA incremental_vacuum"); err != nil {
 			w.j.log.Warn("journal: incremental_vacuum", "err", err)
+		}
+		// In WAL mode the database file only shrinks when the WAL is
+		// checkpointed; TRUNCATE also empties the WAL file.
+		if _, err := w.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			w.j.log.Warn("journal: wal_checkpoint", "err", err)
 		}
 	}
 }

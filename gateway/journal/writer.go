@@ -35,8 +35,9 @@ const (
 // request is one unit of work for the writer goroutine. done receives
 // exactly one result.
 type request struct {
-	kind requestKind
-	done chan error
+	kind     requestKind
+	done     chan error
+	answered bool // touched only by the writer goroutine
 
 	// reqAppend
 	device    string
@@ -285,8 +286,11 @@ func (w *writer) drainAtClose() {
 	w.held = nil
 }
 
+// finish answers the caller once; a request held in memory was answered
+// when it was held, and is not answered again when it is written.
 func (r *request) finish(err error) {
-	if r.done != nil {
+	if r.done != nil && !r.answered {
+		r.answered = true
 		r.done <- err
 	}
 }
