@@ -407,6 +407,14 @@ func (a *Assembler) stepLatched(r profile.Reading, smp compactSample, now time.T
 			}
 			a.finish(res, prog, cur.Counter == finished, now)
 		}
+		if finished > a.st.Recorded && (r.HasLastResult || r.HasLastProgram) {
+			// The whole cycle ran while the gateway could not see the
+			// device (link down, gateway stopped), but the device still
+			// latches its verdict: record that, marked incomplete, rather
+			// than nothing. Only cycles before it are truly unknown.
+			a.gapUpTo(finished-1, now, "finished while the gateway was not watching it; no samples, no record")
+			a.recordLatchedOnly(finished, r, now)
+		}
 		a.gapUpTo(finished, now, "finished while the gateway was not watching it; no samples, no record")
 	}
 	if cur := a.st.Current; cur != nil && r.Counter > cur.Counter {
@@ -591,6 +599,32 @@ func (a *Assembler) finish(resultCode, programCode *int, sawEnd bool, endedAt ti
 		rec.Phases = []protocol.Phase{}
 	}
 	a.st.Recorded = max(a.st.Recorded, c.Counter)
+	a.st.Pending = append(a.st.Pending, rec)
+}
+
+// recordLatchedOnly records a cycle the gateway saw none of, from what the
+// device latched about it: counter, program and verdict. It has no samples
+// and no phases, and is marked incomplete; its times are when the gateway
+// learned of it.
+func (a *Assembler) recordLatchedOnly(counter uint64, r profile.Reading, now time.Time) {
+	rec := protocol.CycleRecord{
+		Device: a.cfg.Device, Cycle: counter, Program: "unknown", Result: protocol.ResultUnknown,
+		StartedAt: now.UTC(), EndedAt: now.UTC(), Source: a.cfg.Source,
+		Phases: []protocol.Phase{}, Samples: []protocol.Sample{}, Alarms: []protocol.Alarm{},
+	}
+	if r.HasLastProgram {
+		rec.ProgramCode = intPtr(r.LastProgram)
+		rec.Program = a.prof.ProgramName(r.LastProgram)
+	}
+	if r.HasLastResult {
+		rec.ResultCode = intPtr(r.LastResultCode)
+		if res, ok := a.prof.Results[r.LastResultCode]; ok {
+			rec.Result = res
+		}
+	}
+	a.log.Warn("cycle ran while the gateway could not see the device; recording the device's latched verdict only",
+		"device", a.cfg.Device, "cycle", counter, "result", rec.Result)
+	a.st.Recorded = max(a.st.Recorded, counter)
 	a.st.Pending = append(a.st.Pending, rec)
 }
 

@@ -257,18 +257,22 @@ func TestCyclesFinishedWhileAwayAreAccountedFor(t *testing.T) {
 	r.dev.counter, r.dev.latch, r.dev.result, r.dev.phase = 14, 13, 2, 2
 	r.poll()
 	recs := r.sink.Records()
-	if len(recs) != 1 || recs[0].Cycle != 11 || recs[0].Complete || recs[0].Result != protocol.ResultUnknown || recs[0].ResultCode != nil {
+	if len(recs) != 2 || recs[0].Cycle != 11 || recs[0].Complete || recs[0].Result != protocol.ResultUnknown || recs[0].ResultCode != nil {
 		t.Fatalf("records = %+v (want cycle 11, incomplete, unknown: last_result is cycle 13's)", recs)
 	}
+	// 13 is what the device latched: its verdict, no samples, incomplete.
+	if r13 := recs[1]; r13.Cycle != 13 || r13.Complete || r13.Result != protocol.ResultFailed || len(r13.Samples) != 0 {
+		t.Fatalf("record 13 = %+v (want the latched verdict, failed, incomplete, no samples)", r13)
+	}
 	gaps := r.sink.EventsOf(protocol.EventGap)
-	if len(gaps) != 1 || !strings.Contains(gaps[0].Text, "cycles 12-13") {
+	if len(gaps) != 1 || !strings.Contains(gaps[0].Text, "cycle 12 ") {
 		t.Fatalf("gap events = %+v", gaps)
 	}
 	// 14 is being assembled (incomplete: started while away).
 	r.dev.phase, r.dev.latch, r.dev.result = 10, 14, 1
 	r.poll()
 	recs = r.sink.Records()
-	if len(recs) != 2 || recs[1].Cycle != 14 || recs[1].Complete || recs[1].Result != protocol.ResultPassed {
+	if len(recs) != 3 || recs[2].Cycle != 14 || recs[2].Complete || recs[2].Result != protocol.ResultPassed {
 		t.Fatalf("record 14 = %+v", recs[len(recs)-1])
 	}
 }
