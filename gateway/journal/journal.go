@@ -137,6 +137,9 @@ func dsn(path string, readOnly, creating bool) string {
 		// auto_vacuum must be chosen before anything is written, even
 		// before journal_mode=WAL writes the header, or it stays NONE.
 		q.Add("_pragma", "auto_vacuum(INCREMENTAL)")
+		// Entries are about 1 KB; 16 KiB pages mean a quarter of the WAL
+		// frames, and so of the write syscalls, per group commit.
+		q.Add("_pragma", "page_size(16384)")
 	}
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "journal_mode(WAL)")
