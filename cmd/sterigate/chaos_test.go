@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub"
+	"github.com/sterigate/sterigate/protocol"
+)
+
+// The chaos suite: the simulator (with --truth), the gateway and a real
+// Mosquitto run as processes, and a seeded schedule injects the faults a
+// hospital sees — broker stopped or killed, the gateway SIGKILLed, the
+// network to the broker cut or blackholed, the link to a sterilizer cut.
+// CI runs one short schedule; a soak runs many:
+//
+//	go test ./cmd/sterigate -run TestChaos -chaos.schedules 100 -timeout 6h -v
+var (
+	chaosSchedules = flag.Int("chaos.schedules", 1, "fault schedules TestChaos runs (CI: 1; a soak: 100)")
+	chaosSeed      = flag.Uint64("chaos.seed", 1, "seed of the first schedule; schedule i uses seed+i")
+	chaosFaultTime = flag.Duration("chaos.duration", 25*time.Second, "how long each schedule injects faults")
+)
+
+// chaosTally adds up what every schedule found.
+type chaosTally struct {
+	mu                                                 sync.Mutex
+	schedules, faults, cycles                          int
+	lost, duplicatedIDs, brokenChains, unrecordedGaps  int
+	deliveredNotReceived, redeliveries, journalEntries int
+}
+
+func (c *chaosTally) summary() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("chaos: %d schedules, %d faults, %d cycles, %d journal entries: %d lost, %d duplicated ids, %d broken chains, %d unrecorded gaps, %d marked delivered but never received (%d QoS 1 redeliveries)",
+		c.schedules, c.faults, c.cycles, c.journalEntries, c.lost, c.duplicatedIDs, c.brokenChains, c.unrecordedGaps, c.deliveredNotReceived, c.redeliveries)
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos suite runs processes for tens of seconds")
+	}
+	tally := &chaosTally{}
+	for i := 0; i < *chaosSchedules; i++ {
+		seed := *chaosSeed + uint64(i)
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runChaosSchedule(t, seed, tally) })
+	}
+	// The summary line a soak run reports.
+	fmt.Println(tally.summary())
+	t.Log(tally.summary())
+}
+
+func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
+	const devices = 2
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	dir := t.TempDir()
+	broker := startMosquitto(t, dir)
+	sub := subscribe(t, broker.addr(), "sterigate/#")
+	brokerNet := startProxy(t, broker.addr())
+
+	// Enough cycles to outlast the fault phase (a cycle takes about 6 s at
+	// 300x), then the autoclaves stay idle and keep answering, so
+	// every cycle's end is observable once the faults stop.
+	cyclesPerDevice := int(*chaosFaultTime/(5*time.Second)) + 2
+	scenario := writeFile(t, filepath.Join(dir, "scenario.yaml"), fmt.Sprintf(`
+pause: 1m
+devices:
+  - device: default
+    repeat: false
+    cycles:
+      - {program: 134-porous, count: %d}
+`, cyclesPerDevice))
+	simPort := freePort(t)
+	truthPath := filepath.Join(dir, "truth.jsonl")
+	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", fmt.Sprintf("127.0.0.1:%d", simPort),
+		"--devices", fmt.Sprint(devices), "--speed", "300", "--seed", fmt.Sprint(seed), "--scenario", scenario, "--truth", truthPath)
+	sim.waitOutput(20*time.Second, "modbus-tcp listening on")
+	deviceNet := startProxy(t, fmt.Sprintf("127.0.0.1:%d", simPort))
+
+	dataDir := filepath.Join(dir, "data")
+	var devs strings.Builder
+	for i := 1; i <= devices; i++ {
+		fmt.Fprintf(&devs, "  - {id: autoclave-%d, driver: modbus-tcp, address: %q, unit: %d, profile: sim-autoclave, poll_interval: 50ms, timeout: 300ms}\n",
+			i, deviceNet.addr(), i)
+	}
+	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
+gateway: {id: chaos-gw, site: lab, data_dir: %q}
+mqtt: {brokers: ["tcp://%s"], topic_root: sterigate, keepalive: 2s}
+devices:
+%s`, dataDir, brokerNet.addr(), devs.String()))
+	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
+
+	// The fault schedule.
+	end := time.Now().Add(*chaosFaultTime)
+	var faults []string
+	pause := func(d time.Duration) { <-time.After(d) } // the schedule's own pacing
+	randDur := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
+	for time.Now().Before(end) {
+		pause(randDur(500*time.Millisecond, 3*time.Second))
+		d := randDur(300*time.Millisecond, 4*time.Second)
+		switch f := rng.IntN(6); f {
+		case 0:
+			faults = append(faults, fmt.Sprintf("broker stopped %s", d))
+			if err := broker.proc.stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			pause(d)
+			broker.start()
+		case 1:
+			faults = append(faults, fmt.Sprintf("broker killed %s", d))
+			broker.proc.kill()
+			pause(d)
+			broker.start()
+		case 2:
+			faults = append(faults, "gateway killed")
+			gw.kill()
+			gw = startProc(t, "gateway", binary, "run", "--config", cfg)
+		case 3:
+			faults = append(faults, fmt.Sprintf("broker network cut %s", d))
+			brokerNet.setMode(proxyRefuse)
+			pause(d)
+			brokerNet.setMode(proxyForward)
+		case 4:
+			faults = append(faults, fmt.Sprintf("broker network blackholed %s", d))
+			brokerNet.setMode(proxyBlackhole)
+			pause(d)
+			brokerNet.setMode(proxyForward)
+		case 5:
+			// With the driver's reconnect back-off the device stays unseen
+			// up to about twice as long; that must stay shorter than one
+			// cycle (6 s), or a cycle would end unseen and unlatched — which
+			// the gateway reports as a gap, but the suite counts as lost.
+			d = min(d, 1500*time.Millisecond)
+			faults = append(faults, fmt.Sprintf("device network cut %s", d))
+			deviceNet.setMode(proxyRefuse)
+			pause(d)
+			deviceNet.setMode(proxyForward)
+		}
+	}
+	t.Logf("seed %d faults: %s", seed, strings.Join(faults, "; "))
+
+	// The network is healed; let the sterilizers finish their last cycles
+	// and wait for everything to arrive.
+	waitFor(t, 120*time.Second, "every scheduled cycle to finish", func() bool {
+		mustRun(t, sim, gw)
+		return len(readTruth(t, truthPath)) >= devices*cyclesPerDevice
+	})
+	truth := readTruth(t, truthPath)
+	received := func() map[string][]byte {
+		out := map[string][]byte{}
+		for _, m := range sub.messages() {
+			if strings.HasSuffix(m.Topic, "/cycle") {
+				var r protocol.CycleRecord
+				if json.Unmarshal(m.Payload, &r) == nil {
+					out[r.ID] = m.Payload
+				}
+			}
+		}
+		return out
+	}
+	idOf := func(c truthCycle) string {
+		return protocol.CycleID("lab", fmt.Sprintf("autoclave-%d", c.Device), c.Counter)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		mustRun(t, gw)
+		got, missing := received(), 0
+		for _, c := range truth {
+			if got[idOf(c)] == nil {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		<-time.After(100 * time.Millisecond) // polling interval
+	}
+	if err := gw.stop(20 * time.Second); err != nil {
+		t.Errorf("gateway did not stop cleanly: %v", err)
+	}
+
+	j, err := journal.Open(filepath.Join(dataDir, "journal.db"), journal.Options{Gateway: "chaos-gw", Site: "lab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	entries, err := j.Entries(context.Background(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := verifyChaos(truth, entries, sub.messages(), idOf)
+	for _, p := range v.problems {
+		t.Error(p)
+	}
+	if v.lost > 0 {
+		// The device's events say what the gateway saw around a loss.
+		for _, e := range entries {
+			if e.Kind == journal.KindEvent && !bytes.Contains(e.Payload, []byte(`"kind":"phase"`)) {
+				t.Logf("event: %s", e.Payload)
+			}
+		}
+	}
+	tally.mu.Lock()
+	tally.schedules++
+	tally.faults += len(faults)
+	tally.cycles += len(truth)
+	tally.journalEntries += len(entries)
+	tally.lost += v.lost
+	tally.duplicatedIDs += v.duplicatedIDs
+	tally.brokenChains += v.brokenChains
+	tally.unrecordedGaps += v.unrecordedGaps
+	tally.deliveredNotReceived += v.deliveredNotReceived
+	tally.redeliveries += v.redeliveries
+	tally.mu.Unlock()
+}
+
+type chaosVerdict struct {
+	lost, duplicatedIDs, brokenChains, unrecordedGaps, deliveredNotReceived, redeliveries int
+	problems                                                                              []string
+}
+
+// verifyChaos checks one schedule's outcome against the simulator's truth
+// and the journal.
+func verifyChaos(truth []truthCycle, entries []journal.Entry, msgs []message, idOf func(truthCycle) string) chaosVerdict {
+	var v chaosVerdict
+	fail := func(counter *int, format string, args ...any) {
+		*counter++
+		if len(v.problems) < 30 {
+			v.problems = append(v.problems, fmt.Sprintf(format, args...))
+		}
+	}
+
+	// What the subscriber got, by device and seq, with replay markers
+	// removed (they are not part of the hashed payload).
+	type key struct {
+		device string
+		seq    uint64
+	}
+	got := map[key][]byte{}
+	for _, m := range msgs {
+		if m.Retained || strings.HasSuffix(m.Topic, "/status") {
+			continue
+		}
+		payload := bytes.Replace(m.Payload, []byte("{"+mqttpub.ReplayMarker), []byte("{"), 1)
+		var hdr struct {
+			ID     string `json:"id"`
+			Device string `json:"device"`
+			Seq    uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal(payload, &hdr); err != nil {
+			v.problems = append(v.problems, fmt.Sprintf("undecodable message on %s: %v", m.Topic, err))
+			continue
+		}
+		k := key{hdr.Device, hdr.Seq}
+		if prev, ok := got[k]; ok {
+			v.redeliveries++
+			if !bytes.Equal(prev, payload) {
+				fail(&v.duplicatedIDs, "%s seq %d arrived twice with different content", hdr.Device, hdr.Seq)
+			}
+			continue
+		}
+		got[k] = payload
+	}
+
+	// Every finished cycle arrived, under its one id.
+	byID := map[string]bool{}
+	for k, p := range got {
+		var r protocol.CycleRecord
+		if json.Unmarshal(p, &r) == nil && r.Schema == protocol.CycleSchema {
+			if byID[r.ID] {
+				fail(&v.duplicatedIDs, "cycle id %s published under two seqs (second: %s seq %d)", r.ID, k.device, k.seq)
+			}
+			byID[r.ID] = true
+		}
+	}
+	for _, c := range truth {
+		if !byID[idOf(c)] {
+			fail(&v.lost, "cycle %s (device %d counter %d, %s, %s) finished but never arrived", idOf(c), c.Device, c.Counter, c.Program, c.Result)
+		}
+	}
+
+	// The journal: per device, seq gap-free from 1, each entry chained to
+	// the previous one, and everything marked delivered really arrived,
+	// byte for byte.
+	byDevice := map[string][]journal.Entry{}
+	for _, e := range entries {
+		byDevice[e.Device] = append(byDevice[e.Device], e)
+	}
+	cycleIDs := map[string]int{}
+	for device, es := range byDevice {
+		sort.Slice(es, func(a, b int) bool { return es[a].Seq < es[b].Seq })
+		for i, e := range es {
+			if e.Kind == journal.KindCycle {
+				cycleIDs[e.RecordID]++
+			}
+			if want := uint64(i + 1); e.Seq != want {
+				fail(&v.unrecordedGaps, "%s: journal seq %d where %d was expected (no quota was set, nothing may be thinned)", device, e.Seq, want)
+			}
+			var hdr struct {
+				PrevHash string `json:"prev_hash"`
+			}
+			json.Unmarshal(e.Payload, &hdr)
+			if i > 0 {
+				sum := sha256.Sum256(es[i-1].Payload)
+				if hdr.PrevHash != hex.EncodeToString(sum[:]) {
+					fail(&v.brokenChains, "%s seq %d: prev_hash does not match seq %d", device, e.Seq, es[i-1].Seq)
+				}
+			}
+			p, ok := got[key{device, e.Seq}]
+			switch {
+			case ok && !bytes.Equal(p, e.Payload):
+				fail(&v.brokenChains, "%s seq %d: what arrived differs from the journal", device, e.Seq)
+			case !ok && !e.DeliveredAt.IsZero():
+				fail(&v.deliveredNotReceived, "%s seq %d (%s) is marked delivered but never arrived", device, e.Seq, e.Kind)
+			}
+		}
+		v.unrecordedGaps += unrecordedTimeGaps(device, es, &v.problems)
+	}
+	for id, n := range cycleIDs {
+		if n > 1 {
+			fail(&v.duplicatedIDs, "the journal holds cycle %s %d times", id, n)
+		}
+	}
+	return v
+}
+
+// unrecordedTimeGaps finds holes in a device's telemetry longer than a
+// few polls that no event explains (offline, online after a restart, gap).
+func unrecordedTimeGaps(device string, es []journal.Entry, problems *[]string) int {
+	const slack = 2 * time.Second
+	var samples []time.Time
+	var marks []time.Time
+	for _, e := range es {
+		switch e.Kind {
+		case journal.KindTelemetry:
+			var b protocol.Telemetry
+			json.Unmarshal(e.Payload, &b)
+			for _, s := range b.Samples {
+				samples = append(samples, s.At)
+			}
+		case journal.KindEvent:
+			var ev protocol.Event
+			json.Unmarshal(e.Payload, &ev)
+			switch ev.Kind {
+			case protocol.EventOffline, protocol.EventOnline:
+				marks = append(marks, ev.At)
+			case protocol.EventGap:
+				marks = append(marks, ev.At, ev.From, ev.To)
+			}
+		}
+	}
+	sort.Slice(samples, func(a, b int) bool { return samples[a].Before(samples[b]) })
+	n := 0
+	for i := 1; i < len(samples); i++ {
+		from, to := samples[i-1], samples[i]
+		if to.Sub(from) <= slack {
+			continue
+		}
+		explained := false
+		for _, m := range marks {
+			if !m.Before(from) && !m.After(to.Add(slack)) {
+				explained = true
+				break
+			}
+		}
+		if !explained {
+			n++
+			if len(*problems) < 30 {
+				*problems = append(*problems, fmt.Sprintf("%s: telemetry gap %s → %s with no event recording it", device, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano)))
+			}
+		}
+	}
+	return n
+}
