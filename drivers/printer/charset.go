@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sterigate/sterigate/protocol/codepage"
 )
 
 // Charsets a template may name. The printer port carries single-byte code
@@ -151,10 +153,8 @@ func decodeLine(line []byte, charset string) string {
 			switch charset {
 			case "latin1":
 				out = append(out, rune(b))
-			case "cp437":
-				out = append(out, cp437High[b-0x80])
-			case "cp850":
-				out = append(out, cp850High[b-0x80])
+			case "cp437", "cp850":
+				out = append(out, codepage.Decode(charset, b))
 			case "utf8":
 				r, size := utf8.DecodeRune(line[i:])
 				if r == utf8.RuneError {

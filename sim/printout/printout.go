@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/codepage"
 )
 
 // Style selects the printout layout.
@@ -331,17 +332,7 @@ func encode(s, charset string) []byte {
 		case charset == CharsetLatin1 && r < 0x100:
 			out = append(out, byte(r))
 		case charset == CharsetCP850 || charset == CharsetCP437:
-			table := &cp850High
-			if charset == CharsetCP437 {
-				table = &cp437High
-			}
-			b := byte('?')
-			for i, t := range table {
-				if t == r {
-					b = byte(0x80 + i)
-					break
-				}
-			}
+			b, _ := codepage.Encode(charset, r)
 			out = append(out, b)
 		default:
 			out = append(out, '?')

@@ -1,6 +1,6 @@
 // Code generated from Python's cp437/cp850 codecs; DO NOT EDIT.
 
-package printout
+package codepage
 
 // cp437High maps bytes 0x80-0xFF of code page 437 to Unicode.
 var cp437High = [128]rune{
