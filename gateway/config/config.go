@@ -395,9 +395,6 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 		if dev.Unit < 1 {
 			d.fail(at("unit"), p+".unit", "%d: a Modbus unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
 		}
-		if dev.Timeout >= dev.PollInterval*10 && dev.PollInterval > 0 {
-			d.fail(at("timeout"), p+".timeout", "%s is more than ten poll intervals (%s)", dev.Timeout, dev.PollInterval)
-		}
 	case DriverPrinter:
 		if dev.Template == "" {
 			d.fail(at("template"), p+".template", "is required for the printer driver: a built-in template name or a template file")
