@@ -46,7 +46,7 @@ func TestQuotaThinsTelemetryKeepsCyclesAndAlarms(t *testing.T) {
 	j := openTest(t, filepath.Join(t.TempDir(), "j.db"), Options{QuotaBytes: quota, MaintenanceInterval: time.Hour})
 	cycles, alarms := 0, 0
 	sawNearQuota, sawOverQuota := false, false
-	const rounds, perRound = 40, 40 // about 1.8 MB of telemetry into 0.5 MB
+	const rounds, perRound = 80, 20 // about 1.8 MB of telemetry into 0.5 MB
 	for i := range rounds {
 		device := fmt.Sprintf("ac-%d", i%2)
 		appendTelemetryConcurrently(t, j, device, perRound)

@@ -321,7 +321,7 @@ func (w *writer) process(ctx context.Context, batch []*request) {
 			for _, r := range batch {
 				w.bytesSinceQuotaCheck += int64(r.approxBytes)
 			}
-			if w.bytesSinceQuotaCheck >= max(q/100, 64<<10) {
+			if w.bytesSinceQuotaCheck >= max(q/100, 4<<10) {
 				w.bytesSinceQuotaCheck = 0
 				if err := w.enforceQuota(ctx); err != nil {
 					w.j.log.Warn("journal: enforce quota", "err", err)
