@@ -129,6 +129,10 @@ func TestAppendFillsIdsSeqAndChain(t *testing.T) {
 	if counts["ac-1"] != 3 || counts["ac-2"] != 1 {
 		t.Fatalf("entries per device %v, want ac-1:3 ac-2:1", counts)
 	}
+	sts, err := j.DeviceStatuses(ctx)
+	if err != nil || len(sts) != 2 || sts[0].Cycle != 41 || sts[0].Program != "134C prevacuum" {
+		t.Fatalf("status after a cycle record: %+v %v, want cycle 41 and its program", sts, err)
+	}
 	wantIDs := []string{"dax:ac-1:41", "dax:ac-1:t2", "dax:ac-1:e3", "dax:ac-2:7"}
 	for i, e := range all {
 		if e.RecordID != wantIDs[i] {

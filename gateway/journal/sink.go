@@ -57,6 +57,14 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 			rec.Seq, rec.PrevHash = seq, prev
 			return rec.ID, &rec
 		},
+		// The status shows the last finished cycle and its program.
+		status: func(st *protocol.DeviceStatus) bool {
+			if st.Cycle == rec.Cycle && st.Program == rec.Program {
+				return false
+			}
+			st.Cycle, st.Program, st.At = rec.Cycle, rec.Program, rec.EndedAt.UTC()
+			return true
+		},
 	})
 }
 

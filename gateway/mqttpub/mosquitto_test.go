@@ -204,4 +204,22 @@ func BenchmarkDrainBacklogToMosquitto(b *testing.B) {
 	b.ReportMetric(float64(batches+1)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(elapsed.Seconds(), "drain-s")
 	b.ReportMetric(float64((<-liveDelivered).Sub(<-liveJournaled).Milliseconds()), "live-cycle-ms")
+	b.ReportMetric(peakRSSMiB(b), "peak-RSS-MiB")
+}
+
+// peakRSSMiB is the process's peak resident set (VmHWM): journal fill,
+// drain and test harness together; Mosquitto runs in its own process.
+func peakRSSMiB(b *testing.B) float64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Logf("no /proc/self/status: %v", err)
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		var kib float64
+		if _, err := fmt.Sscanf(line, "VmHWM: %f kB", &kib); err == nil {
+			return kib / 1024
+		}
+	}
+	return 0
 }
