@@ -232,12 +232,15 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		queue:   make(chan inflight, p.opts.Window),
 		pace:    newPacer(p.opts.ReplayRate),
 	}
-	sessCtx, cancel := context.WithCancel(ctx)
+	// The acknowledgement waiter outlives ctx so that, on shutdown, the
+	// PUBACKs already on their way still count.
+	ackCtx, stopAcks := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { s.awaitAcks(sessCtx) })
-	err = s.loop(sessCtx, lost)
+	wg.Go(func() { s.awaitAcks(ackCtx) })
+	err = s.loop(ctx, lost)
 	graceful := ctx.Err() != nil
 	if graceful {
+		s.drainInFlight(2*time.Second, lost)
 		// Say goodbye before closing: the retained offline status, then a
 		// clean DISCONNECT (which suppresses the Last Will).
 		off := client.Publish(p.topics.GatewayStatus(p.opts.Gateway), 1, true, p.gatewayStatus(protocol.GatewayOffline))
@@ -250,7 +253,7 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 	if !graceful {
 		client.Disconnect(0)
 	}
-	cancel()
+	stopAcks()
 	wg.Wait()
 	for {
 		select {
@@ -434,6 +437,24 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 		s.published[st.Device] = st
 	}
 	return nil
+}
+
+// drainInFlight waits, at most timeout, for the results of what is in
+// flight, so a clean shutdown does not leave acknowledged entries
+// unmarked (they would be re-sent as duplicates at the next start).
+func (s *sessionState) drainInFlight(timeout time.Duration, lost <-chan error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for s.count > 0 && s.firstFailure == nil {
+		select {
+		case r := <-s.results:
+			s.takeResult(r)
+		case <-t.C:
+			return
+		case <-lost:
+			return
+		}
+	}
 }
 
 // waitForSlot blocks (handling results) until the window has room. It is
