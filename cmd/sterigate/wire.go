@@ -139,7 +139,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j *journal.Journal, log
 			poll = min(poll, d.PollInterval)
 		}
 		p, err := modbus.NewTCPPoller(modbus.TCPConfig{Address: first.Address, Units: ucfgs, PollInterval: poll, Timeout: first.Timeout},
-			j, j, log.With("link", first.Address))
+			j, j, log)
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
@@ -159,7 +159,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j *journal.Journal, log
 			bc.Address = first.Address
 		}
 		for i, dev := range devs {
-			u, err := modbus.NewUnit(ucfgs[i], j, j, log.With("device", dev.ID))
+			u, err := modbus.NewUnit(ucfgs[i], j, j, log)
 			if err != nil {
 				return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
 			}
@@ -188,7 +188,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j *journal.Journal, log
 		}
 		s := first.Serial
 		tap, err := printer.NewTap(printer.TapConfig{Device: first.ID, Port: s.Port, Baud: s.Baud, DataBits: s.DataBits,
-			Parity: s.Parity, StopBits: s.StopBits, Template: files.template}, j, log.With("device", first.ID))
+			Parity: s.Parity, StopBits: s.StopBits, Template: files.template}, j, log)
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
@@ -211,7 +211,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return fmt.Errorf("gateway.data_dir: %w", err)
 	}
 	j, err := journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal.db"), journal.Options{
-		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log.With("component", "journal"),
+		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
 		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
 	})
 	if err != nil {
@@ -219,7 +219,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	defer j.Close()
 
-	pub, err := newPublisher(cfg, j, log.With("component", "mqtt"), o.onDelivered)
+	pub, err := newPublisher(cfg, j, log, o.onDelivered)
 	if err != nil {
 		return err
 	}
