@@ -27,14 +27,15 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":     {"run the gateway daemon from a config file", cmdRun},
-		"demo":    {"simulator + embedded MQTT broker + gateway, nothing to install", cmdDemo},
-		"sim":     {"run the autoclave simulator (Modbus TCP/RTU, printer port)", cmdSim},
-		"check":   {"validate a config file and every profile and template it names", cmdCheck},
-		"ports":   {"list serial ports with USB VID:PID, serial number and product", cmdPorts},
-		"probe":   {"read registers from a Modbus device and print raw and decoded values", cmdProbe},
-		"tap":     {"show a printer stream live, raw and parsed through a template", cmdTap},
-		"version": {"print the version", cmdVersion},
+		"run":      {"run the gateway daemon from a config file", cmdRun},
+		"demo":     {"simulator + embedded MQTT broker + gateway, nothing to install", cmdDemo},
+		"sim":      {"run the autoclave simulator (Modbus TCP/RTU, printer port)", cmdSim},
+		"check":    {"validate a config file and every profile and template it names", cmdCheck},
+		"ports":    {"list serial ports with USB VID:PID, serial number and product", cmdPorts},
+		"probe":    {"read registers from a Modbus device and print raw and decoded values", cmdProbe},
+		"tap":      {"show a printer stream live, raw and parsed through a template", cmdTap},
+		"profiles": {"list the built-in profiles and printout templates, or print one", cmdProfiles},
+		"version":  {"print the version", cmdVersion},
 	}
 }
 
@@ -88,7 +89,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'sterigate <command> -h' for a command's flags.")
 }

@@ -169,6 +169,13 @@ func BuiltinTemplate(name string) (*Template, bool) {
 	return t, true
 }
 
+// BuiltinTemplateSource returns the YAML of a built-in template, so that an
+// engineer can start a new template from it.
+func BuiltinTemplateSource(name string) ([]byte, bool) {
+	data, err := builtinFS.ReadFile("templates/" + name + ".yaml")
+	return data, err == nil
+}
+
 // ResolveTemplate returns the built-in template nameOrPath, or else loads
 // the YAML file at that path.
 func ResolveTemplate(nameOrPath string) (*Template, error) {
