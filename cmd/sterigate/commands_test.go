@@ -49,6 +49,14 @@ devices:
 			t.Errorf("check error lacks %q:\n%v", want, err)
 		}
 	}
+	// What only the MQTT client would notice is reported by check too.
+	tlsOnTCP := writeFile(t, filepath.Join(dir, "tls.yaml"), `
+gateway: {id: gw, site: dax}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"], password_file: /nonexistent/pw, tls: {ca_file: /nonexistent/ca.pem}}
+`)
+	if _, _, err := runCLI("check", "--config", tlsOnTCP); err == nil || !strings.Contains(err.Error(), "password_file") && !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("check accepted TLS files on tcp:// and a missing password file: %v", err)
+	}
 	if _, _, err := runCLI("check"); exitCode(err) != 2 {
 		t.Errorf("check without --config: exit %d (%v), want 2", exitCode(err), err)
 	}

@@ -75,10 +75,17 @@ func looksLikePath(s string) bool {
 	return strings.ContainsRune(s, '/') || strings.HasSuffix(s, ".yaml") || strings.HasSuffix(s, ".yml")
 }
 
+// sinkStore is what drivers deliver to: the journal in a running gateway,
+// a discarding stand-in when 'check' only builds the links.
+type sinkStore interface {
+	protocol.Sink
+	protocol.StateStore
+}
+
 // buildLinks groups devices by the physical link they share and builds one
 // owner per link: Modbus forbids interleaved requests on one bus, and a
 // TCP-to-RTU gateway is one connection for several units.
-func buildLinks(cfg *config.Config, j *journal.Journal, log *slog.Logger) ([]link, error) {
+func buildLinks(cfg *config.Config, j sinkStore, log *slog.Logger) ([]link, error) {
 	groups := map[string][]config.Device{}
 	var keys []string
 	for _, dev := range cfg.Devices {
@@ -104,7 +111,7 @@ func buildLinks(cfg *config.Config, j *journal.Journal, log *slog.Logger) ([]lin
 	return links, nil
 }
 
-func buildLink(cfg *config.Config, devs []config.Device, j *journal.Journal, log *slog.Logger) (link, error) {
+func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.Logger) (link, error) {
 	first := devs[0]
 	var ucfgs []modbus.UnitConfig
 	for _, dev := range devs {
@@ -187,8 +194,14 @@ func buildLink(cfg *config.Config, devs []config.Device, j *journal.Journal, log
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
 		s := first.Serial
-		tap, err := printer.NewTap(printer.TapConfig{Device: first.ID, Port: s.Port, Baud: s.Baud, DataBits: s.DataBits,
-			Parity: s.Parity, StopBits: s.StopBits, Template: files.template}, j, log)
+		tc := printer.TapConfig{Device: first.ID, Port: s.Port, Baud: s.Baud, DataBits: s.DataBits,
+			Parity: s.Parity, StopBits: s.StopBits, Template: files.template}
+		if s.USB != (config.USB{}) {
+			// Find the adapter again by its USB identity when it was
+			// replugged under another device node.
+			tc.FindPort = rtu.SerialConfig{Port: s.Port, USB: &rtu.USBIdentity{VID: s.USB.VID, PID: s.USB.PID, Serial: s.USB.Serial}}.Resolve
+		}
+		tap, err := printer.NewTap(tc, j, log)
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
@@ -299,13 +312,17 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 }
 
 func newPublisher(cfg *config.Config, j *journal.Journal, log *slog.Logger, onDelivered func(journal.Entry)) (*mqttpub.Publisher, error) {
+	return mqttpub.New(publisherOptions(cfg, onDelivered, log), j)
+}
+
+func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *slog.Logger) mqttpub.Options {
 	m := cfg.MQTT
-	return mqttpub.New(mqttpub.Options{
+	return mqttpub.Options{
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
 		Version: version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
 		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log,
-	}, j)
+	}
 }
 
 // rtuPoller adapts a Modbus unit to the RTU bus: both packages declare the

@@ -80,8 +80,8 @@ func NewTap(cfg TapConfig, sink protocol.Sink, log *slog.Logger) (*Tap, error) {
 	if err := protocol.CheckTopicLevel("printer tap device", cfg.Device); err != nil {
 		return nil, err
 	}
-	if cfg.Port == "" {
-		return nil, fmt.Errorf("printer tap %s: port is empty", cfg.Device)
+	if cfg.Port == "" && cfg.FindPort == nil {
+		return nil, fmt.Errorf("printer tap %s: port is empty and no USB identity is given to find it", cfg.Device)
 	}
 	if cfg.Template == nil {
 		return nil, fmt.Errorf("printer tap %s: template is not set", cfg.Device)
@@ -352,11 +352,21 @@ func (s *session) flushTelemetry(ctx context.Context) {
 	t.count(func(st *TapStats) { st.Samples += int64(len(batch.Samples)) })
 }
 
+// deliverGrace bounds how long a stopping tap keeps offering reports to
+// the sink.
+const deliverGrace = 10 * time.Second
+
 // deliver parses each report and hands the record to the sink, retrying
 // until the sink accepts it: Sink.Cycle returning nil is the only moment
 // the tap may forget a report.
-func (s *session) deliver(ctx context.Context, reports []Report) {
+func (s *session) deliver(runCtx context.Context, reports []Report) {
 	t := s.tap
+	// A printed report cannot be read again: when the gateway is stopping,
+	// still give the sink a bounded time to take what was printed. The
+	// gateway closes the journal only after its drivers have returned.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), deliverGrace)
+	defer cancel()
+	stopping := runCtx.Done()
 	for _, rep := range reports {
 		rec, perr := t.tmpl.ParseAt(rep.Raw, time.Now())
 		rec.Device = t.cfg.Device
@@ -382,6 +392,8 @@ func (s *session) deliver(ctx context.Context, reports []Report) {
 			case <-ctx.Done():
 				t.log.Error("stopping with an undelivered printer report", "cycle", rec.Cycle, "bytes", len(rep.Raw))
 				return
+			case <-stopping:
+				stopping = nil // keep retrying until the grace period ends
 			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, 5*time.Second)

@@ -126,6 +126,11 @@ type portLister func() ([]*enumerator.PortDetails, error)
 
 func listPorts() ([]*enumerator.PortDetails, error) { return enumerator.GetDetailedPortsList() }
 
+// Resolve returns the device node to open now: with a USB identity, the
+// node the matching adapter currently has (it changes when an adapter is
+// replugged); otherwise Port. The printer tap uses it too.
+func (c SerialConfig) Resolve() (string, error) { return c.resolve(listPorts) }
+
 // resolve returns the device node to open: the node of the adapter with the
 // configured USB identity when there is one, else Port.
 func (c SerialConfig) resolve(list portLister) (string, error) {

@@ -117,6 +117,10 @@ type USB struct {
 	VID, PID, Serial string
 }
 
+// unitUnset marks a device whose unit key is absent, so an explicit 0 can
+// be told from a missing key.
+const unitUnset = -1
+
 // Defaults applied when a key is absent.
 const (
 	DefaultTopicRoot    = "sterigate"
@@ -156,7 +160,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		field{"mqtt", func(n *yaml.Node, p string) { d.mqtt(n, p, &c.MQTT) }},
 		field{"devices", func(n *yaml.Node, p string) {
 			d.sequence(n, p, func(_ int, item *yaml.Node, ip string) {
-				dev := Device{Line: item.Line}
+				dev := Device{Line: item.Line, Unit: unitUnset}
 				d.device(item, ip, &dev)
 				c.Devices = append(c.Devices, dev)
 			})
@@ -214,7 +218,7 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 		field{"id", d.str(&dev.ID)},
 		field{"driver", d.str(&dev.Driver)},
 		field{"address", d.str(&dev.Address)},
-		field{"unit", d.integer(&dev.Unit, 0, 247)},
+		field{"unit", d.integer(&dev.Unit, 0, 255)},
 		field{"profile", d.str(&dev.Profile)},
 		field{"poll_interval", d.duration(&dev.PollInterval, 10*time.Millisecond)},
 		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
@@ -267,8 +271,11 @@ func (c *Config) applyDefaults() {
 		if dev.Timeout == 0 {
 			dev.Timeout = DefaultTimeout
 		}
-		if dev.Unit == 0 && dev.Driver != DriverPrinter {
+		if dev.Unit == unitUnset {
 			dev.Unit = 1
+			if dev.Driver == DriverPrinter {
+				dev.Unit = 0
+			}
 		}
 		s := &dev.Serial
 		if s.Baud == 0 {
@@ -392,8 +399,10 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 		if dev.Profile == "" {
 			d.fail(at("profile"), p+".profile", "is required for Modbus devices: a built-in profile name (e.g. sim-autoclave) or a profile file")
 		}
-		if dev.Unit < 1 {
-			d.fail(at("unit"), p+".unit", "%d: a Modbus unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
+		// On a serial bus 0 is broadcast (never answered) and 248-255 are
+		// reserved; a Modbus TCP device may answer to any unit id.
+		if dev.Driver != DriverModbusTCP && (dev.Unit < 1 || dev.Unit > 247) {
+			d.fail(at("unit"), p+".unit", "%d: a Modbus RTU unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
 		}
 	case DriverPrinter:
 		if dev.Template == "" {
@@ -407,28 +416,41 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 	}
 }
 
-// validateBuses checks that RTU devices sharing one serial port agree on
-// the port's settings: one port is one bus with one set of line settings.
+// validateBuses checks the devices that share one physical link: RTU
+// devices on one serial port (one bus, one set of line settings) or one
+// device server, Modbus TCP devices behind one address. Two of them may not
+// use the same unit, and a serial port is either a Modbus bus or a
+// printer's, never both.
 func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 	first := map[string]int{}
 	units := map[string]int{}
+	ports := map[string]int{}
 	for i, dev := range devs {
-		if dev.Driver != DriverModbusRTU && dev.Driver != DriverModbusRTUTCP {
-			continue
-		}
-		bus := dev.Serial.Port
-		if dev.Driver == DriverModbusRTUTCP {
-			bus = "tcp:" + dev.Address
-		}
-		if bus == "" {
-			continue
-		}
 		p := fmt.Sprintf("devices[%d]", i)
+		if port := dev.Serial.Port; port != "" && (dev.Driver == DriverModbusRTU || dev.Driver == DriverPrinter) {
+			if j, used := ports[port]; used && (devs[j].Driver == DriverPrinter || dev.Driver == DriverPrinter) {
+				d.fail(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial.port",
+					"%s is already used by devices[%d] (%s); a printer port carries one printer and nothing else", port, j, devs[j].Driver)
+			} else if !used {
+				ports[port] = i
+			}
+		}
+		bus := dev.BusKey()
+		switch dev.Driver {
+		case DriverModbusTCP:
+			bus = "tcp:" + dev.Address
+		case DriverModbusRTU, DriverModbusRTUTCP:
+		default:
+			continue
+		}
 		key := fmt.Sprintf("%s#%d", bus, dev.Unit)
 		if j, dup := units[key]; dup {
-			d.fail(lookup(root, "devices", fmt.Sprint(i), "unit"), p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, bus, j)
+			d.fail(lookup(root, "devices", fmt.Sprint(i), "unit"), p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, strings.TrimPrefix(strings.TrimPrefix(bus, "serial:"), "tcp:"), j)
 		}
 		units[key] = i
+		if dev.Driver == DriverModbusTCP {
+			continue
+		}
 		j, seen := first[bus]
 		if !seen {
 			first[bus] = i
@@ -437,7 +459,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		if devs[j].Serial.Baud != dev.Serial.Baud || devs[j].Serial.Parity != dev.Serial.Parity ||
 			devs[j].Serial.DataBits != dev.Serial.DataBits || devs[j].Serial.StopBits != dev.Serial.StopBits {
 			d.fail(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial",
-				"line settings differ from devices[%d] on the same bus %s (%d %d%s%d vs %d %d%s%d)", j, bus,
+				"line settings differ from devices[%d] on the same bus %s (%d %d%s%d vs %d %d%s%d)", j, strings.TrimPrefix(bus, "serial:"),
 				dev.Serial.Baud, dev.Serial.DataBits, dev.Serial.Parity[:1], dev.Serial.StopBits,
 				devs[j].Serial.Baud, devs[j].Serial.DataBits, devs[j].Serial.Parity[:1], devs[j].Serial.StopBits)
 		}

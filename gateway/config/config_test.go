@@ -70,6 +70,8 @@ func TestErrorsNameFileLineKeyAndValue(t *testing.T) {
 		`devices[0].poll_interval: "1x" is not a duration`,
 		`devices[1].driver: "modbus-tpc" is not one of`,
 		`devices[1].unit: 300 is out of range`,
+		`devices[2].unit: 0: a Modbus RTU unit id is 1 to 247`,
+		`devices[3].serial.port: /dev/ttyUSB0 is already used by devices[2] (modbus-rtu)`,
 		`devices[1].id: "autoclave-1" is already used by devices[0]`,
 		`devices[3].colour: unknown key`,
 		`devices[2].serial.parity: "mark" is not one of none, even, odd`,
@@ -127,4 +129,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse returned config %v and error %v", c, err)
 		}
 	})
+}
+
+func TestSameUnitTwiceBehindOneTCPAddress(t *testing.T) {
+	_, err := Parse("tcp.yaml", []byte(`
+gateway: {id: g, site: s}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
+devices:
+  - {id: a, driver: modbus-tcp, address: "10.0.0.5:502", unit: 0, profile: sim-autoclave}
+  - {id: b, driver: modbus-tcp, address: "10.0.0.5:502", unit: 0, profile: sim-autoclave}
+  - {id: c, driver: modbus-tcp, address: "10.0.0.5:502", unit: 255, profile: sim-autoclave}
+`))
+	if err == nil || !strings.Contains(err.Error(), "tcp.yaml:6: devices[1].unit: unit 0 on 10.0.0.5:502 is already devices[0]") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "devices[2]") || strings.Contains(err.Error(), "devices[0]: ") {
+		t.Errorf("units 0 and 255 are valid for Modbus TCP: %v", err)
+	}
 }
