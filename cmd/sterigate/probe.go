@@ -88,14 +88,14 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		prof, blocks = p, p.Blocks
 	} else {
-		if !modbus.IsReadFunction(byte(*function)) || *function > 255 {
+		if *function < 1 || *function > 4 || !modbus.IsReadFunction(byte(*function)) {
 			return bad("--function %d: only the read functions 1, 2, 3, 4 are allowed (sterigate never writes)", *function)
 		}
 		if *address < 0 || *address > 65535 {
 			return bad("--address %d out of range 0..65535", *address)
 		}
-		if *count < 1 || *count > 2000 {
-			return bad("--count %d out of range", *count)
+		if limit := map[int]int{1: 2000, 2: 2000, 3: 125, 4: 125}[*function]; *count < 1 || *count > limit {
+			return bad("--count %d out of range (1..125 registers for functions 3 and 4, 1..2000 bits for 1 and 2)", *count)
 		}
 		blocks = []profile.Block{{Function: byte(*function), Start: uint16(*address), Count: uint16(*count)}}
 	}

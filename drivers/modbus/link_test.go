@@ -127,7 +127,9 @@ func TestLinkTimesOutOnSilentPeer(t *testing.T) {
 		if !IsTimeout(err) || !IsUnreachable(err) {
 			t.Fatalf("read %d: err = %v, want an unreachable timeout", i, err)
 		}
-		if d := time.Since(start); d > 2*time.Second {
+		// A generous bound: it catches a timeout that is not applied at
+		// all, not a slow machine.
+		if d := time.Since(start); d > 10*time.Second {
 			t.Fatalf("read %d took %v with a 100 ms timeout", i, d)
 		}
 	}

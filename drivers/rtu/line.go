@@ -3,6 +3,7 @@ package rtu
 import (
 	"context"
 	"errors"
+	"github.com/sterigate/sterigate/drivers/modbus"
 	"net"
 	"os"
 	"time"
@@ -147,7 +148,13 @@ func (f *framer) transact(ctx context.Context, req Request) ([]uint16, error) {
 	if err := f.line.discardInput(); err != nil {
 		return nil, err
 	}
-	if err := f.line.write(req.Encode()); err != nil {
+	frame := req.Encode()
+	// Defence in depth: NewRequest already refuses non-read functions, and
+	// this is the last point before the wire.
+	if err := modbus.CheckReadOnlyADU(frame, modbus.RTUFunctionOffset); err != nil {
+		return nil, err
+	}
+	if err := f.line.write(frame); err != nil {
 		f.readyAt = time.Now().Add(f.interFrame + f.pause)
 		return nil, err
 	}
