@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	bin "encoding/binary"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	gmodbus "github.com/goburrow/modbus"
 
 	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/drivers/profile"
@@ -116,7 +111,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		r, err = rtu.DialTCP(ctx, *rtuTCP, opts)
 	default:
 		desc = "Modbus TCP " + *tcpAddr
-		r, err = dialTCPProbe(*tcpAddr, byte(*unit), *timeout)
+		r, err = modbus.NewTCPReader(*tcpAddr, *timeout)
 	}
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
@@ -231,73 +226,3 @@ func formatValue(v float64) string {
 	}
 	return fmt.Sprintf("%g", v)
 }
-
-// tcpProbe is a one-shot Modbus TCP reader: goburrow's TCP packager over
-// its handler, behind modbus.ReadOnlyTransporter so nothing but a read can
-// leave. It is used for one request and closed, so the handler's known
-// traps (a broken connection kept, transaction ids out of step after a
-// late reply: libraries.md §1) cannot build up.
-type tcpProbe struct {
-	handler *gmodbus.TCPClientHandler
-	client  gmodbus.Client
-}
-
-func dialTCPProbe(address string, unit byte, timeout time.Duration) (*tcpProbe, error) {
-	if _, _, err := net.SplitHostPort(address); err != nil {
-		return nil, fmt.Errorf("--tcp %q: %w (want host:port, e.g. 192.168.1.20:502)", address, err)
-	}
-	h := gmodbus.NewTCPClientHandler(address)
-	h.Timeout = timeout
-	h.IdleTimeout = 0
-	h.SlaveId = unit
-	if err := h.Connect(); err != nil {
-		return nil, fmt.Errorf("connect %s: %w", address, err)
-	}
-	return &tcpProbe{handler: h, client: gmodbus.NewClient2(h, modbus.ReadOnlyTransporter(h, modbus.TCPFunctionOffset))}, nil
-}
-
-func (t *tcpProbe) ReadRegisters(_ context.Context, unit, function byte, address, quantity uint16) ([]uint16, error) {
-	t.handler.SlaveId = unit
-	var (
-		raw []byte
-		err error
-	)
-	switch function {
-	case 1:
-		raw, err = t.client.ReadCoils(address, quantity)
-	case 2:
-		raw, err = t.client.ReadDiscreteInputs(address, quantity)
-	case 3:
-		raw, err = t.client.ReadHoldingRegisters(address, quantity)
-	case 4:
-		raw, err = t.client.ReadInputRegisters(address, quantity)
-	default:
-		return nil, fmt.Errorf("%w: function %d", modbus.ErrWriteRefused, function)
-	}
-	if err != nil {
-		if ex := modbus.AsException(err); ex != nil {
-			return nil, ex
-		}
-		t.handler.Close()
-		return nil, err
-	}
-	values := make([]uint16, quantity)
-	if function <= 2 {
-		if len(raw) < (int(quantity)+7)/8 {
-			return nil, fmt.Errorf("reply has %d bytes for %d bits", len(raw), quantity)
-		}
-		for i := range values {
-			values[i] = uint16(raw[i/8]>>(i%8)) & 1
-		}
-		return values, nil
-	}
-	if len(raw) != 2*int(quantity) {
-		return nil, errors.New("reply length does not match the register count")
-	}
-	for i := range values {
-		values[i] = bin.BigEndian.Uint16(raw[2*i:])
-	}
-	return values, nil
-}
-
-func (t *tcpProbe) Close() error { return t.handler.Close() }

@@ -365,3 +365,30 @@ func (t *tcpTransport) close() {
 		t.closes.Add(1)
 	}
 }
+
+// TCPReader is a Modbus TCP connection for one-off reads (sterigate probe):
+// the same read-only, close-on-error link the poller uses, without the
+// polling loop. One goroutine at a time.
+type TCPReader struct{ link *tcpLink }
+
+// NewTCPReader returns a reader for address; it dials on the first read.
+func NewTCPReader(address string, timeout time.Duration) (*TCPReader, error) {
+	if _, _, err := net.SplitHostPort(address); err != nil {
+		return nil, fmt.Errorf("modbus tcp: address %q is not host:port (e.g. 192.168.1.20:502): %w", address, err)
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &TCPReader{link: newTCPLink(address, timeout, nil)}, nil
+}
+
+// ReadRegisters implements RegisterReader.
+func (r *TCPReader) ReadRegisters(ctx context.Context, unit, function byte, address, quantity uint16) ([]uint16, error) {
+	return r.link.ReadRegisters(ctx, unit, function, address, quantity)
+}
+
+// Close closes the connection.
+func (r *TCPReader) Close() error {
+	r.link.close()
+	return nil
+}
