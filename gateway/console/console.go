@@ -58,7 +58,7 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 }).ParseFS(pageFS, "page.html"))
 
 // Handler returns the console's HTTP handler.
-func Handler(src Source) http.Handler {
+func Handler(src Source, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		s, err := src.Snapshot(r.Context())
@@ -68,7 +68,7 @@ func Handler(src Source) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if err := page.Execute(w, s); err != nil {
-			slog.Default().Debug("console page", "err", err)
+			log.Debug("console page not fully written", "err", err)
 		}
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +134,7 @@ func Serve(ctx context.Context, addr string, src Source, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
-	srv := &http.Server{Handler: Handler(src), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: Handler(src, log), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("console listening", "url", "http://"+ln.Addr().String()+"/")
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,7 +41,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestPageAndMetrics(t *testing.T) {
-	h := Handler(SourceFunc(func(context.Context) (Snapshot, error) { return snapshot(), nil }))
+	h := Handler(SourceFunc(func(context.Context) (Snapshot, error) { return snapshot(), nil }), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	code, body := get(t, h, "/")
 	if code != 200 {
 		t.Fatalf("status %d", code)
@@ -67,11 +68,11 @@ func TestPageAndMetrics(t *testing.T) {
 }
 
 func TestHealthzFailsWhenSnapshotFails(t *testing.T) {
-	h := Handler(SourceFunc(func(context.Context) (Snapshot, error) { return Snapshot{}, errors.New("journal closed") }))
+	h := Handler(SourceFunc(func(context.Context) (Snapshot, error) { return Snapshot{}, errors.New("journal closed") }), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if code, _ := get(t, h, "/healthz"); code != http.StatusServiceUnavailable {
 		t.Errorf("healthz = %d", code)
 	}
-	h = Handler(SourceFunc(func(context.Context) (Snapshot, error) { return snapshot(), nil }))
+	h = Handler(SourceFunc(func(context.Context) (Snapshot, error) { return snapshot(), nil }), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if code, _ := get(t, h, "/healthz"); code != 200 {
 		t.Errorf("healthz = %d", code)
 	}
