@@ -31,6 +31,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	consoleAddr := fs.String("console", "127.0.0.1:0", "address of the local status page (empty: off)")
 	dataDir := fs.String("data-dir", "", "journal directory (default: a temporary directory removed at exit)")
 	verbose := fs.Bool("v", false, "show the gateway's log")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sterigate demo [--speed 120] [--devices N]\n\nRuns simulated autoclaves, an embedded MQTT broker and the gateway in one process and\nprints each cycle record the broker acknowledged. Stop with Ctrl-C. Flags:")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
