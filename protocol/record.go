@@ -53,16 +53,20 @@ const (
 	PhaseUnknown      PhaseName = "unknown"   // a code the profile does not map
 )
 
-// PhaseNames lists the vocabulary in a stable order, for validation and docs.
-var PhaseNames = []PhaseName{
-	PhaseIdle, PhasePreparation, PhaseAirRemoval, PhaseHeating, PhaseEquilibrate,
-	PhaseSterilizing, PhaseExhaust, PhaseDrying, PhaseAirAdmission, PhaseLeakTest,
-	PhaseCooling, PhaseComplete, PhaseFault, PhaseUnknown,
+// PhaseNames lists the vocabulary in a stable order, for validation and
+// docs. It returns a fresh slice each time: the vocabulary is not
+// something a caller can change.
+func PhaseNames() []PhaseName {
+	return []PhaseName{
+		PhaseIdle, PhasePreparation, PhaseAirRemoval, PhaseHeating, PhaseEquilibrate,
+		PhaseSterilizing, PhaseExhaust, PhaseDrying, PhaseAirAdmission, PhaseLeakTest,
+		PhaseCooling, PhaseComplete, PhaseFault, PhaseUnknown,
+	}
 }
 
 // Valid reports whether p belongs to the vocabulary.
 func (p PhaseName) Valid() bool {
-	for _, n := range PhaseNames {
+	for _, n := range PhaseNames() {
 		if n == p {
 			return true
 		}

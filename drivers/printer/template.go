@@ -349,8 +349,8 @@ func (c *compiler) phase(name string, def protocol.PhaseName, path ...string) pr
 }
 
 func phaseList() string {
-	s := make([]string, len(protocol.PhaseNames))
-	for i, p := range protocol.PhaseNames {
+	s := make([]string, len(protocol.PhaseNames()))
+	for i, p := range protocol.PhaseNames() {
 		s[i] = string(p)
 	}
 	return strings.Join(s, ", ")

@@ -533,7 +533,7 @@ func (ps *parser) fields(p *Profile, n *yaml.Node) {
 }
 
 func containsType(t Type) bool {
-	for _, x := range Types {
+	for _, x := range allTypes {
 		if x == t {
 			return true
 		}
@@ -542,15 +542,15 @@ func containsType(t Type) bool {
 }
 
 func joinTypes() string {
-	s := make([]string, len(Types))
-	for i, t := range Types {
+	s := make([]string, len(allTypes))
+	for i, t := range allTypes {
 		s[i] = string(t)
 	}
 	return strings.Join(s, ", ")
 }
 
 func containsOrder(o Order) bool {
-	for _, x := range Orders {
+	for _, x := range allOrders {
 		if x == o {
 			return true
 		}
@@ -563,8 +563,8 @@ func isIntegerType(t Type) bool {
 }
 
 func (ps *parser) roles(p *Profile, n *yaml.Node) {
-	allowed := make([]string, len(Roles))
-	for i, r := range Roles {
+	allowed := make([]string, len(allRoles))
+	for i, r := range allRoles {
 		allowed[i] = string(r)
 	}
 	es, ok := ps.mapping(n, "roles", allowed)
@@ -622,8 +622,8 @@ func (ps *parser) phaseName(n *yaml.Node, path string) (protocol.PhaseName, bool
 	}
 	ph := protocol.PhaseName(s)
 	if !ph.Valid() {
-		names := make([]string, len(protocol.PhaseNames))
-		for i, x := range protocol.PhaseNames {
+		names := make([]string, len(protocol.PhaseNames()))
+		for i, x := range protocol.PhaseNames() {
 			names[i] = string(x)
 		}
 		ps.fail(n, path, "%q is not a sterigate phase (one of %s)", s, strings.Join(names, ", "))

@@ -31,8 +31,8 @@ const (
 	TypeBit Type = "bit"
 )
 
-// Types lists the field types in documentation order.
-var Types = []Type{TypeU16, TypeI16, TypeU32, TypeI32, TypeF32, TypeF64, TypeBit}
+// allTypes lists the field types in documentation order.
+var allTypes = []Type{TypeU16, TypeI16, TypeU32, TypeI32, TypeF32, TypeF64, TypeBit}
 
 // Registers is how many 16-bit registers a value of type t spans (a bit
 // lives inside one register, or is one coil for function 1 and 2).
@@ -61,8 +61,8 @@ const (
 	OrderDCBA Order = "DCBA"
 )
 
-// Orders lists the byte orders in documentation order.
-var Orders = []Order{OrderABCD, OrderCDAB, OrderBADC, OrderDCBA}
+// allOrders lists the byte orders in documentation order.
+var allOrders = []Order{OrderABCD, OrderCDAB, OrderBADC, OrderDCBA}
 
 func (o Order) swapsWords() bool { return o == OrderCDAB || o == OrderDCBA }
 func (o Order) swapsBytes() bool { return o == OrderBADC || o == OrderDCBA }
@@ -114,8 +114,8 @@ const (
 	RoleAlarmCode          Role = "alarm_code"          // code of the active alarm, 0 when none
 )
 
-// Roles lists every role in documentation order.
-var Roles = []Role{
+// allRoles lists every role in documentation order.
+var allRoles = []Role{
 	RoleChamberTemperature, RoleChamberPressure, RolePhase, RoleProgram,
 	RoleCycleCounter, RoleLastCycle, RoleLastResult, RoleLastProgram, RoleAlarmCode,
 }

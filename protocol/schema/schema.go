@@ -4,7 +4,9 @@ package schema
 
 import _ "embed"
 
-// CycleV1 is the JSON Schema of protocol.CycleRecord (sterigate.cycle.v1).
-//
 //go:embed cycle.v1.json
-var CycleV1 []byte
+var cycleV1 []byte
+
+// CycleV1 returns the JSON Schema of protocol.CycleRecord
+// (sterigate.cycle.v1), a copy the caller may keep or change.
+func CycleV1() []byte { return append([]byte(nil), cycleV1...) }
