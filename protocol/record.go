@@ -86,8 +86,13 @@ type CycleRecord struct {
 	Site    string `json:"site"`
 	Device  string `json:"device"`
 	// Cycle is the device's own cycle counter.
-	Cycle   uint64 `json:"cycle"`
-	Program string `json:"program"`
+	Cycle uint64 `json:"cycle"`
+	// CounterEpoch counts how often the device's cycle counter went
+	// backwards (a reset, a replaced controller) since the gateway first
+	// saw it. It keeps ids unique when counter values come round again;
+	// 0, and then absent, for almost every device.
+	CounterEpoch uint32 `json:"counter_epoch,omitempty"`
+	Program      string `json:"program"`
 	// ProgramCode is the raw code the device reported, kept so that an
 	// unmapped program is still traceable.
 	ProgramCode *int      `json:"program_code,omitempty"`
@@ -124,6 +129,21 @@ type CycleRecord struct {
 // depend on the gateway, so a device moved to another gateway keeps its ids.
 func CycleID(site, device string, cycle uint64) string {
 	return fmt.Sprintf("%s:%s:%d", site, device, cycle)
+}
+
+// CycleIDInEpoch is CycleID for a record whose device counter was reset
+// epoch times: "<site>:<device>:<epoch>.<cycle>" when epoch > 0, so the
+// cycles counted again after a reset get ids of their own.
+func CycleIDInEpoch(site, device string, epoch uint32, cycle uint64) string {
+	if epoch == 0 {
+		return CycleID(site, device, cycle)
+	}
+	return fmt.Sprintf("%s:%s:%d.%d", site, device, epoch, cycle)
+}
+
+// RecordID is the id a journal gives r: CycleIDInEpoch of its fields.
+func (r *CycleRecord) RecordID(site string) string {
+	return CycleIDInEpoch(site, r.Device, r.CounterEpoch, r.Cycle)
 }
 
 // Phase is one contiguous span of a cycle in one phase.

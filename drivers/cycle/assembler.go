@@ -145,6 +145,10 @@ type state struct {
 	Current *openCycle `json:"current,omitempty"`
 	// Pending holds finished records the sink has not yet accepted.
 	Pending []protocol.CycleRecord `json:"pending,omitempty"`
+	// Epoch counts the device's counter resets; records carry it so that
+	// counter values seen again get new ids instead of being taken for
+	// re-deliveries of the old cycles.
+	Epoch uint32 `json:"epoch,omitempty"`
 }
 
 // openCycle is a cycle in progress.
@@ -390,6 +394,7 @@ func (a *Assembler) stepLatched(r profile.Reading, smp compactSample, now time.T
 			a.finish(nil, cur.ProgramCode, false, time.UnixMilli(cur.Last))
 		}
 		a.st.LastLatch, a.st.Recorded = r.LastCycle, r.LastCycle
+		a.st.Epoch++
 	}
 	if r.LastCycle > a.st.LastLatch {
 		finished := r.LastCycle
@@ -450,6 +455,7 @@ func (a *Assembler) stepCounter(r profile.Reading, smp compactSample, now time.T
 			a.finish(nil, cur.ProgramCode, false, time.UnixMilli(lastAt(cur)))
 			a.st.Recorded = r.Counter
 		}
+		a.st.Epoch++
 	}
 	if cur := a.st.Current; cur != nil && !idle && r.Counter == a.st.LastCounter {
 		a.addSample(r, smp, recent)
@@ -497,6 +503,7 @@ func (a *Assembler) stepPhase(r profile.Reading, smp compactSample, now time.Tim
 		if idle || isEnd {
 			a.st.Recorded = r.Counter
 		}
+		a.st.Epoch++
 	}
 	if cur := a.st.Current; cur != nil {
 		a.addSample(r, smp, recent)
@@ -573,6 +580,9 @@ func (a *Assembler) finish(resultCode, programCode *int, sawEnd bool, endedAt ti
 		Complete:    c.SawStart && !c.Gap && sawEnd,
 		Source:      a.cfg.Source,
 		Alarms:      c.Alarms,
+		// A record finished by a counter reset still belongs to the old
+		// epoch: callers bump Epoch after finishing it.
+		CounterEpoch: a.st.Epoch,
 	}
 	if programCode != nil {
 		rec.Program = a.prof.ProgramName(*programCode)
@@ -609,7 +619,7 @@ func (a *Assembler) finish(resultCode, programCode *int, sawEnd bool, endedAt ti
 func (a *Assembler) recordLatchedOnly(counter uint64, r profile.Reading, now time.Time) {
 	rec := protocol.CycleRecord{
 		Device: a.cfg.Device, Cycle: counter, Program: "unknown", Result: protocol.ResultUnknown,
-		StartedAt: now.UTC(), EndedAt: now.UTC(), Source: a.cfg.Source,
+		StartedAt: now.UTC(), EndedAt: now.UTC(), Source: a.cfg.Source, CounterEpoch: a.st.Epoch,
 		Phases: []protocol.Phase{}, Samples: []protocol.Sample{}, Alarms: []protocol.Alarm{},
 	}
 	if r.HasLastProgram {
@@ -667,7 +677,7 @@ func (a *Assembler) gapUpTo(last uint64, now time.Time, why string) {
 }
 
 func (a *Assembler) counterReset(to uint64, now time.Time) {
-	text := fmt.Sprintf("the device's cycle counter went back from %d to %d (counter reset or device replaced); counting restarts from there", max(a.st.Recorded, a.st.LastCounter), to)
+	text := fmt.Sprintf("the device's cycle counter went back from %d to %d (counter reset or device replaced); counting restarts from there, with record ids in counter epoch %d", max(a.st.Recorded, a.st.LastCounter), to, a.st.Epoch+1)
 	a.log.Warn(text, "device", a.cfg.Device)
 	a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: now.UTC(), Cycle: to, Text: text})
 }

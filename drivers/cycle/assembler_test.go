@@ -478,6 +478,14 @@ func TestCounterResetRebaselines(t *testing.T) {
 	if len(recs) != 2 || recs[1].Cycle != 1 || !recs[1].Complete || recs[1].Result != protocol.ResultPassed {
 		t.Fatalf("first cycle after the reset = %+v", recs[len(recs)-1])
 	}
+	// The old cycle keeps its id; the counter values that come round
+	// again get ids of their own, so no journal takes them for re-sends.
+	if recs[0].CounterEpoch != 0 || recs[1].CounterEpoch != 1 {
+		t.Errorf("counter epochs %d and %d, want 0 then 1", recs[0].CounterEpoch, recs[1].CounterEpoch)
+	}
+	if id0, id1 := recs[0].RecordID("dax"), recs[1].RecordID("dax"); id0 != "dax:ac1:500" || id1 != "dax:ac1:1.1" {
+		t.Errorf("ids %q and %q", id0, id1)
+	}
 }
 
 func TestUnlatchedCycleIsRecordedWhenTheNextStarts(t *testing.T) {

@@ -45,7 +45,7 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	rec.Schema = protocol.CycleSchema
-	rec.ID = protocol.CycleID(j.opts.Site, rec.Device, rec.Cycle)
+	rec.ID = rec.RecordID(j.opts.Site)
 	rec.Gateway = j.opts.Gateway
 	rec.Site = j.opts.Site
 	return j.submit(ctx, &request{
