@@ -231,6 +231,15 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return err
 	}
 	defer j.Close()
+	ids := make([]string, len(cfg.Devices))
+	for i, d := range cfg.Devices {
+		ids[i] = d.ID
+	}
+	// Every configured sterilizer appears on its status topic (as
+	// "unknown") from the first connection, even one never reached.
+	if err := j.RegisterDevices(ctx, ids...); err != nil {
+		return err
+	}
 
 	pub, err := newPublisher(cfg, j, log, o.onDelivered)
 	if err != nil {
