@@ -30,8 +30,10 @@ func (w *writer) enterDiskFull(cause error) {
 }
 
 // hold keeps r in memory while the disk refuses writes and answers its
-// caller: telemetry is accepted (group commit allows it), a cycle record or
-// event gets ErrNotDurable so a driver knows it is not safe yet.
+// caller. A cycle record gets ErrNotDurable, so its driver keeps it too and
+// retries (de-duplicated by its id). Telemetry and events are accepted:
+// there is nowhere durable to put them either way, and an event has no id
+// of its own, so a driver retrying it would journal it twice.
 func (w *writer) hold(r *request, cause error) {
 	if cause == nil {
 		cause = errors.New("the disk refused an earlier write")
@@ -52,9 +54,11 @@ func (w *writer) hold(r *request, cause error) {
 			w.dropExcessTelemetry()
 			return
 		}
-		if r.cycleID != "" {
-			w.cycleIDs[r.cycleID] = true
+		if r.cycleID == "" {
+			r.finish(nil) // an event: held, never dropped
+			break
 		}
+		w.cycleIDs[r.cycleID] = true
 		r.finish(fmt.Errorf("%w: %v", ErrNotDurable, cause))
 	default:
 		r.finish(nil)
@@ -120,10 +124,14 @@ func (w *writer) retryHeld(ctx context.Context) {
 					}
 					w.j.log.Error("journal: a held entry could not be written", "device", r.device, "kind", r.entryKind, "err", e)
 				}
+				w.forgetDropped(r)
 			}
 		} else if err != nil {
 			w.keepHeld(pending)
 			return
+		}
+		for _, r := range chunk {
+			w.forgetDropped(r)
 		}
 		pending = pending[n:]
 	}
@@ -133,6 +141,14 @@ func (w *writer) retryHeld(ctx context.Context) {
 	w.diskFull = false
 	w.j.setAlarm(AlarmDiskFull, false)
 	w.j.log.Info("the disk accepts journal writes again; entries held in memory are durable now")
+}
+
+// forgetDropped clears the dropped span of r's device once r, its gap
+// event, is written, so a later retry does not record the same gap again.
+func (w *writer) forgetDropped(r *request) {
+	if r.gapFromDrop {
+		delete(w.dropped, r.device)
+	}
 }
 
 // keepHeld stores the not-yet-written rest of a retry back as held; the

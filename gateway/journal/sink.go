@@ -29,6 +29,14 @@ func (j *Journal) submit(ctx context.Context, r *request) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("journal: gave up waiting for the commit (it may still happen): %w", ctx.Err())
+	case <-j.done:
+		// The writer has stopped; it answered r if it took it.
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return ErrClosed
+		}
 	}
 }
 
