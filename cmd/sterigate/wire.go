@@ -314,7 +314,7 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 	return console.Snapshot{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: version, Started: started,
 		BrokerConnected: pub.Connected(),
-		Pending:         map[string]int64{"cycle": st.PendingUrgent, "telemetry": st.PendingTelemetry},
+		Pending:         map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
 		JournalBytes:    st.FileBytes, JournalQuota: st.QuotaBytes,
 		Devices: devs, Counters: counters, Alarms: st.Alarms,
 	}, nil

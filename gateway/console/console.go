@@ -26,7 +26,8 @@ type Snapshot struct {
 	Started                time.Time
 	BrokerConnected        bool
 	Broker                 string
-	// Pending counts undelivered journal entries by kind (cycle, event, telemetry).
+	// Pending counts undelivered journal entries by lane: "urgent" (cycle
+	// records and events, sent first) and "telemetry".
 	Pending      map[string]int64
 	JournalBytes int64
 	JournalQuota int64
@@ -101,9 +102,9 @@ func WriteMetrics(w io.Writer, s Snapshot) {
 		return 0
 	}
 	fmt.Fprintf(w, "# HELP sterigate_broker_connected 1 while the MQTT connection is up.\n# TYPE sterigate_broker_connected gauge\nsterigate_broker_connected %d\n", b2f(s.BrokerConnected))
-	fmt.Fprintf(w, "# HELP sterigate_journal_pending Undelivered journal entries.\n# TYPE sterigate_journal_pending gauge\n")
-	for _, kind := range []string{"cycle", "event", "telemetry"} {
-		fmt.Fprintf(w, "sterigate_journal_pending{kind=%q} %d\n", kind, s.Pending[kind])
+	fmt.Fprintf(w, "# HELP sterigate_journal_pending Undelivered journal entries: urgent (cycle records, events) and telemetry.\n# TYPE sterigate_journal_pending gauge\n")
+	for _, lane := range []string{"urgent", "telemetry"} {
+		fmt.Fprintf(w, "sterigate_journal_pending{lane=%q} %d\n", lane, s.Pending[lane])
 	}
 	fmt.Fprintf(w, "# HELP sterigate_journal_bytes Size of the journal on disk.\n# TYPE sterigate_journal_bytes gauge\nsterigate_journal_bytes %d\n", s.JournalBytes)
 	fmt.Fprintf(w, "# HELP sterigate_journal_quota_bytes Configured journal quota (0: none).\n# TYPE sterigate_journal_quota_bytes gauge\nsterigate_journal_quota_bytes %d\n", s.JournalQuota)

@@ -17,7 +17,7 @@ import (
 func snapshot() Snapshot {
 	return Snapshot{
 		Gateway: "cssd-gw-1", Site: "dax", Version: "test", Started: time.Now().Add(-time.Hour),
-		Pending: map[string]int64{"cycle": 2, "telemetry": 40},
+		Pending: map[string]int64{"urgent": 2, "telemetry": 40},
 		Devices: []protocol.DeviceStatus{
 			{Device: "autoclave-1", State: protocol.DeviceOnline, Phase: protocol.PhaseSterilizing, Cycle: 7, At: time.Now()},
 			{Device: "autoclave-<2>", State: protocol.DeviceOffline, Error: "i/o timeout", At: time.Now()},
@@ -46,7 +46,7 @@ func TestPageAndMetrics(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("status %d", code)
 	}
-	for _, want := range []string{"cssd-gw-1", "autoclave-1", "sterilizing", "not connected", "journal at 91% of its quota", "autoclave-&lt;2&gt;", "2 cycle records"} {
+	for _, want := range []string{"cssd-gw-1", "autoclave-1", "sterilizing", "not connected", "journal at 91% of its quota", "autoclave-&lt;2&gt;", "2 cycle records and events"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -54,7 +54,7 @@ func TestPageAndMetrics(t *testing.T) {
 	_, metrics := get(t, h, "/metrics")
 	for _, want := range []string{
 		"sterigate_broker_connected 0\n",
-		`sterigate_journal_pending{kind="cycle"} 2` + "\n",
+		`sterigate_journal_pending{lane="urgent"} 2` + "\n",
 		`sterigate_device_online{device="autoclave-1"} 1` + "\n",
 		`sterigate_device_online{device="autoclave-<2>"} 0` + "\n",
 		"# TYPE sterigate_poll_errors_total counter\n",

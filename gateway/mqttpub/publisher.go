@@ -226,9 +226,12 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 	p.log.Info("mqtt connected", "broker", broker, "client_id", p.opts.ClientID)
 
 	s := &sessionState{
-		p:       p,
-		client:  client,
-		results: make(chan ackResult, p.opts.Window),
+		p:      p,
+		client: client,
+		// Room for every result a session can owe at shutdown (what is
+		// waiting plus what is in flight), so a PUBACK that did arrive is
+		// never dropped and re-sent.
+		results: make(chan ackResult, 2*p.opts.Window+2),
 		queue:   make(chan inflight, p.opts.Window),
 		pace:    newPacer(p.opts.ReplayRate),
 	}
