@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/sterigate/sterigate/gateway/config"
@@ -36,6 +38,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	setMemoryLimit()
 	return runGateway(ctx, gatewayOptions{cfg: cfg, log: log})
 }
 
@@ -52,4 +55,17 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q is not text or json", format)
+}
+
+// defaultMemoryLimit is the gateway's soft heap limit. An industrial PC is
+// small and shared; the heap a gateway really needs stays far below it
+// (tens of devices, a bounded outbox read), so the limit only makes the
+// garbage collector return memory sooner during a long replay. GOMEMLIMIT
+// in the environment overrides it.
+const defaultMemoryLimit = 40 << 20
+
+func setMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }

@@ -489,3 +489,34 @@ func TestCloseIsIdempotentAndRefusesLaterCalls(t *testing.T) {
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func containsStr(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A read of the outbox stops at about 1 MiB of payload, so a backlog of
+// long cycle records is not loaded into memory a whole batch at a time.
+func TestPendingReadIsBoundedByPayloadBytes(t *testing.T) {
+	ctx := context.Background()
+	j := openTest(t, filepath.Join(t.TempDir(), "j.db"), Options{})
+	for c := uint64(1); c <= 10; c++ {
+		rec := testRecord("ac-1", c)
+		for i := range 2400 { // a 40-minute cycle at 1 Hz: about 200 KB of JSON
+			rec.Samples = append(rec.Samples, protocol.Sample{At: rec.StartedAt.Add(time.Duration(i) * time.Second), TempC: 134.2, PressureKPa: 305.1, Phase: protocol.PhaseSterilizing})
+		}
+		if err := j.Cycle(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := j.PendingInLane(ctx, LaneUrgent, 0, 0, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, e := range got {
+		size += len(e.Payload)
+	}
+	if len(got) == 0 || len(got) == 10 || size > readBudget+len(got[len(got)-1].Payload) {
+		t.Fatalf("read %d of 10 records, %d bytes; want a read bounded near %d bytes", len(got), size, readBudget)
+	}
+	// Tools and tests that ask for everything still get everything.
+	if all, err := j.Pending(ctx, 256); err != nil || len(all) != 10 {
+		t.Fatalf("Pending returned %d entries, %v", len(all), err)
+	}
+}

@@ -25,10 +25,22 @@ const (
 
 const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at`
 
+// readBudget bounds the payload bytes one read of the outbox returns (at
+// least one entry always comes back). A backlog of cycle records of a few
+// hundred kilobytes each would otherwise put a whole read batch of them in
+// memory at once.
+const readBudget = 1 << 20
+
 func scanEntries(rows *sql.Rows) ([]Entry, error) {
+	return scanEntriesWithin(rows, -1)
+}
+
+// scanEntriesWithin reads rows until they are exhausted or, when budget is
+// not negative, their payloads add up to budget bytes.
+func scanEntriesWithin(rows *sql.Rows, budget int) ([]Entry, error) {
 	defer rows.Close()
 	var out []Entry
-	for rows.Next() {
+	for (budget < 0 || budget > 0 || len(out) == 0) && rows.Next() {
 		var e Entry
 		var kind string
 		var created int64
@@ -42,6 +54,9 @@ func scanEntries(rows *sql.Rows) ([]Entry, error) {
 			e.DeliveredAt = time.UnixMilli(delivered.Int64).UTC()
 		}
 		out = append(out, e)
+		if budget >= 0 {
+			budget = max(0, budget-len(e.Payload))
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("journal: read entries: %w", err)
@@ -53,19 +68,25 @@ func scanEntries(rows *sql.Rows) ([]Entry, error) {
 // events first, then telemetry, each in outbox order (which is seq order
 // per device).
 func (j *Journal) Pending(ctx context.Context, limit int) ([]Entry, error) {
-	urgent, err := j.PendingInLane(ctx, LaneUrgent, 0, 0, limit)
+	urgent, err := j.pendingInLane(ctx, LaneUrgent, 0, 0, limit, -1)
 	if err != nil || len(urgent) >= limit {
 		return urgent, err
 	}
-	tele, err := j.PendingInLane(ctx, LaneTelemetry, 0, 0, limit-len(urgent))
+	tele, err := j.pendingInLane(ctx, LaneTelemetry, 0, 0, limit-len(urgent), -1)
 	return append(urgent, tele...), err
 }
 
 // PendingInLane returns up to limit undelivered entries of lane with
 // after < ID (and ID <= upTo when upTo > 0), in outbox order. The publisher
 // walks each lane with a cursor instead of re-reading what it already has
-// in flight.
+// in flight. It returns fewer than limit entries (at least one) once their
+// payloads reach about 1 MiB, so a read of large cycle records stays small.
 func (j *Journal) PendingInLane(ctx context.Context, lane Lane, after, upTo int64, limit int) ([]Entry, error) {
+	return j.pendingInLane(ctx, lane, after, upTo, limit, readBudget)
+}
+
+// pendingInLane is PendingInLane with a payload budget in bytes (-1: none).
+func (j *Journal) pendingInLane(ctx context.Context, lane Lane, after, upTo int64, limit, budget int) ([]Entry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -85,7 +106,7 @@ func (j *Journal) PendingInLane(ctx context.Context, lane Lane, after, upTo int6
 	if err != nil {
 		return nil, fmt.Errorf("journal: read pending entries: %w", err)
 	}
-	return scanEntries(rows)
+	return scanEntriesWithin(rows, budget)
 }
 
 // LastID returns the highest outbox position in use (0 when empty).

@@ -202,14 +202,22 @@ func waitToken(ctx context.Context, tok paho.Token, timeout time.Duration) error
 type inflight struct {
 	entry *journal.Entry
 	topic string
+	size  int
 	tok   paho.Token
 }
 
 type ackResult struct {
 	entry *journal.Entry
 	topic string
+	size  int
 	err   error
 }
+
+// maxInflightBytes bounds the payload bytes waiting for their PUBACK, in
+// addition to the Window count: a backlog of cycle records of a few
+// hundred kilobytes each must not hold tens of megabytes in flight (each
+// payload exists up to three times: journal read, replay copy, paho).
+const maxInflightBytes = 1 << 20
 
 // session runs one connection from connect to its end. connectedOK tells
 // Run whether the broker accepted the connection (resets the back-off).
@@ -285,6 +293,7 @@ type sessionState struct {
 	queue   chan inflight // to awaitAcks, in publish order
 	results chan ackResult
 	count   int // publishes waiting for their result
+	bytes   int // their payload bytes
 
 	boundary              int64 // entries with ID <= boundary were journaled before this connection
 	urgent, live, backlog laneState
@@ -311,7 +320,7 @@ func (s *sessionState) awaitAcks(ctx context.Context) {
 	for m := range s.queue {
 		err := waitToken(ctx, m.tok, s.p.opts.AckTimeout)
 		select {
-		case s.results <- ackResult{entry: m.entry, topic: m.topic, err: err}:
+		case s.results <- ackResult{entry: m.entry, topic: m.topic, size: m.size, err: err}:
 		case <-ctx.Done():
 			// The session is ending and nobody reads results any more. A
 			// token that already completed is still a real PUBACK on this
@@ -319,7 +328,7 @@ func (s *sessionState) awaitAcks(ctx context.Context) {
 			offer := func(m inflight) {
 				if m.entry != nil && isDone(m.tok) && m.tok.Error() == nil {
 					select {
-					case s.results <- ackResult{entry: m.entry, topic: m.topic}:
+					case s.results <- ackResult{entry: m.entry, topic: m.topic, size: m.size}:
 					default:
 					}
 				}
@@ -345,13 +354,15 @@ func isDone(tok paho.Token) bool {
 func (s *sessionState) publish(topic string, payload []byte, retained bool, e *journal.Entry) {
 	tok := s.client.Publish(topic, 1, retained, payload)
 	s.count++
-	s.queue <- inflight{entry: e, topic: topic, tok: tok}
+	s.bytes += len(payload)
+	s.queue <- inflight{entry: e, topic: topic, size: len(payload), tok: tok}
 }
 
 // takeResult handles one acknowledgement; it returns the error that ends
 // the session, if any.
 func (s *sessionState) takeResult(r ackResult) error {
 	s.count--
+	s.bytes -= r.size
 	if r.err != nil {
 		if s.firstFailure == nil {
 			s.firstFailure = fmt.Errorf("publish to %s: %w", r.topic, r.err)
@@ -543,7 +554,7 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 			return s.firstFailure
 		}
 		var paceC <-chan time.Time
-		for s.count < p.opts.Window {
+		for s.count < p.opts.Window && (s.count == 0 || s.bytes < maxInflightBytes) {
 			e, wait, err := s.next(ctx)
 			if err != nil {
 				return err
