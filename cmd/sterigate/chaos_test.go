@@ -72,23 +72,10 @@ func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
 	brokerNet := startProxy(t, broker.addr())
 
 	// Enough cycles to outlast the fault phase (a cycle takes about 6 s at
-	// 300x), then the autoclaves stay idle and keep answering, so
-	// every cycle's end is observable once the faults stop.
+	// 300x); then every cycle's end is observable once the faults stop.
 	cyclesPerDevice := int(*chaosFaultTime/(5*time.Second)) + 2
-	scenario := writeFile(t, filepath.Join(dir, "scenario.yaml"), fmt.Sprintf(`
-pause: 1m
-devices:
-  - device: default
-    repeat: false
-    cycles:
-      - {program: 134-porous, count: %d}
-`, cyclesPerDevice))
-	simPort := freePort(t)
-	truthPath := filepath.Join(dir, "truth.jsonl")
-	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", fmt.Sprintf("127.0.0.1:%d", simPort),
-		"--devices", fmt.Sprint(devices), "--speed", "300", "--seed", fmt.Sprint(seed), "--scenario", scenario, "--truth", truthPath)
-	sim.waitOutput(20*time.Second, "modbus-tcp listening on")
-	deviceNet := startProxy(t, fmt.Sprintf("127.0.0.1:%d", simPort))
+	sim, simAddr, truthPath := startSim(t, dir, devices, cyclesPerDevice, 300, seed)
+	deviceNet := startProxy(t, simAddr)
 
 	dataDir := filepath.Join(dir, "data")
 	var devs strings.Builder

@@ -38,31 +38,17 @@ func TestEndToEndBrokerOutage(t *testing.T) {
 	sub := subscribe(t, broker.addr(), "sterigate/#")
 	brokerNet := startProxy(t, broker.addr())
 
-	// A fixed number of cycles, after which the autoclave stays idle and
-	// keeps answering, so the gateway sees every end.
 	const cycles = 8
-	scenario := writeFile(t, filepath.Join(dir, "scenario.yaml"), fmt.Sprintf(`
-pause: 1m
-devices:
-  - device: default
-    repeat: false
-    cycles:
-      - {program: 134-porous, count: %d}
-`, cycles))
-	simPort := freePort(t)
-	truthPath := filepath.Join(dir, "truth.jsonl")
-	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", fmt.Sprintf("127.0.0.1:%d", simPort),
-		"--speed", "600", "--seed", "7", "--scenario", scenario, "--truth", truthPath)
-	sim.waitOutput(20*time.Second, "modbus-tcp listening on")
+	sim, simAddr, truthPath := startSim(t, dir, 1, cycles, 600, 7)
 
 	dataDir := filepath.Join(dir, "data")
 	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
 gateway: {id: e2e-gw, site: dax, data_dir: %q}
 mqtt: {brokers: ["tcp://%s"], topic_root: sterigate, keepalive: 2s}
 devices:
-  - {id: autoclave-1, driver: modbus-tcp, address: "127.0.0.1:%d", unit: 1,
+  - {id: autoclave-1, driver: modbus-tcp, address: %q, unit: 1,
      profile: sim-autoclave, poll_interval: 50ms, timeout: 500ms}
-`, dataDir, brokerNet.addr(), simPort))
+`, dataDir, brokerNet.addr(), simAddr))
 	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
 
 	cycleIDs := func() map[string]int {

@@ -299,6 +299,28 @@ func readTruth(t testing.TB, path string) []truthCycle {
 	return out
 }
 
+// startSim runs the simulator binary with devices autoclaves on a free
+// loopback port, each running cycles 134 °C porous cycles and then staying
+// idle and answering, so every cycle's end can be observed. It returns the
+// process, the Modbus TCP address and the path of its truth file.
+func startSim(t testing.TB, dir string, devices, cycles int, speed int, seed uint64) (*proc, string, string) {
+	t.Helper()
+	scenario := writeFile(t, filepath.Join(dir, "scenario.yaml"), fmt.Sprintf(`
+pause: 1m
+devices:
+  - device: default
+    repeat: false
+    cycles:
+      - {program: 134-porous, count: %d}
+`, cycles))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	truth := filepath.Join(dir, "truth.jsonl")
+	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", addr, "--devices", fmt.Sprint(devices),
+		"--speed", fmt.Sprint(speed), "--seed", fmt.Sprint(seed), "--scenario", scenario, "--truth", truth)
+	sim.waitOutput(20*time.Second, "modbus-tcp listening on")
+	return sim, addr, truth
+}
+
 // writeFile writes a test fixture.
 func writeFile(t testing.TB, path, content string) string {
 	t.Helper()
