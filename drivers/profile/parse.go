@@ -169,6 +169,26 @@ func (ps *parser) mapping(n *yaml.Node, path string, allowed []string) ([]entry,
 	return out, true
 }
 
+// codeMap calls fn for every "code: text" pair of the mapping under key
+// (programs, results, alarm_texts), with the value's node and path for
+// errors; bad codes and non-text values are reported and skipped.
+func (ps *parser) codeMap(byKey map[string]entry, key string, fn func(code int, n *yaml.Node, path, value string)) {
+	e, ok := byKey[key]
+	if !ok {
+		return
+	}
+	es, _ := ps.mapping(e.value, key, nil)
+	for _, x := range es {
+		code, ok := ps.codeKey(x, key)
+		if !ok {
+			continue
+		}
+		if s, ok := ps.str(x.value, join(key, x.key)); ok {
+			fn(code, x.value, join(key, x.key), s)
+		}
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -330,50 +350,23 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 			p.IdlePhases = list
 		}
 	}
-	if e, ok := byKey["programs"]; ok {
-		es, _ := ps.mapping(e.value, "programs", nil)
-		for _, x := range es {
-			code, ok := ps.codeKey(x, "programs")
-			if !ok {
-				continue
-			}
-			if s, ok := ps.str(x.value, join("programs", x.key)); ok {
-				if s == "" {
-					ps.fail(x.value, join("programs", x.key), "the program name is empty")
-				}
-				p.Programs[code] = s
-			}
+	ps.codeMap(byKey, "programs", func(code int, n *yaml.Node, path, name string) {
+		if name == "" {
+			ps.fail(n, path, "the program name is empty")
 		}
-	}
-	if e, ok := byKey["results"]; ok {
-		es, _ := ps.mapping(e.value, "results", nil)
-		for _, x := range es {
-			code, ok := ps.codeKey(x, "results")
-			if !ok {
-				continue
-			}
-			if s, ok := ps.str(x.value, join("results", x.key)); ok {
-				r := protocol.Result(s)
-				if !r.Valid() {
-					ps.fail(x.value, join("results", x.key), "%q is not one of passed, failed, aborted, unknown", s)
-					continue
-				}
-				p.Results[code] = r
-			}
+		p.Programs[code] = name
+	})
+	ps.codeMap(byKey, "results", func(code int, n *yaml.Node, path, word string) {
+		r := protocol.Result(word)
+		if !r.Valid() {
+			ps.fail(n, path, "%q is not one of passed, failed, aborted, unknown", word)
+			return
 		}
-	}
-	if e, ok := byKey["alarm_texts"]; ok {
-		es, _ := ps.mapping(e.value, "alarm_texts", nil)
-		for _, x := range es {
-			code, ok := ps.codeKey(x, "alarm_texts")
-			if !ok {
-				continue
-			}
-			if s, ok := ps.str(x.value, join("alarm_texts", x.key)); ok {
-				p.AlarmTexts[code] = s
-			}
-		}
-	}
+		p.Results[code] = r
+	})
+	ps.codeMap(byKey, "alarm_texts", func(code int, _ *yaml.Node, _, text string) {
+		p.AlarmTexts[code] = text
+	})
 	if e, ok := byKey["alarms"]; ok {
 		ps.alarms(p, e.value)
 	}
