@@ -6,10 +6,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -329,6 +327,3 @@ func writeFile(t testing.TB, path, content string) string {
 	}
 	return path
 }
-
-var _ = io.Discard
-var _ = context.Background

@@ -40,7 +40,7 @@ func scanEntries(rows *sql.Rows) ([]Entry, error) {
 func scanEntriesWithin(rows *sql.Rows, budget int) ([]Entry, error) {
 	defer rows.Close()
 	var out []Entry
-	for (budget < 0 || budget > 0 || len(out) == 0) && rows.Next() {
+	for (budget != 0 || len(out) == 0) && rows.Next() {
 		var e Entry
 		var kind string
 		var created int64
