@@ -104,12 +104,43 @@ type CycleRecord struct {
 	// Complete is false when the gateway did not observe the whole cycle
 	// (it started after the cycle began, lost the device for a while, or
 	// the printout was cut). Such a record is kept, never dropped.
-	Complete bool    `json:"complete"`
-	Source   string  `json:"source"` // driver that produced it: modbus-tcp, modbus-rtu, printer, ...
-	Phases   []Phase `json:"phases"`
+	Complete bool `json:"complete"`
+	// EndSeen is true only when the gateway observed the cycle's end
+	// itself (the end phase, the latched counter stepping, the printout's
+	// end line). A record whose end was inferred (the device moved on to
+	// another cycle, a counter reset, a cut printout) says false; its
+	// EndedAt is then the last time the gateway saw the cycle running.
+	EndSeen bool `json:"end_seen"`
+	// Holes lists every stretch inside the cycle longer than the profile's
+	// max_sample_gap with no sample, and why. Any hole makes Complete false.
+	Holes  []Hole  `json:"holes,omitempty"`
+	Source string  `json:"source"` // driver that produced it: modbus-tcp, modbus-rtu, printer, ...
+	Phases []Phase `json:"phases"`
+	// Channels describes the measured channels a sample carries besides
+	// the chamber temperature and pressure (drain, load, jacket and
+	// reference probes), in the profile's order. Samples and phases key
+	// their values by Channel.ID.
+	Channels []Channel `json:"channels,omitempty"`
 	// Samples holds one entry per poll (or printed sample line).
 	Samples []Sample `json:"samples"`
 	Alarms  []Alarm  `json:"alarms"`
+	// DeviceFigures are the figures the device itself reported about the
+	// cycle (its own hold time, plateau extremes, leak rate, serial
+	// number), as reported: sterigate does not compute them.
+	DeviceFigures *DeviceFigures `json:"device_figures,omitempty"`
+	// TimeScale is how many device seconds pass per wall-clock second
+	// (simulators run faster than real time; absent for real devices).
+	// Durations judged by Verification are wall-clock durations times it.
+	TimeScale float64 `json:"time_scale,omitempty"`
+	// Verification is sterigate's own parametric judgement of the cycle,
+	// made from the record's data independently of the device's Result.
+	Verification *Verification `json:"verification,omitempty"`
+	// Revision is 2, 3, … on a record that supersedes an earlier record
+	// of the same cycle (a complete reprint of a cut printout); absent on
+	// the first. Its ID is then "<cycle id>:r<revision>".
+	Revision int `json:"revision,omitempty"`
+	// Supersedes is the ID of the record this one replaces.
+	Supersedes string `json:"supersedes,omitempty"`
 	// Seq is the per-device journal sequence: gap-free, assigned when the
 	// record is committed, shared with the device's other journal entries.
 	Seq uint64 `json:"seq"`
@@ -141,9 +172,77 @@ func CycleIDInEpoch(site, device string, epoch uint32, cycle uint64) string {
 	return fmt.Sprintf("%s:%s:%d.%d", site, device, epoch, cycle)
 }
 
-// RecordID is the id a journal gives r: CycleIDInEpoch of its fields.
+// RecordID is the id a journal gives r: CycleIDInEpoch of its fields,
+// with ":r<revision>" for a superseding revision.
 func (r *CycleRecord) RecordID(site string) string {
-	return CycleIDInEpoch(site, r.Device, r.CounterEpoch, r.Cycle)
+	id := CycleIDInEpoch(site, r.Device, r.CounterEpoch, r.Cycle)
+	if r.Revision > 1 {
+		id += fmt.Sprintf(":r%d", r.Revision)
+	}
+	return id
+}
+
+// Hole reasons: why the gateway has no samples for a stretch of a cycle.
+const (
+	HoleGatewayDown   = "gateway_down"      // the gateway was not running
+	HoleDeviceOffline = "device_offline"    // the device did not answer
+	HolePollErrors    = "poll_errors"       // the device answered, but not with usable data
+	HoleImplausible   = "implausible_value" // readings outside the plausible range were refused
+	HoleNotPrinted    = "not_printed"       // the printout has no sample lines there
+)
+
+// Hole is a stretch of a cycle without samples.
+type Hole struct {
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// Channel roles beyond the chamber temperature and pressure.
+const (
+	RoleDrainTemperature     = "drain_temperature"
+	RoleLoadTemperature      = "load_temperature"
+	RoleJacketTemperature    = "jacket_temperature"
+	RoleReferenceTemperature = "reference_temperature"
+)
+
+// Channel is one measured channel of a device besides the chamber
+// temperature and pressure.
+type Channel struct {
+	ID   string `json:"id"`   // the profile's field name; the key in samples and phases
+	Role string `json:"role"` // drain_temperature, load_temperature, jacket_temperature, reference_temperature
+	Unit string `json:"unit"` // "°C" for every temperature role
+}
+
+// Extremes are the lowest and highest values of one channel in a phase.
+type Extremes struct {
+	Min float64 `json:"min"`
+	Max float64 `json:"max"`
+}
+
+// DeviceFigures are what the device reported about a cycle, kept as
+// reported. Absent figures were not reported.
+type DeviceFigures struct {
+	HoldSeconds    *float64 `json:"hold_seconds,omitempty"`
+	PlateauMinC    *float64 `json:"plateau_min_c,omitempty"`
+	PlateauMaxC    *float64 `json:"plateau_max_c,omitempty"`
+	PlateauMinKPa  *float64 `json:"plateau_min_kpa,omitempty"`
+	PlateauMaxKPa  *float64 `json:"plateau_max_kpa,omitempty"`
+	LeakRateKPaMin *float64 `json:"leak_rate_kpa_min,omitempty"`
+	SerialNumber   string   `json:"serial_number,omitempty"`
+	// Reprint is true when the device marked the printout as a copy
+	// ("DUPLICATA", "COPY").
+	Reprint bool `json:"reprint,omitempty"`
+	// Other holds any other value a printer template captured by name, as
+	// printed.
+	Other map[string]string `json:"other,omitempty"`
+}
+
+// Empty reports whether f holds no figure at all.
+func (f *DeviceFigures) Empty() bool {
+	return f == nil || (f.HoldSeconds == nil && f.PlateauMinC == nil && f.PlateauMaxC == nil &&
+		f.PlateauMinKPa == nil && f.PlateauMaxKPa == nil && f.LeakRateKPaMin == nil &&
+		f.SerialNumber == "" && !f.Reprint && len(f.Other) == 0)
 }
 
 // Phase is one contiguous span of a cycle in one phase.
@@ -156,6 +255,8 @@ type Phase struct {
 	TempMaxC       *float64 `json:"temp_max_c,omitempty"`
 	PressureMinKPa *float64 `json:"pressure_min_kpa,omitempty"`
 	PressureMaxKPa *float64 `json:"pressure_max_kpa,omitempty"`
+	// Ch holds the extremes of the record's other channels, by Channel.ID.
+	Ch map[string]Extremes `json:"ch,omitempty"`
 }
 
 // Sample is one reading of the chamber.
@@ -164,6 +265,9 @@ type Sample struct {
 	TempC       float64   `json:"temp_c"`
 	PressureKPa float64   `json:"pressure_kpa"` // absolute
 	Phase       PhaseName `json:"phase"`
+	// Ch holds the record's other channels at this instant, by
+	// Channel.ID; a channel missing from a sample was not read then.
+	Ch map[string]float64 `json:"ch,omitempty"`
 }
 
 // Alarm is an alarm the device raised.
@@ -171,6 +275,9 @@ type Alarm struct {
 	Code int       `json:"code"`
 	Text string    `json:"text,omitempty"`
 	At   time.Time `json:"at"`
+	// Latched is true for the alarm the device latched as having ended the
+	// cycle (a last-alarm register), as opposed to one seen while active.
+	Latched bool `json:"latched,omitempty"`
 }
 
 // Observe widens the phase's extremes to include s.
@@ -186,6 +293,17 @@ func (p *Phase) Observe(s Sample) {
 	}
 	widen(&p.TempMinC, &p.TempMaxC, s.TempC)
 	widen(&p.PressureMinKPa, &p.PressureMaxKPa, s.PressureKPa)
+	for id, v := range s.Ch {
+		if p.Ch == nil {
+			p.Ch = map[string]Extremes{}
+		}
+		e, seen := p.Ch[id]
+		if !seen {
+			e = Extremes{Min: v, Max: v}
+		}
+		e.Min, e.Max = min(e.Min, v), max(e.Max, v)
+		p.Ch[id] = e
+	}
 }
 
 // Validate checks the fields a producer must fill. It names the first bad

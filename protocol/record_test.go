@@ -21,14 +21,15 @@ func exampleRecord() CycleRecord {
 	rec := CycleRecord{
 		Schema: CycleSchema, ID: CycleID("dax", "autoclave-1", 1042), Gateway: "cssd-gw-1", Site: "dax",
 		Device: "autoclave-1", Cycle: 1042, Program: "134-porous", ProgramCode: &code,
-		StartedAt: at(0), EndedAt: at(2280), Result: ResultPassed, ResultCode: &rc, Complete: true,
+		StartedAt: at(0), EndedAt: at(2280), Result: ResultPassed, ResultCode: &rc, Complete: true, EndSeen: true,
 		Source: "modbus-tcp", Seq: 5120, PrevHash: "9f2c0e4b1a7d3c5e8f6a2b4d0c1e3f5a7b9d2c4e6f8a0b1c3d5e7f9a2b4c6d8e",
-		Alarms: []Alarm{},
+		Alarms:   []Alarm{},
+		Channels: []Channel{{ID: "drain_temp", Role: RoleDrainTemperature, Unit: "°C"}},
 	}
 	samples := []Sample{
-		{at(900), 134.6, 306.1, PhaseSterilizing},
-		{at(990), 135.2, 312.4, PhaseSterilizing},
-		{at(1080), 135.0, 310.2, PhaseSterilizing},
+		{At: at(900), TempC: 134.6, PressureKPa: 306.1, Phase: PhaseSterilizing, Ch: map[string]float64{"drain_temp": 134.4}},
+		{At: at(990), TempC: 135.2, PressureKPa: 312.4, Phase: PhaseSterilizing, Ch: map[string]float64{"drain_temp": 135.1}},
+		{At: at(1080), TempC: 135.0, PressureKPa: 310.2, Phase: PhaseSterilizing, Ch: map[string]float64{"drain_temp": 134.9}},
 	}
 	ph := Phase{Name: PhaseSterilizing, Start: at(900), End: at(1080)}
 	for _, s := range samples {

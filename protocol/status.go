@@ -28,13 +28,34 @@ const (
 	DeviceUnknown = "unknown" // the gateway has not reached it yet
 )
 
-// DeviceStatus is the retained payload of a device status topic.
+// DeviceStatus is the retained payload of a device status topic. It is
+// only as fresh as its gateway: while the gateway's status is offline (its
+// Last Will), a consumer must treat it as stale.
 type DeviceStatus struct {
-	Device  string    `json:"device"`
-	State   string    `json:"state"`
+	Device string `json:"device"`
+	State  string `json:"state"`
+	// Phase, Program and Cycle describe the cycle running now (Program and
+	// Cycle are absent between cycles); Since is when Phase began.
 	Phase   PhaseName `json:"phase,omitempty"`
 	Program string    `json:"program,omitempty"`
 	Cycle   uint64    `json:"cycle,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
 	Error   string    `json:"error,omitempty"`
-	At      time.Time `json:"at"`
+	// LastCycle is the last finished cycle the gateway recorded.
+	LastCycle *LastCycle `json:"last_cycle,omitempty"`
+	At        time.Time  `json:"at"`
+}
+
+// LastCycle summarises a device's last recorded cycle in its status.
+type LastCycle struct {
+	ID      string    `json:"id"`
+	Cycle   uint64    `json:"cycle"`
+	Program string    `json:"program"`
+	EndedAt time.Time `json:"ended_at"`
+	Result  Result    `json:"result"`
+	// Verdict is sterigate's own (Verification.Verdict); Disagreement is
+	// true when it does not agree with the device's Result.
+	Verdict      string `json:"verdict,omitempty"`
+	Disagreement bool   `json:"disagreement,omitempty"`
+	Complete     bool   `json:"complete"`
 }

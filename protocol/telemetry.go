@@ -37,24 +37,40 @@ const (
 	// EventGatewayAlarm is raised by the gateway itself (journal near its
 	// quota, disk full, ...).
 	EventGatewayAlarm EventKind = "gateway_alarm"
+	// EventImplausibleValue: a reading outside its role's plausible range
+	// was refused as a sample; Field, Value and Registers say which.
+	EventImplausibleValue EventKind = "implausible_value"
+	// EventGarbage: bytes on a printer line that belong to no report were
+	// skipped; Count says how many.
+	EventGarbage EventKind = "garbage"
+	// EventVerificationDisagreement: sterigate's own verdict on a cycle
+	// does not agree with the device's; Cycle and Text say which and why.
+	EventVerificationDisagreement EventKind = "verification_disagreement"
 )
 
 // Event is something that happened at one instant.
 type Event struct {
-	Schema   string    `json:"schema"`
-	ID       string    `json:"id"`
-	Gateway  string    `json:"gateway"`
-	Site     string    `json:"site"`
-	Device   string    `json:"device"`
-	At       time.Time `json:"at"`
-	Kind     EventKind `json:"kind"`
-	Cycle    uint64    `json:"cycle,omitempty"`
-	Phase    PhaseName `json:"phase,omitempty"`
-	Code     int       `json:"code,omitempty"`
-	Text     string    `json:"text,omitempty"`
-	From     time.Time `json:"from,omitzero"`
-	To       time.Time `json:"to,omitzero"`
-	Seq      uint64    `json:"seq"`
-	PrevHash string    `json:"prev_hash,omitempty"`
-	Replay   bool      `json:"replay,omitempty"` // see CycleRecord.Replay
+	Schema  string    `json:"schema"`
+	ID      string    `json:"id"`
+	Gateway string    `json:"gateway"`
+	Site    string    `json:"site"`
+	Device  string    `json:"device"`
+	At      time.Time `json:"at"`
+	Kind    EventKind `json:"kind"`
+	Cycle   uint64    `json:"cycle,omitempty"`
+	Phase   PhaseName `json:"phase,omitempty"`
+	Code    int       `json:"code,omitempty"`
+	Text    string    `json:"text,omitempty"`
+	From    time.Time `json:"from,omitzero"`
+	To      time.Time `json:"to,omitzero"`
+	// Field, Value and Registers describe an implausible value: the
+	// profile field, the decoded value, the raw registers it came from.
+	Field     string   `json:"field,omitempty"`
+	Value     *float64 `json:"value,omitempty"`
+	Registers []uint16 `json:"registers,omitempty"`
+	// Count is how many bytes or items the event is about (garbage).
+	Count    int    `json:"count,omitempty"`
+	Seq      uint64 `json:"seq"`
+	PrevHash string `json:"prev_hash,omitempty"`
+	Replay   bool   `json:"replay,omitempty"` // see CycleRecord.Replay
 }
