@@ -59,6 +59,8 @@ type Event struct {
 	Kind    EventKind `json:"kind"`
 	Cycle   uint64    `json:"cycle,omitempty"`
 	Phase   PhaseName `json:"phase,omitempty"`
+	// Program is the program of the running cycle (phase events).
+	Program string    `json:"program,omitempty"`
 	Code    int       `json:"code,omitempty"`
 	Text    string    `json:"text,omitempty"`
 	From    time.Time `json:"from,omitzero"`
