@@ -23,3 +23,17 @@ type StateStore interface {
 	LoadState(ctx context.Context, device string) ([]byte, error)
 	SaveState(ctx context.Context, device string, state []byte) error
 }
+
+// CycleHistory tells a driver what a sink already holds for a device
+// cycle. The printer tap asks it before journaling a printout, so that a
+// complete reprint of a cut printout supersedes the cut record (a new
+// revision) instead of being taken for a re-delivery and dropped. The
+// journal implements it.
+type CycleHistory interface {
+	// LatestCycleRecord returns the newest record held for the cycle (the
+	// highest revision), with the ID the sink gave it, or nil, nil when
+	// none is held. A record whose content is no longer kept comes back
+	// with only its identity (ID, Device, Cycle, CounterEpoch, Revision)
+	// and Result unknown.
+	LatestCycleRecord(ctx context.Context, device string, counterEpoch uint32, cycle uint64) (*CycleRecord, error)
+}

@@ -31,7 +31,7 @@ func cmdTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	raw := fs.Bool("raw", false, "show the raw lines only, do not print parsed records")
 	device := fs.String("device", "tap", "device `id` to put in the records")
 	timezone := fs.String("timezone", "", "time zone the device's clock prints in (default: the template's)")
-	reportTimeout := fs.Duration("report-timeout", 60*time.Second, "end a report without its end line after this much silence")
+	reportTimeout := fs.Duration("report-timeout", printer.DefaultReportTimeout, "end a report without its end line after this much silence")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sterigate tap --port PORT [--baud 9600 --data-bits 8 --parity none --stop-bits 1]\n"+
 			"                     [--template NAME|FILE] [--raw] [--timezone Europe/Paris]\n\n"+
@@ -74,8 +74,8 @@ func cmdTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	err = tap.Run(ctx)
 	out.finish()
 	st := tap.Stats()
-	fmt.Fprintf(stderr, "tap: %d bytes read, %d records (%d incomplete, %d with parse errors), %d garbage bytes between reports\n",
-		st.BytesRead, st.Records, st.Incomplete, st.ParseErrors, st.Split.GarbageBytes)
+	fmt.Fprintf(stderr, "tap: %d bytes read, %d records (%d incomplete, %d with parse errors), %d garbage bytes (%d report starts without their required values)\n",
+		st.BytesRead, st.Records, st.Incomplete, st.ParseErrors, st.GarbageBytes, st.Rejected)
 	return err
 }
 

@@ -195,7 +195,12 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		}
 		s := first.Serial
 		tc := printer.TapConfig{Device: first.ID, Port: s.Port, Baud: s.Baud, DataBits: s.DataBits,
-			Parity: s.Parity, StopBits: s.StopBits, Template: files.template}
+			Parity: s.Parity, StopBits: s.StopBits, Template: files.template, ReportTimeout: first.ReportTimeout}
+		// The journal says which records of a cycle it holds, so a reprint
+		// of a cut printout supersedes it; check's stand-in holds none.
+		if h, ok := j.(protocol.CycleHistory); ok {
+			tc.History = h
+		}
 		if s.USB != (config.USB{}) {
 			// Find the adapter again by its USB identity when it was
 			// replugged under another device node.
@@ -210,6 +215,11 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 			m[fmt.Sprintf("sterigate_printer_records_total{device=%q}", first.ID)] = float64(st.Records)
 			m[fmt.Sprintf("sterigate_printer_incomplete_records_total{device=%q}", first.ID)] = float64(st.Incomplete)
 			m[fmt.Sprintf("sterigate_printer_parse_errors_total{device=%q}", first.ID)] = float64(st.ParseErrors)
+			m[fmt.Sprintf("sterigate_printer_revisions_total{device=%q}", first.ID)] = float64(st.Revisions)
+			m[fmt.Sprintf("sterigate_printer_reprints_total{device=%q}", first.ID)] = float64(st.Reprints)
+			m[fmt.Sprintf("sterigate_printer_rejected_reports_total{device=%q}", first.ID)] = float64(st.Rejected)
+			m[fmt.Sprintf("sterigate_printer_garbage_bytes_total{device=%q}", first.ID)] = float64(st.GarbageBytes)
+			m[fmt.Sprintf("sterigate_printer_bytes_read_total{device=%q}", first.ID)] = float64(st.BytesRead)
 		}}, nil
 	}
 	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)

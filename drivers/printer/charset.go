@@ -36,12 +36,15 @@ const (
 	stCmd    // after ESC, the command byte comes next
 	stSkip   // skipping need fixed parameter bytes
 	stC      // ESC C n, or ESC C NUL n
-	stNUL    // ESC B / ESC D: tab stops up to a NUL
+	stNUL    // ESC B / ESC D: tab stops up to a NUL, at most maxTabStops
 	stStarM  // ESC * m: graphics mode byte
 	stParen  // ESC ( c: the command byte of an extended command
 	stCount  // reading nL then nH, then mult×n data bytes
 	stCountH // the nH byte
 )
+
+// maxTabStops is the most tab stops ESC D sets (ESC B sets up to 16).
+const maxTabStops = 32
 
 // feed reports whether b belongs to a control sequence (the ESC byte
 // included). Unknown ESC commands are taken to have no parameters.
@@ -61,7 +64,7 @@ func (e *escState) feed(b byte) bool {
 		case 'C':
 			e.st = stC
 		case 'B', 'D':
-			e.st = stNUL
+			e.st, e.need = stNUL, maxTabStops
 		case '$', '\\', 'c', ' ':
 			if b == ' ' {
 				e.st, e.need = stSkip, 1
@@ -90,7 +93,11 @@ func (e *escState) feed(b byte) bool {
 		}
 		return true
 	case stNUL:
-		if b == 0 {
+		// Noise that looks like ESC B must not swallow everything up to
+		// the next NUL byte: after the most tab stops ESC/P allows, the
+		// sequence is over, terminated or not.
+		e.need--
+		if b == 0 || e.need < 0 {
 			e.st = stText
 		}
 		return true
@@ -131,11 +138,22 @@ func (e *escState) feed(b byte) bool {
 // blanks trimmed. A byte the charset cannot map becomes '?', like a
 // printer's mojibake, so "134?C" and "134°C" are both seen.
 func decodeLine(line []byte, charset string) string {
+	return decode(line, charset, true)
+}
+
+// decodeIgnoringEscapes decodes line as if ESC started no control
+// sequence: the parameter bytes of a sequence read as text. Noise that
+// looks like the start of a long sequence hides nothing from it.
+func decodeIgnoringEscapes(line []byte, charset string) string {
+	return decode(line, charset, false)
+}
+
+func decode(line []byte, charset string, skipEscapes bool) string {
 	var esc escState
 	var out []rune
 	for i := 0; i < len(line); i++ {
 		b := line[i]
-		if esc.feed(b) {
+		if skipEscapes && esc.feed(b) {
 			continue
 		}
 		switch {

@@ -9,7 +9,9 @@
 // "amsco-ls" for devices that print one line of values per second.
 //
 // The package is split along the data path: Splitter (bytes → reports,
-// incremental, loses no byte), Template.Parse (report → record) and Tap
-// (serial port → Splitter → Template → Sink, reopening the port when it
-// disappears).
+// incremental, loses no byte, not fooled by line noise that looks like a
+// printer control sequence), Template.Parse (report → record, with the
+// device's own figures), planCopy (a copy of a cycle already journaled:
+// a new revision or a reprint) and Tap (serial port → Splitter → Template
+// → Sink, reopening the port when it disappears, reporting garbage).
 package printer

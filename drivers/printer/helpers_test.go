@@ -17,6 +17,8 @@ var t0 = time.Date(2026, 11, 28, 14, 3, 12, 0, time.UTC)
 
 // memorySink is a protocol.Sink that keeps everything in slices. failCycles
 // makes the first n Cycle calls fail, as a journal with a full disk would.
+// Like the journal, it gives each record its id (site "dax") and keeps the
+// first record of an id, dropping later ones.
 type memorySink struct {
 	mu         sync.Mutex
 	failCycles int
@@ -33,8 +35,32 @@ func (s *memorySink) Cycle(_ context.Context, rec protocol.CycleRecord) error {
 	if s.cycleCalls <= s.failCycles {
 		return errors.New("journal full")
 	}
+	rec.ID = rec.RecordID("dax")
+	for _, r := range s.records {
+		if r.ID == rec.ID {
+			return nil
+		}
+	}
 	s.records = append(s.records, rec)
 	return nil
+}
+
+// journalSink is a memorySink that also answers what it holds, as the
+// journal does (protocol.CycleHistory).
+type journalSink struct{ memorySink }
+
+func (s *journalSink) LatestCycleRecord(_ context.Context, device string, epoch uint32, cycle uint64) (*protocol.CycleRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var latest *protocol.CycleRecord
+	for i := range s.records {
+		r := &s.records[i]
+		if r.Device == device && r.CounterEpoch == epoch && r.Cycle == cycle && (latest == nil || r.Revision > latest.Revision) {
+			c := *r
+			latest = &c
+		}
+	}
+	return latest, nil
 }
 
 func (s *memorySink) Telemetry(_ context.Context, b protocol.Telemetry) error {
@@ -132,6 +158,15 @@ func checkRecord(t *testing.T, got protocol.CycleRecord, c printout.Cycle, tolKP
 			t.Errorf("extremes %.2f..%.2f °C %.2f..%.2f kPa, want %.2f..%.2f °C %.2f..%.2f kPa", *ster.TempMinC, *ster.TempMaxC,
 				*ster.PressureMinKPa, *ster.PressureMaxKPa, c.PlateauMinC, c.PlateauMaxC, c.PlateauMinKPa, c.PlateauMaxKPa)
 		}
+	}
+	// The device's own figures: its serial number always, its hold time
+	// and plateau extremes when it printed a plateau block.
+	f := got.DeviceFigures
+	if f == nil || f.SerialNumber != c.Serial || f.Other["set_point_c"] == "" {
+		t.Errorf("device figures %+v, want serial %s and the set point", f, c.Serial)
+	} else if len(c.Samples) > 0 && (f.HoldSeconds == nil || *f.HoldSeconds != float64(c.HeldSeconds) ||
+		f.PlateauMinC == nil || !near(*f.PlateauMinC, c.PlateauMinC, 0.051) || f.PlateauMaxKPa == nil || !near(*f.PlateauMaxKPa, c.PlateauMaxKPa, tolKPa)) {
+		t.Errorf("device figures %+v, want hold %d s and the plateau %.1f..%.1f °C", f, c.HeldSeconds, c.PlateauMinC, c.PlateauMaxC)
 	}
 	switch {
 	case c.AlarmCode == 0 && len(got.Alarms) != 0:

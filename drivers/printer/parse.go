@@ -15,18 +15,31 @@ import (
 const SourcePrinter = "printer"
 
 // splitLines cuts raw into lines the way the Splitter does (LF, CR and FF
-// end a line, except inside ESC/P sequences), terminators included.
-func splitLines(raw []byte) [][]byte {
+// end a line, except inside ESC/P sequences, unless what a sequence holds
+// reads as a start or end line), terminators included.
+func (t *Template) splitLines(raw []byte) [][]byte {
 	var lines [][]byte
 	var esc escState
-	start := 0
+	start, seg := 0, 0
 	for i, b := range raw {
 		if esc.feed(b) {
+			if isLineEnd(b) {
+				if text := decodeLine(raw[seg:i+1], t.charset); t.start.MatchString(text) || t.end.MatchString(text) {
+					// Line noise that looked like a control sequence.
+					if seg > start {
+						lines = append(lines, raw[start:seg])
+					}
+					lines = append(lines, raw[seg:i+1])
+					start = i + 1
+					esc = escState{}
+				}
+				seg = i + 1
+			}
 			continue
 		}
 		if isLineEnd(b) {
 			lines = append(lines, raw[start:i+1])
-			start = i + 1
+			start, seg = i+1, i+1
 		}
 	}
 	if start < len(raw) {
@@ -34,6 +47,12 @@ func splitLines(raw []byte) [][]byte {
 	}
 	return lines
 }
+
+// ErrMissingRequired marks a report that lacks a value the template
+// requires (the template key required; the cycle number by default): line
+// noise that happened to contain a start marker, or a printout cut before
+// its header. It is not a cycle record.
+var ErrMissingRequired = errors.New("a required value is missing")
 
 // Parse reads one report into a cycle record, as ParseAt with the current
 // time as reference.
@@ -46,10 +65,12 @@ func (t *Template) Parse(raw []byte) (protocol.CycleRecord, error) {
 // times of a report that prints none at all.
 //
 // The record is always returned, filled as far as the printout allows,
-// with Raw = raw, Source "printer" and Complete = the end marker was seen.
-// A non-nil error lists what could not be read (no cycle number, a date
-// that does not fit date_layout, ...); the caller must still keep the
-// record. Device and the fields the sink owns are left empty.
+// with Raw = raw, Source "printer" and Complete = EndSeen = the end marker
+// was seen. A non-nil error lists what could not be read (no cycle number,
+// a date that does not fit date_layout, ...); the caller must still keep
+// the record, unless the error wraps ErrMissingRequired: then the report
+// is not a cycle record. Device and the fields the sink owns are left
+// empty.
 func (t *Template) ParseAt(raw []byte, ref time.Time) (protocol.CycleRecord, error) {
 	rec := protocol.CycleRecord{
 		Source:  SourcePrinter,
@@ -60,14 +81,14 @@ func (t *Template) ParseAt(raw []byte, ref time.Time) (protocol.CycleRecord, err
 		Samples: []protocol.Sample{},
 		Alarms:  []protocol.Alarm{},
 	}
-	p := parser{t: t, ref: ref.In(t.loc)}
-	for i, line := range splitLines(raw) {
+	p := parser{t: t, ref: ref.In(t.loc), figSet: map[string]bool{}}
+	for i, line := range t.splitLines(raw) {
 		text := decodeLine(line, t.charset)
 		if text == "" {
 			continue
 		}
 		if t.end.MatchString(text) {
-			rec.Complete = true
+			rec.Complete, rec.EndSeen = true, true
 		}
 		p.line(i+1, text, &rec)
 	}
@@ -87,6 +108,8 @@ type parser struct {
 	errs []error
 
 	cycleSet         bool
+	programSet       bool
+	resultSet        bool
 	date             time.Time
 	dateSet          bool
 	startTOD, endTOD *timed
@@ -94,14 +117,17 @@ type parser struct {
 	events           []*timed
 	phases           []phaseLine
 	samples          []sampleLine
-	minT, minP       *float64
-	maxT, maxP       *float64
 	alarms           []alarmLine
+	figs             protocol.DeviceFigures
+	figSet           map[string]bool // figures already read
 }
 
 type phaseLine struct {
 	name protocol.PhaseName
+	// at is the printed time; nil for a phase line that prints none, which
+	// starts at events[next], the next time printed after it.
 	at   *timed
+	next int
 	ok   bool
 }
 
@@ -144,50 +170,36 @@ func capture(m []string, names []string, name string) (string, bool) {
 	return "", false
 }
 
-func (p *parser) number(line int, what, s string) (float64, bool) {
-	v, err := strconv.ParseFloat(strings.Replace(strings.TrimSpace(s), ",", ".", 1), 64)
-	if err != nil {
+// Kinds of printed quantity, by the record unit they convert to.
+type quantityKind int
+
+const (
+	qTemperature quantityKind = iota // °C
+	qPressure                        // kPa absolute
+	qLeakRate                        // kPa per minute
+)
+
+// quantity reads a printed number in the template's unit for kind and
+// converts it to the record's unit, keeping the printed precision.
+func (p *parser) quantity(line int, what, s string, kind quantityKind) (float64, bool) {
+	v, decimals, ok := printedNumber(s)
+	if !ok {
 		p.errf(line, "%s %q is not a number", what, s)
 		return 0, false
 	}
-	return v, true
-}
-
-func (p *parser) temp(line int, s string) (float64, bool) {
-	v, ok := p.number(line, "temperature", s)
-	if ok && p.t.tempUnit == "F" {
-		v = (v - 32) * 5 / 9
+	switch kind {
+	case qTemperature:
+		if p.t.tempUnit == "F" {
+			return convert(v-32, decimals, 5.0/9, 0), true
+		}
+		return convert(v, decimals, 1, 0), true
+	case qPressure:
+		scale, offset := kPaPer(p.t.presUnit)
+		return convert(v, decimals, scale, offset), true
+	default:
+		scale, _ := kPaPer(p.t.leakUnit)
+		return convert(v, decimals, scale, 0), true
 	}
-	return v, ok
-}
-
-func (p *parser) pressure(line int, s string) (float64, bool) {
-	v, ok := p.number(line, "pressure", s)
-	if !ok {
-		return 0, false
-	}
-	return toKPaAbs(v, p.t.presUnit), true
-}
-
-// toKPaAbs converts a printed pressure to kPa absolute.
-func toKPaAbs(v float64, unit string) float64 {
-	const atm = 101.325
-	const psi = 6.894757
-	switch unit {
-	case "bar":
-		return v * 100
-	case "mbar":
-		return v / 10
-	case "psia":
-		return v * psi
-	case "kPa_g":
-		return v + atm
-	case "bar_g":
-		return v*100 + atm
-	case "psig":
-		return v*psi + atm
-	}
-	return v
 }
 
 func (p *parser) line(n int, text string, rec *protocol.CycleRecord) {
@@ -204,8 +216,8 @@ func (p *parser) line(n int, text string, rec *protocol.CycleRecord) {
 			continue
 		}
 		names := re.SubexpNames()
-		if v, ok := capture(m, names, "program"); ok && rec.Program == t.program {
-			rec.Program = strings.TrimSpace(v)
+		if v, ok := capture(m, names, "program"); ok && !p.programSet {
+			rec.Program, p.programSet = strings.TrimSpace(v), true
 		}
 		if v, ok := capture(m, names, "cycle"); ok && !p.cycleSet {
 			c, err := strconv.ParseUint(v, 10, 64)
@@ -241,8 +253,9 @@ func (p *parser) line(n int, text string, rec *protocol.CycleRecord) {
 				name = protocol.PhaseUnknown
 				p.errf(n, "phase %q is not in the template's phases.names", word)
 			}
-			if at := p.tod(n, tv); at != nil {
-				p.phases = append(p.phases, phaseLine{name: name, at: at, ok: !t.phaseFailed[normalise(status)]})
+			ph := phaseLine{name: name, ok: !t.phaseFailed[normalise(status)], next: len(p.events)}
+			if tv == "" || func() bool { ph.at = p.tod(n, tv); return ph.at != nil }() {
+				p.phases = append(p.phases, ph)
 			}
 		}
 	}
@@ -253,9 +266,9 @@ func (p *parser) line(n int, text string, rec *protocol.CycleRecord) {
 			tempS, _ := capture(m, names, "temp")
 			s := sampleLine{}
 			var ok bool
-			if s.temp, ok = p.temp(n, tempS); ok {
+			if s.temp, ok = p.quantity(n, "temperature", tempS, qTemperature); ok {
 				if ps, has := capture(m, names, "pressure"); has {
-					s.press, s.hasPress = p.pressure(n, ps)
+					s.press, s.hasPress = p.quantity(n, "pressure", ps, qPressure)
 				}
 				if s.at = p.tod(n, tv); s.at != nil {
 					p.samples = append(p.samples, s)
@@ -263,23 +276,29 @@ func (p *parser) line(n int, text string, rec *protocol.CycleRecord) {
 			}
 		}
 	}
+	// The device's plateau extremes are figures of the record too.
 	for _, x := range []struct {
-		re   *regexp.Regexp
-		t, p **float64
-	}{{t.minRe, &p.minT, &p.minP}, {t.maxRe, &p.maxT, &p.maxP}} {
+		re          *regexp.Regexp
+		temp, press string
+	}{{t.minRe, figPlateauMinC, figPlateauMinKPa}, {t.maxRe, figPlateauMaxC, figPlateauMaxKPa}} {
 		if x.re == nil {
 			continue
 		}
 		if m := x.re.FindStringSubmatch(text); m != nil {
 			names := x.re.SubexpNames()
 			if v, ok := capture(m, names, "temp"); ok {
-				if f, ok := p.temp(n, v); ok {
-					*x.t = &f
-				}
+				p.figure(n, x.temp, v)
 			}
 			if v, ok := capture(m, names, "pressure"); ok {
-				if f, ok := p.pressure(n, v); ok {
-					*x.p = &f
+				p.figure(n, x.press, v)
+			}
+		}
+	}
+	for _, re := range t.figures {
+		if m := re.FindStringSubmatch(text); m != nil {
+			for i, name := range re.SubexpNames() {
+				if name != "" && m[i] != "" {
+					p.figure(n, name, m[i])
 				}
 			}
 		}
@@ -289,7 +308,7 @@ func (p *parser) line(n int, text string, rec *protocol.CycleRecord) {
 			names := re.SubexpNames()
 			word, _ := capture(m, names, "result")
 			if r, ok := t.resultMap[normalise(word)]; ok {
-				rec.Result = r
+				rec.Result, p.resultSet = r, true
 			} else {
 				p.errf(n, "result %q is not in the template's result.map", word)
 			}
@@ -330,11 +349,11 @@ func (p *parser) streamLine(n int, text string) (sampleLine, bool) {
 	tempS, _ := capture(m, names, "temp")
 	s := sampleLine{sterilize: flag == p.t.sterilizeFlag}
 	var ok bool
-	if s.temp, ok = p.temp(n, tempS); !ok {
+	if s.temp, ok = p.quantity(n, "temperature", tempS, qTemperature); !ok {
 		return s, false
 	}
 	if ps, has := capture(m, names, "pressure"); has {
-		if s.press, s.hasPress = p.pressure(n, ps); !s.hasPress {
+		if s.press, s.hasPress = p.quantity(n, "pressure", ps, qPressure); !s.hasPress {
 			return s, false
 		}
 	}
@@ -432,20 +451,42 @@ func (p *parser) finish(rec *protocol.CycleRecord) {
 		rec.Cycle = uint64(max(rec.StartedAt.Unix(), 0))
 		p.errs = append(p.errs, fmt.Errorf("%s: no cycle number found (no line matched a fields rule with (?P<cycle>)); cycle set to the start time in Unix seconds, %d", t.name, rec.Cycle))
 	}
+	// A phase line without a time starts at the next time printed after
+	// it (its first sample line, as a rule), or, when nothing timed
+	// follows, at the last time printed before it.
+	starts := make([]time.Time, len(p.phases))
+	for i, ph := range p.phases {
+		switch {
+		case ph.at != nil:
+			starts[i] = ph.at.at.UTC()
+		case ph.next < len(p.events):
+			starts[i] = p.events[ph.next].at.UTC()
+		case len(p.events) > 0:
+			starts[i] = p.events[len(p.events)-1].at.UTC()
+		default:
+			starts[i] = rec.StartedAt
+		}
+	}
 	firstFailed := time.Time{}
 	for i, ph := range p.phases {
 		end := rec.EndedAt
 		if i+1 < len(p.phases) {
-			end = p.phases[i+1].at.at.UTC()
+			end = starts[i+1]
 		}
-		start := ph.at.at.UTC()
+		start := starts[i]
 		if end.Before(start) {
 			end = start
 		}
-		rec.Phases = append(rec.Phases, protocol.Phase{Name: ph.name, Start: start, End: end})
 		if !ph.ok && firstFailed.IsZero() {
 			firstFailed = start
 		}
+		// Lines of one phase in a row (PREVIDE 1, PREVIDE 2) are one
+		// contiguous phase.
+		if n := len(rec.Phases); n > 0 && rec.Phases[n-1].Name == ph.name {
+			rec.Phases[n-1].End = end
+			continue
+		}
+		rec.Phases = append(rec.Phases, protocol.Phase{Name: ph.name, Start: start, End: end})
 	}
 	for _, s := range p.samples {
 		sample := protocol.Sample{At: s.at.at.UTC(), TempC: s.temp, PressureKPa: s.press, Phase: t.samplePhase}
@@ -455,15 +496,16 @@ func (p *parser) finish(rec *protocol.CycleRecord) {
 		}
 		rec.Samples = append(rec.Samples, sample)
 	}
-	// The printed extremes are the device's own, taken from every reading
-	// rather than the few printed samples: they win.
-	if p.minT != nil || p.maxT != nil || p.minP != nil || p.maxP != nil {
+	// The device's plateau extremes are taken from every reading rather
+	// than the few printed samples: they win over the computed ones.
+	f := &p.figs
+	if f.PlateauMinC != nil || f.PlateauMaxC != nil || f.PlateauMinKPa != nil || f.PlateauMaxKPa != nil {
 		for i := len(rec.Phases) - 1; i >= 0; i-- {
 			if rec.Phases[i].Name != t.extremesPhase {
 				continue
 			}
 			ph := &rec.Phases[i]
-			for _, x := range []struct{ dst, src **float64 }{{&ph.TempMinC, &p.minT}, {&ph.TempMaxC, &p.maxT}, {&ph.PressureMinKPa, &p.minP}, {&ph.PressureMaxKPa, &p.maxP}} {
+			for _, x := range []struct{ dst, src **float64 }{{&ph.TempMinC, &f.PlateauMinC}, {&ph.TempMaxC, &f.PlateauMaxC}, {&ph.PressureMinKPa, &f.PlateauMinKPa}, {&ph.PressureMaxKPa, &f.PlateauMaxKPa}} {
 				if *x.src != nil {
 					v := **x.src
 					*x.dst = &v
@@ -472,6 +514,8 @@ func (p *parser) finish(rec *protocol.CycleRecord) {
 			break
 		}
 	}
+	rec.DeviceFigures = p.deviceFigures()
+	p.checkRequired()
 	for _, a := range p.alarms {
 		when := rec.EndedAt
 		if a.at != nil {
@@ -480,6 +524,24 @@ func (p *parser) finish(rec *protocol.CycleRecord) {
 			when = firstFailed
 		}
 		rec.Alarms = append(rec.Alarms, protocol.Alarm{Code: a.code, Text: strings.TrimSpace(a.text), At: when})
+	}
+}
+
+// checkRequired adds an ErrMissingRequired error naming every value the
+// template requires that the report did not yield.
+func (p *parser) checkRequired() {
+	have := map[string]bool{
+		"cycle": p.cycleSet, "program": p.programSet, "date": p.dateSet, "time": p.startTOD != nil,
+		"end_time": p.endTOD != nil, "result": p.resultSet, "phase": len(p.phases) > 0, "sample": len(p.samples) > 0,
+	}
+	var missing []string
+	for _, r := range p.t.required {
+		if !have[r] {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) > 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s: %w: %s (the template's required values)", p.t.name, ErrMissingRequired, strings.Join(missing, ", ")))
 	}
 }
 
@@ -518,7 +580,7 @@ func (p *parser) finishStream(rec *protocol.CycleRecord) {
 		rec.Samples = append(rec.Samples, protocol.Sample{At: s.at.at.UTC(), TempC: s.temp, PressureKPa: s.press, Phase: phase})
 	}
 	if first == nil {
-		p.errs = append(p.errs, fmt.Errorf("%s: no line with the sterilize flag %q", p.t.name, p.t.sterilizeFlag))
+		p.errs = append(p.errs, fmt.Errorf("%s: %w: no line with the sterilize flag %q", p.t.name, ErrMissingRequired, p.t.sterilizeFlag))
 		rec.Cycle = uint64(rec.StartedAt.Unix())
 		return
 	}

@@ -278,6 +278,27 @@ func TestDocsShowCurrentTemplatesAndPrintouts(t *testing.T) {
 		}
 		return s.String()
 	}
+	// The worked example: the French template and its sample printout.
+	fr, err := os.ReadFile("testdata/custom-fr.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, fr) {
+		t.Error("docs/printer.md does not show the current testdata/custom-fr.yaml")
+	}
+	sample, err := os.ReadFile("testdata/sample-fr.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latin1 strings.Builder
+	for _, c := range bytes.TrimRight(sample, "\f") {
+		if c != '\r' {
+			latin1.WriteRune(rune(c))
+		}
+	}
+	if !strings.Contains(string(doc), latin1.String()) {
+		t.Error("docs/printer.md does not show the current testdata/sample-fr.txt")
+	}
 	for _, f := range []string{"en_pass.txt", "en_fail.txt", "de_pass.txt", "de_fail.txt", "de_abort.txt"} {
 		g, err := os.ReadFile("../../sim/printout/testdata/" + f)
 		if err != nil {

@@ -131,6 +131,9 @@ devices:
 				if tr.AlarmCode == 0 && len(rec.Alarms) != 0 {
 					t.Errorf("%s: alarms %+v, truth none", what, rec.Alarms)
 				}
+				if f := rec.DeviceFigures; tr.ReportedPlateauMinC != nil && (f == nil || f.HoldSeconds == nil || *f.HoldSeconds < tr.HoldS-1 || *f.HoldSeconds > tr.HoldS+1) {
+					t.Errorf("%s: device figures %+v, device reported a hold of %.0f s", what, f, tr.HoldS)
+				}
 				for _, p := range rec.Phases {
 					if p.Name == protocol.PhaseSterilizing && p.TempMinC != nil && tr.ReportedPlateauMinC != nil {
 						if !near(*p.TempMinC, *tr.ReportedPlateauMinC, tol) || !near(*p.TempMaxC, *tr.ReportedPlateauMaxC, tol) {

@@ -35,7 +35,7 @@ type TapConfig struct {
 	Location *time.Location
 	// ReportTimeout ends a report that has no end marker after this much
 	// silence (the device lost power mid-print); the report is kept with
-	// Complete=false. Default 60 s.
+	// Complete=false. Default DefaultReportTimeout.
 	ReportTimeout time.Duration
 	// ReadTimeout bounds each read, so the tap notices silence and
 	// cancellation. Default 100 ms.
@@ -46,17 +46,45 @@ type TapConfig struct {
 	// OnLine, if not nil, is called with every complete line as it
 	// arrives (the tap command shows them); it runs on Run's goroutine.
 	OnLine func(line []byte)
+	// History, if not nil, tells the tap what the sink already holds for
+	// a cycle (the journal does): a more complete copy of a printout (the
+	// reprint of a cut one) is then journaled as a new revision that
+	// supersedes it, and a mere reprint is counted, not journaled twice.
+	// Without it every report is journaled as a first record.
+	History protocol.CycleHistory
+	// GarbageEventInterval is the least time between two garbage events
+	// (bytes on the line that belong to no report). Default 10 min.
+	GarbageEventInterval time.Duration
+	// StopGrace bounds how long a stopping tap keeps offering the reports
+	// it holds to a sink that refuses them. Default 10 s.
+	StopGrace time.Duration
 }
+
+// DefaultReportTimeout is the silence after which a report without its
+// end line is taken as cut.
+const DefaultReportTimeout = 60 * time.Second
 
 // TapStats counts what a Tap has done.
 type TapStats struct {
 	Records     int64 // records delivered to the sink
 	Incomplete  int64 // of which Complete=false
 	ParseErrors int64 // records whose report did not fully parse
-	Opens       int64 // successful port opens
-	Samples     int64 // stream-mode samples delivered as telemetry
-	BytesRead   int64 // bytes read from the port
-	Split       SplitStats
+	Revisions   int64 // of which supersede an earlier record of their cycle
+	// Reprints counts reports of a cycle already journaled at least as
+	// completely: logged and counted, not journaled again.
+	Reprints int64
+	// Rejected counts report starts without the template's required
+	// values (line noise with a start marker): not records; their bytes
+	// are garbage.
+	Rejected int64
+	// GarbageBytes counts bytes that belong to no record: the Splitter's
+	// garbage and the rejected reports.
+	GarbageBytes  int64
+	GarbageEvents int64 // garbage events sent
+	Opens         int64 // successful port opens
+	Samples       int64 // stream-mode samples delivered as telemetry
+	BytesRead     int64 // bytes read from the port
+	Split         SplitStats
 }
 
 // Tap reads a printer port and delivers one CycleRecord per printed report
@@ -101,7 +129,9 @@ func NewTap(cfg TapConfig, sink protocol.Sink, log *slog.Logger) (*Tap, error) {
 			*d = v
 		}
 	}
-	def(&cfg.ReportTimeout, 60*time.Second)
+	def(&cfg.ReportTimeout, DefaultReportTimeout)
+	def(&cfg.GarbageEventInterval, 10*time.Minute)
+	def(&cfg.StopGrace, 10*time.Second)
 	def(&cfg.ReadTimeout, 100*time.Millisecond)
 	def(&cfg.ReopenMin, 500*time.Millisecond)
 	def(&cfg.ReopenMax, 30*time.Second)
@@ -213,6 +243,15 @@ type session struct {
 	cycle      uint64 // stream mode: the running cycle's number, 0 outside
 	offline    bool   // an offline event was sent since the last online one
 	ctx        context.Context
+
+	// Garbage not yet reported in a garbage event.
+	rejectedBytes    int64     // bytes of rejected reports, all time
+	rejectedSince    int64     // reports rejected since the last event
+	lastRejected     string    // why the last one was rejected
+	garbageReported  int64     // garbage bytes reported so far
+	linesReported    int64     // garbage lines reported so far
+	garbageSince     time.Time // when unreported garbage was first seen
+	lastGarbageEvent time.Time
 }
 
 // run opens the port once and reads it until an error or ctx is done.
@@ -262,6 +301,7 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 			if s.split.InReport() && now.Sub(s.lastByte) >= t.cfg.ReportTimeout {
 				s.cut(ctx, fmt.Sprintf("no byte for %s inside a report", t.cfg.ReportTimeout))
 			}
+			s.reportGarbage(ctx, now, true, false)
 			// Keep batching while lines flow (one per second); send what
 			// is pending once the stream pauses or the batch grows old.
 			if len(s.batch) > 0 && (now.Sub(s.lastByte) >= streamPause || now.Sub(s.batchSince) >= maxBatchAge) {
@@ -271,13 +311,62 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 		}
 		s.lastByte = now
 		t.count(func(st *TapStats) { st.BytesRead += int64(n) })
-		before := s.split.Stats()
-		reports := s.split.Write(buf[:n])
-		if after := s.split.Stats(); after.GarbageLines > before.GarbageLines && t.tmpl.mode == ModeReport {
-			t.log.Info("ignored bytes between reports", "lines", after.GarbageLines-before.GarbageLines, "garbage_bytes_total", after.GarbageBytes, "last", after.LastGarbage)
-		}
-		s.deliver(ctx, reports)
+		s.deliver(ctx, s.split.Write(buf[:n]))
+		s.reportGarbage(ctx, now, false, false)
 	}
+}
+
+// A burst of line noise becomes one garbage event: the event waits until
+// the line is quiet, or garbageSettle at most while bytes keep coming.
+const garbageSettle = 5 * time.Second
+
+// reportGarbage sends a garbage event for the bytes that belonged to no
+// record since the last one: at once when the line goes quiet after noise
+// (or when force is set, at stop), then at most once per
+// GarbageEventInterval while noise continues, each event counting all the
+// bytes since the previous one.
+func (s *session) reportGarbage(ctx context.Context, now time.Time, quiet, force bool) {
+	t := s.tap
+	st := s.split.Stats()
+	total := st.GarbageBytes + s.rejectedBytes
+	unreported := total - s.garbageReported
+	if unreported <= 0 {
+		return
+	}
+	if s.garbageSince.IsZero() {
+		s.garbageSince = now
+	}
+	if !force {
+		if !s.lastGarbageEvent.IsZero() && now.Sub(s.lastGarbageEvent) < t.cfg.GarbageEventInterval {
+			return
+		}
+		if !quiet && now.Sub(s.garbageSince) < garbageSettle {
+			return
+		}
+	}
+	lines := st.GarbageLines - s.linesReported
+	text := fmt.Sprintf("%d bytes on the printer line belonged to no report (%d lines of text", unreported, lines)
+	if s.rejectedSince > 0 {
+		text += fmt.Sprintf(", %d report starts without the template's required values: %s", s.rejectedSince, s.lastRejected)
+	}
+	text += ")"
+	if st.LastGarbage != "" && lines > 0 {
+		text += fmt.Sprintf("; last line: %q", truncateRunes(st.LastGarbage, 80))
+	}
+	t.log.Warn("bytes on the printer line belonged to no report", "bytes", unreported, "lines", lines,
+		"rejected_reports", s.rejectedSince, "last", st.LastGarbage)
+	t.event(ctx, protocol.Event{Kind: protocol.EventGarbage, At: now.UTC(), Count: int(min(unreported, int64(^uint32(0)>>1))), Text: text})
+	s.garbageReported, s.linesReported, s.rejectedSince = total, st.GarbageLines, 0
+	s.garbageSince, s.lastGarbageEvent = time.Time{}, now
+	t.count(func(st *TapStats) { st.GarbageEvents++ })
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
 }
 
 func (s *session) wentOffline(ctx context.Context, why string) {
@@ -298,9 +387,11 @@ func (s *session) cut(ctx context.Context, why string) {
 	if len(reports) > 0 {
 		s.tap.log.Warn("report cut", "why", why)
 	}
-	s.deliver(dctx, reports)
+	s.deliver(ctx, reports)
 	s.flushTelemetry(dctx)
 	s.cycle = 0
+	// Stopping: what noise there was is said before the tap goes.
+	s.reportGarbage(dctx, time.Now(), true, ctx.Err() != nil)
 }
 
 func (s *session) onLine(line []byte) {
@@ -352,51 +443,67 @@ func (s *session) flushTelemetry(ctx context.Context) {
 	t.count(func(st *TapStats) { st.Samples += int64(len(batch.Samples)) })
 }
 
-// deliverGrace bounds how long a stopping tap keeps offering reports to
-// the sink.
-const deliverGrace = 10 * time.Second
-
 // deliver parses each report and hands the record to the sink, retrying
 // until the sink accepts it: Sink.Cycle returning nil is the only moment
-// the tap may forget a report.
+// the tap may forget a report. A report without the template's required
+// values is not a record (its bytes are garbage); a copy of a cycle
+// already journaled is planned by planCopy.
 func (s *session) deliver(runCtx context.Context, reports []Report) {
 	t := s.tap
-	// A printed report cannot be read again: when the gateway is stopping,
-	// still give the sink a bounded time to take what was printed. The
-	// gateway closes the journal only after its drivers have returned.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), deliverGrace)
+	if len(reports) == 0 {
+		s.syncStats()
+		return
+	}
+	// A printed report cannot be read again: keep offering it to the sink
+	// for as long as the gateway runs, and, once it is stopping, for a
+	// bounded grace (the gateway closes the journal only after its
+	// drivers have returned).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(runCtx))
 	defer cancel()
-	stopping := runCtx.Done()
+	stopGrace := context.AfterFunc(runCtx, func() {
+		timer := time.AfterFunc(t.cfg.StopGrace, cancel)
+		context.AfterFunc(ctx, func() { timer.Stop() })
+	})
+	defer stopGrace()
 	for _, rep := range reports {
 		rec, perr := t.tmpl.ParseAt(rep.Raw, time.Now())
 		rec.Device = t.cfg.Device
 		if !rep.Ended {
-			rec.Complete = false
+			rec.Complete, rec.EndSeen = false, false
 		}
 		if t.tmpl.mode == ModeStream && !rep.AfterEnd {
 			rec.Complete = false // the gateway did not see the run begin
+		}
+		if errors.Is(perr, ErrMissingRequired) {
+			s.reject(rep, perr)
+			continue
 		}
 		if perr != nil {
 			t.log.Warn("report did not fully parse; kept as printed", "cycle", rec.Cycle, "bytes", len(rep.Raw), "err", perr)
 			t.event(ctx, protocol.Event{Kind: protocol.EventGatewayAlarm, At: time.Now().UTC(), Cycle: rec.Cycle,
 				Text: "printer report did not fully parse: " + perr.Error()})
 		}
-		backoff := 100 * time.Millisecond
-		for {
-			err := t.sink.Cycle(ctx, rec)
-			if err == nil {
-				break
-			}
-			t.log.Error("cycle record not accepted by the sink; retrying", "cycle", rec.Cycle, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				t.log.Error("stopping with an undelivered printer report", "cycle", rec.Cycle, "bytes", len(rep.Raw))
-				return
-			case <-stopping:
-				stopping = nil // keep retrying until the grace period ends
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
+		prev, ok := s.journaled(ctx, &rec)
+		if !ok {
+			t.log.Error("stopping with an undelivered printer report", "cycle", rec.Cycle, "bytes", len(rep.Raw))
+			return
+		}
+		plan := planCopy(prev, &rec)
+		if plan.skip {
+			t.log.Info("printer report is a copy of a journaled record; not journaled again", "cycle", rec.Cycle,
+				"journaled", prev.ID, "why", plan.why, "complete", rec.Complete, "bytes", len(rep.Raw))
+			t.count(func(st *TapStats) { st.Reprints++ })
+			continue
+		}
+		rec.Revision, rec.Supersedes = plan.revision, plan.supersedes
+		if !s.offer(ctx, rec) {
+			t.log.Error("stopping with an undelivered printer report", "cycle", rec.Cycle, "bytes", len(rep.Raw))
+			return
+		}
+		if plan.conflict != "" {
+			t.log.Warn("two complete printouts of one cycle disagree; both are kept", "cycle", rec.Cycle, "supersedes", plan.supersedes, "differences", plan.conflict)
+			t.event(ctx, protocol.Event{Kind: protocol.EventGatewayAlarm, At: time.Now().UTC(), Cycle: rec.Cycle,
+				Text: fmt.Sprintf("two complete printouts of cycle %d disagree (%s): record %s is kept, revision %d supersedes it", rec.Cycle, plan.conflict, plan.supersedes, plan.revision)})
 		}
 		t.count(func(st *TapStats) {
 			st.Records++
@@ -406,11 +513,81 @@ func (s *session) deliver(runCtx context.Context, reports []Report) {
 			if perr != nil {
 				st.ParseErrors++
 			}
-			st.Split = s.split.Stats()
+			if rec.Revision > 1 {
+				st.Revisions++
+			}
 		})
-		t.log.Info("printer report recorded", "cycle", rec.Cycle, "result", rec.Result, "complete", rec.Complete, "bytes", len(rep.Raw))
+		if rec.Revision > 1 {
+			t.log.Info("printer report recorded as a new revision", "cycle", rec.Cycle, "revision", rec.Revision,
+				"supersedes", rec.Supersedes, "why", plan.why, "result", rec.Result, "complete", rec.Complete, "bytes", len(rep.Raw))
+		} else {
+			t.log.Info("printer report recorded", "cycle", rec.Cycle, "result", rec.Result, "complete", rec.Complete, "bytes", len(rep.Raw))
+		}
 	}
-	t.count(func(st *TapStats) { st.Split = s.split.Stats() })
+	s.syncStats()
+}
+
+// syncStats copies the Splitter's counters into the tap's.
+func (s *session) syncStats() {
+	st := s.split.Stats()
+	s.tap.count(func(ts *TapStats) { ts.Split, ts.GarbageBytes = st, st.GarbageBytes+s.rejectedBytes })
+}
+
+// reject counts a report without the template's required values as
+// garbage; the next garbage event says so.
+func (s *session) reject(rep Report, err error) {
+	t := s.tap
+	s.rejectedBytes += int64(len(rep.Raw))
+	s.rejectedSince++
+	s.lastRejected = err.Error()
+	if i := strings.Index(s.lastRejected, ErrMissingRequired.Error()); i >= 0 {
+		s.lastRejected = strings.TrimPrefix(s.lastRejected[i+len(ErrMissingRequired.Error()):], ": ")
+	}
+	t.log.Debug("a report start without the required values; counted as garbage", "bytes", len(rep.Raw), "err", err)
+	t.count(func(st *TapStats) { st.Rejected++ })
+}
+
+// journaled asks the history for the newest record of rec's cycle,
+// retrying while the history fails; ok is false when ctx ended first.
+func (s *session) journaled(ctx context.Context, rec *protocol.CycleRecord) (prev *protocol.CycleRecord, ok bool) {
+	t := s.tap
+	if t.cfg.History == nil {
+		return nil, true
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		prev, err := t.cfg.History.LatestCycleRecord(ctx, rec.Device, rec.CounterEpoch, rec.Cycle)
+		if err == nil {
+			return prev, true
+		}
+		t.log.Error("cannot tell whether this cycle was journaled before; retrying", "cycle", rec.Cycle, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// offer hands rec to the sink until it accepts it; false when ctx ended
+// first.
+func (s *session) offer(ctx context.Context, rec protocol.CycleRecord) bool {
+	t := s.tap
+	backoff := 100 * time.Millisecond
+	for {
+		err := t.sink.Cycle(ctx, rec)
+		if err == nil {
+			return true
+		}
+		t.log.Error("cycle record not accepted by the sink; retrying", "cycle", rec.Cycle, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func (t *Tap) event(ctx context.Context, ev protocol.Event) {

@@ -48,7 +48,6 @@ func openPTY(t *testing.T) (master *os.File, slavePath string) {
 
 type runningTap struct {
 	tap    *printer.Tap
-	sink   *memorySink
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run returned
 	err    error         // what Run returned, valid after done
@@ -68,7 +67,7 @@ func (r *runningTap) stop(t *testing.T) {
 	}
 }
 
-func startTap(t *testing.T, cfg printer.TapConfig, sink *memorySink) *runningTap {
+func startTap(t *testing.T, cfg printer.TapConfig, sink protocol.Sink) *runningTap {
 	t.Helper()
 	cfg.Device = "ac1"
 	cfg.Location = time.UTC
@@ -79,7 +78,7 @@ func startTap(t *testing.T, cfg printer.TapConfig, sink *memorySink) *runningTap
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningTap{tap: tap, sink: sink, cancel: cancel, done: make(chan struct{})}
+	r := &runningTap{tap: tap, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		r.err = tap.Run(ctx)

@@ -46,12 +46,15 @@ type templateFile struct {
 	Alarm      *alarmFile     `yaml:"alarm"`
 	Stream     *streamFile    `yaml:"stream"`
 	Program    string         `yaml:"program"`
+	Figures    []string       `yaml:"figures"`
+	Required   *[]string      `yaml:"required"`
 	Extra      map[string]any `yaml:",inline"`
 }
 
 type unitsFile struct {
 	Temperature string `yaml:"temperature"`
 	Pressure    string `yaml:"pressure"`
+	LeakRate    string `yaml:"leak_rate"`
 }
 
 type phasesFile struct {
@@ -94,7 +97,10 @@ type Template struct {
 	dateLayout          string
 	timeLayout          string
 	tempUnit, presUnit  string
+	leakUnit            string // per minute
 	program             string
+	// required names the values a report must yield to be a record.
+	required []string
 
 	start, end *regexp.Regexp
 	// startAnywhere is start without its leading ^: a cheap test of
@@ -111,6 +117,8 @@ type Template struct {
 
 	minRe, maxRe  *regexp.Regexp
 	extremesPhase protocol.PhaseName
+
+	figures []*regexp.Regexp
 
 	resultRe  *regexp.Regexp
 	resultMap map[string]protocol.Result // key normalised
@@ -303,9 +311,8 @@ func (c *compiler) fail(msg string, path ...string) {
 	c.errs = append(c.errs, &templateError{file: c.file, line: lineOf(c.root, path...), field: strings.Join(path, "."), msg: msg})
 }
 
-// re compiles the regexp at path. Named captures must be among allowed;
-// those in required must be present.
-func (c *compiler) re(src string, allowed, required []string, path ...string) *regexp.Regexp {
+// compileRe compiles the regexp at path, or says why it cannot.
+func (c *compiler) compileRe(src string, path ...string) *regexp.Regexp {
 	if src == "" {
 		c.fail("regexp is empty", path...)
 		return nil
@@ -313,6 +320,16 @@ func (c *compiler) re(src string, allowed, required []string, path ...string) *r
 	re, err := regexp.Compile(src)
 	if err != nil {
 		c.fail(fmt.Sprintf("regexp %q does not compile: %v", src, err), path...)
+		return nil
+	}
+	return re
+}
+
+// re compiles the regexp at path. Named captures must be among allowed;
+// those in required must be present.
+func (c *compiler) re(src string, allowed, required []string, path ...string) *regexp.Regexp {
+	re := c.compileRe(src, path...)
+	if re == nil {
 		return nil
 	}
 	have := map[string]bool{}
@@ -422,9 +439,21 @@ func (c *compiler) compile(tf *templateFile) *Template {
 	if !oneOf(t.presUnit, pressureUnits) {
 		c.fail(fmt.Sprintf("unit %q is not one of %s", t.presUnit, strings.Join(pressureUnits, ", ")), "units", "pressure")
 	}
+	t.leakUnit = tf.Units.LeakRate
+	if t.leakUnit == "" {
+		t.leakUnit = rateUnitOf(t.presUnit)
+	}
+	if !oneOf(t.leakUnit, leakRateUnits) {
+		c.fail(fmt.Sprintf("unit %q is not one of %s (per minute)", t.leakUnit, strings.Join(leakRateUnits, ", ")), "units", "leak_rate")
+	}
 	t.start = c.re(tf.Start, nil, nil, "start")
 	if t.start != nil {
-		t.startAnywhere = regexp.MustCompile(strings.TrimPrefix(tf.Start, "^"))
+		// Without its anchor the start regexp may not compile ("^*x"):
+		// then a start marker is only looked for at line starts.
+		t.startAnywhere = t.start
+		if re, err := regexp.Compile(strings.TrimPrefix(tf.Start, "^")); err == nil {
+			t.startAnywhere = re
+		}
 	}
 	t.end = c.re(tf.End, nil, nil, "end")
 
@@ -448,10 +477,13 @@ func (c *compiler) compile(tf *templateFile) *Template {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{len(tf.Fields) > 0, "fields"}, {tf.Phases != nil, "phases"}, {tf.Samples != nil, "samples"}, {tf.Extremes != nil, "extremes"}, {tf.Result != nil, "result"}, {tf.Alarm != nil, "alarm"}} {
+		}{{len(tf.Fields) > 0, "fields"}, {tf.Phases != nil, "phases"}, {tf.Samples != nil, "samples"}, {tf.Extremes != nil, "extremes"}, {tf.Result != nil, "result"}, {tf.Alarm != nil, "alarm"}, {len(tf.Figures) > 0, "figures"}} {
 			if k.set {
 				c.fail("is not used in stream mode (a stream line carries no "+k.name+")", k.name)
 			}
+		}
+		if tf.Required != nil {
+			c.fail("is not used in stream mode: a stream record needs at least one line with the sterilize flag", "required")
 		}
 		return t
 	}
@@ -476,7 +508,9 @@ func (c *compiler) compile(tf *templateFile) *Template {
 		c.fail("no rule captures (?P<cycle>): a record needs the device's cycle counter", "fields")
 	}
 	if p := tf.Phases; p != nil {
-		t.phaseRe = c.re(p.Regexp, []string{"time", "phase", "status"}, []string{"time", "phase"}, "phases", "regexp")
+		// A phase line may print no time: it then starts at the next
+		// printed time (see parse.go).
+		t.phaseRe = c.re(p.Regexp, []string{"time", "phase", "status"}, []string{"phase"}, "phases", "regexp")
 		t.phaseNames = map[string]protocol.PhaseName{}
 		for word, name := range p.Names {
 			t.phaseNames[normalise(word)] = c.phase(name, protocol.PhaseUnknown, "phases", "names", word)
@@ -515,5 +549,55 @@ func (c *compiler) compile(tf *templateFile) *Template {
 	if a := tf.Alarm; a != nil {
 		t.alarmRe = c.re(a.Regexp, []string{"code", "text", "time"}, []string{"code"}, "alarm", "regexp")
 	}
+	for i, f := range tf.Figures {
+		if re := c.figureRe(f, "figures", strconv.Itoa(i)); re != nil {
+			t.figures = append(t.figures, re)
+		}
+	}
+	t.required = []string{"cycle"}
+	if tf.Required != nil {
+		t.required = *tf.Required
+	}
+	c.checkRequired(t)
 	return t
+}
+
+// Values a template may require of a report (the key required), and what
+// yields each: the named capture of a fields rule, or a line rule.
+var requirable = []string{"cycle", "program", "date", "time", "end_time", "result", "phase", "sample"}
+
+// checkRequired makes sure every required value has a rule that can yield
+// it: a requirement no report can meet would silently turn every report
+// into garbage.
+func (c *compiler) checkRequired(t *Template) {
+	seen := map[string]bool{}
+	for i, r := range t.required {
+		path := []string{"required", strconv.Itoa(i)}
+		if !oneOf(r, requirable) {
+			c.fail(fmt.Sprintf("%q is not one of %s", r, strings.Join(requirable, ", ")), path...)
+			continue
+		}
+		if seen[r] {
+			c.fail(fmt.Sprintf("%q is listed twice", r), path...)
+		}
+		seen[r] = true
+		ok := false
+		switch r {
+		case "cycle":
+			ok = true // a rule capturing it is checked above, required or not
+		case "result":
+			ok = t.resultRe != nil
+		case "phase":
+			ok = t.phaseRe != nil
+		case "sample":
+			ok = t.sampleRe != nil
+		default:
+			for _, re := range t.fields {
+				ok = ok || re.SubexpIndex(r) >= 0
+			}
+		}
+		if !ok {
+			c.fail(fmt.Sprintf("%q is required but no rule yields it", r), path...)
+		}
+	}
 }

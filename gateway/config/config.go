@@ -97,6 +97,9 @@ type Device struct {
 	Serial               Serial
 	// Template names a built-in template or a template file (printer).
 	Template string
+	// ReportTimeout is the silence after which a printout without its end
+	// line is taken as cut (printer); 0 leaves the driver's default.
+	ReportTimeout time.Duration
 	// Line is the config line the device starts at, for later errors.
 	Line int
 }
@@ -132,6 +135,10 @@ const (
 	DefaultRetention    = 3650 * 24 * time.Hour // ten years: domain.md §5
 	DefaultModbusBaud   = 19200
 	DefaultPrinterBaud  = 9600
+	// MaxReportTimeout bounds a printer's report_timeout: a device that
+	// prints its report line by line as the cycle runs needs more than its
+	// longest phase, and no cycle phase lasts a day.
+	MaxReportTimeout = 24 * time.Hour
 )
 
 // Load reads and validates the config file at path.
@@ -224,6 +231,7 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
 		field{"pause_between_requests", d.duration(&dev.PauseBetweenRequests, 0)},
 		field{"template", d.str(&dev.Template)},
+		field{"report_timeout", d.duration(&dev.ReportTimeout, time.Second)},
 		field{"serial", func(n *yaml.Node, p string) {
 			s := &dev.Serial
 			d.mapping(n, p,
@@ -408,6 +416,12 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 		if dev.Template == "" {
 			d.fail(at("template"), p+".template", "is required for the printer driver: a built-in template name or a template file")
 		}
+		if dev.ReportTimeout > MaxReportTimeout {
+			d.fail(at("report_timeout"), p+".report_timeout", "%s is longer than %s: a printout cut by a power loss would wait that long to be recorded", dev.ReportTimeout, MaxReportTimeout)
+		}
+	}
+	if dev.ReportTimeout != 0 && dev.Driver != DriverPrinter && dev.Driver != "" {
+		d.fail(at("report_timeout"), p+".report_timeout", "is only used by the printer driver, not %s", dev.Driver)
 	}
 	switch dev.Serial.Parity {
 	case "none", "even", "odd":
