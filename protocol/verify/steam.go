@@ -155,6 +155,10 @@ func (j *judge) steamCycle() {
 	} else if r.EndedAt.After(tEnd) {
 		tEnd = r.EndedAt
 	}
+	// Without a sample before (after) the hold, it began (ended) at an
+	// instant the record can bound only if the gateway saw the cycle
+	// start (end): otherwise a hold cannot be shown to be short.
+	unbounded := (hs == 0 && !r.Complete) || (next < 0 && !(r.Complete && r.EndSeen))
 	eqStart := hs
 	for i := 0; i < hs; i++ {
 		if p := samples[i].Phase; p == protocol.PhaseHeating || p == protocol.PhaseEquilibrate {
@@ -212,7 +216,7 @@ func (j *judge) steamCycle() {
 	interval := j.device(gap.largest)
 	j.sampleInterval(interval, gap, tStart, tEnd)
 	j.band(band, unusable)
-	j.holdTime(heldS, interval, tEnd)
+	j.holdTime(heldS, interval, unbounded, tEnd)
 	if probe {
 		j.equilibration(samples, eqA, eqB, tEnd, &rd)
 	}
@@ -380,13 +384,17 @@ func (j *judge) band(b bandTracker, unusable []string) {
 // the samples put at or above the minimum passes; one that could not have
 // reached it even with a full interval more fails; in between it is
 // indeterminate.
-func (j *judge) holdTime(heldS, interval float64, end time.Time) {
+func (j *judge) holdTime(heldS, interval float64, unbounded bool, end time.Time) {
 	minHold := j.c.MinHoldSeconds
 	ch := protocol.Check{Name: CheckHoldTime, Unit: "s", LimitMin: num(minHold), Measured: round3(heldS)}
 	switch {
 	case heldS >= minHold-eps:
 		ch.Result = protocol.CheckPass
 		ch.Note = fmt.Sprintf("every channel in band for %s s", fmtNum(heldS))
+	case unbounded:
+		ch.Result = protocol.CheckIndeterminate
+		ch.Note = fmt.Sprintf("every channel in band for %s s of the hold the gateway saw, short of the %s s minimum; it did not see where the hold began or ended",
+			fmtNum(heldS), fmtNum(minHold))
 	case heldS+interval <= minHold+eps:
 		ch.Result, ch.At = protocol.CheckFail, at(end)
 		ch.Note = fmt.Sprintf("every channel in band for only %s s, short of the %s s minimum", fmtNum(heldS), fmtNum(minHold))

@@ -149,14 +149,15 @@ func TestHoldTime(t *testing.T) {
 			}
 		}
 	}
-	cases := []struct {
+	type holdCase struct {
 		name   string
 		c      verifytest.Cycle
 		edit   func(*protocol.CycleRecord)
 		minS   float64
 		result string
 		held   float64
-	}{
+	}
+	cases := []holdCase{
 		{"exactly the minimum", verifytest.Cycle{Hold: 180 * time.Second}, nil, 0, protocol.CheckPass, 180},
 		{"a second more", verifytest.Cycle{Hold: 181 * time.Second}, nil, 0, protocol.CheckPass, 181},
 		{"a second short: cannot have reached it", verifytest.Cycle{Hold: 179 * time.Second}, nil, 0, protocol.CheckFail, 179},
@@ -168,6 +169,33 @@ func TestHoldTime(t *testing.T) {
 		// exhaust sample: 59 + 99 + 1.
 		{"a sag pauses the count", verifytest.Cycle{Hold: 180 * time.Second, During: dipAt(60*time.Second, 20*time.Second, 133)}, nil, 0, protocol.CheckFail, 159},
 	}
+	// The gateway came up in the middle of the hold, or lost the device
+	// there: the samples show a short hold, but not that it was short.
+	cases = append(cases, holdCase{"the gateway saw only the end of the hold", verifytest.Cycle{}, func(rec *protocol.CycleRecord) {
+		for i := range rec.Samples {
+			if rec.Samples[i].Phase == protocol.PhaseSterilizing {
+				rec.Samples = rec.Samples[i+100:]
+				break
+			}
+		}
+		rec.StartedAt, rec.Complete = rec.Samples[0].At, false
+	}, 0, protocol.CheckIndeterminate, 80}, holdCase{"the record stops in the hold, its end unseen", verifytest.Cycle{}, func(rec *protocol.CycleRecord) {
+		for i := range rec.Samples {
+			if rec.Samples[i].Phase == protocol.PhaseSterilizing {
+				rec.Samples = rec.Samples[:i+100]
+				break
+			}
+		}
+		rec.EndedAt, rec.EndSeen, rec.Complete = rec.Samples[len(rec.Samples)-1].At, false, false
+	}, 0, protocol.CheckIndeterminate, 99}, holdCase{"power lost in the hold, the end seen", verifytest.Cycle{}, func(rec *protocol.CycleRecord) {
+		for i := range rec.Samples {
+			if rec.Samples[i].Phase == protocol.PhaseSterilizing {
+				rec.Samples = rec.Samples[:i+100]
+				break
+			}
+		}
+		rec.EndedAt, rec.Result = rec.Samples[len(rec.Samples)-1].At, protocol.ResultAborted
+	}, 0, protocol.CheckFail, 99})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := tc.c.Record()
