@@ -116,33 +116,22 @@ func withDefaults(c protocol.Criteria) protocol.Criteria {
 	if c.Set == "" {
 		c.Set = sets[c.Kind]
 	}
-	if c.MaxSampleIntervalSeconds == 0 {
-		c.MaxSampleIntervalSeconds = defaultMaxSampleIntervalSecs
+	orDefault := func(v *float64, d float64) {
+		if *v == 0 {
+			*v = d
+		}
 	}
+	orDefault(&c.MaxSampleIntervalSeconds, defaultMaxSampleIntervalSecs)
 	if c.Kind == KindLeakTest {
-		if c.LeakRateKPaMin == 0 {
-			c.LeakRateKPaMin = defaultLeakRateKPaMin
-		}
-		if c.LeakEqualiseSeconds == 0 {
-			c.LeakEqualiseSeconds = defaultLeakEqualiseSeconds
-		}
-		if c.LeakMeasureSeconds == 0 {
-			c.LeakMeasureSeconds = defaultLeakMeasureSeconds
-		}
+		orDefault(&c.LeakRateKPaMin, defaultLeakRateKPaMin)
+		orDefault(&c.LeakEqualiseSeconds, defaultLeakEqualiseSeconds)
+		orDefault(&c.LeakMeasureSeconds, defaultLeakMeasureSeconds)
 		return c
 	}
-	if c.BandK == 0 {
-		c.BandK = defaultBandK
-	}
-	if c.SaturationK == 0 {
-		c.SaturationK = defaultSaturationK
-	}
-	if c.SpreadK == 0 {
-		c.SpreadK = defaultSpreadK
-	}
-	if c.EquilibrationSeconds == 0 {
-		c.EquilibrationSeconds = defaultEquilibrationSeconds
-	}
+	orDefault(&c.BandK, defaultBandK)
+	orDefault(&c.SaturationK, defaultSaturationK)
+	orDefault(&c.SpreadK, defaultSpreadK)
+	orDefault(&c.EquilibrationSeconds, defaultEquilibrationSeconds)
 	return c
 }
 

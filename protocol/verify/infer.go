@@ -2,7 +2,6 @@ package verify
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
@@ -25,20 +24,14 @@ func Infer(rec protocol.CycleRecord) (c protocol.Criteria, ok bool, why string) 
 		}
 		return protocol.Criteria{}, false, fmt.Sprintf("the program%s is not mapped in the device's profile: map it and give it criteria", code)
 	}
-	byName := func(kind string, setPointC, holdS float64) (protocol.Criteria, bool, string) {
-		c, err := Standard(kind, setPointC, holdS)
-		if err != nil { // cannot happen for the standard programs; never hide it
-			return protocol.Criteria{}, false, err.Error()
-		}
-		c.Source = SourceInferred
-		c.Note = fmt.Sprintf("inferred from the program name %q", rec.Program)
-		return c, true, ""
+	byName := func(kind string, setPointC float64) (protocol.Criteria, bool, string) {
+		return inferred(kind, setPointC, fmt.Sprintf("inferred from the program name %q", rec.Program))
 	}
 	switch {
 	case containsAny(name, "bowie", "b-d", "b&d", "bd test", "bd-test", "helix"):
-		return byName(KindBowieDick, 0, 0)
+		return byName(KindBowieDick, 0)
 	case containsAny(name, "leak", "vacuum test", "vacuum-test", "vakuumtest", "vakuum-test", "test de vide", "étanchéité", "etancheite"):
-		return byName(KindLeakTest, 0, 0)
+		return byName(KindLeakTest, 0)
 	case containsAny(name, "gravity", "liquid", "flüssig", "fluessig", "liquide"):
 		return protocol.Criteria{}, false, fmt.Sprintf("program %q is a gravity or liquids program, which has no standard criteria to infer: give its criteria in the profile", rec.Program)
 	}
@@ -49,17 +42,28 @@ func Infer(rec protocol.CycleRecord) (c protocol.Criteria, ok bool, why string) 
 		return protocol.Criteria{}, false, fmt.Sprintf("program %q names more than one temperature: give its criteria in the profile", rec.Program)
 	case len(temps) == 1 && temps[0] == 134:
 		if prion || minutes >= 18 {
-			return byName(KindPrion, 134, 0)
+			return byName(KindPrion, 134)
 		}
-		return byName(KindPorous, 134, 0)
+		return byName(KindPorous, 134)
 	case len(temps) == 1 && temps[0] == 121 && !prion:
-		return byName(KindPorous, 121, 0)
+		return byName(KindPorous, 121)
 	case len(temps) == 1:
 		return protocol.Criteria{}, false, fmt.Sprintf("program %q runs at %v °C, which is not one of the standard programs (121 °C, 134 °C): give its criteria in the profile", rec.Program, temps[0])
 	case prion:
-		return byName(KindPrion, 134, 0)
+		return byName(KindPrion, 134)
 	}
 	return inferFromPlateau(rec)
+}
+
+// inferred is the standard criteria of kind at setPointC, marked as
+// inferred, with note saying from what.
+func inferred(kind string, setPointC float64, note string) (protocol.Criteria, bool, string) {
+	c, err := Standard(kind, setPointC, 0)
+	if err != nil { // cannot happen for the standard programs; never hide it
+		return protocol.Criteria{}, false, err.Error()
+	}
+	c.Source, c.Note = SourceInferred, note
+	return c, true, ""
 }
 
 // inferFromPlateau matches the observed plateau: a mean chamber
@@ -71,44 +75,28 @@ func inferFromPlateau(rec protocol.CycleRecord) (protocol.Criteria, bool, string
 	if scale == 0 {
 		scale = 1
 	}
+	first, last := phaseSpan(rec.Samples, protocol.PhaseSterilizing)
 	var sum float64
 	var n int
-	first, next := -1, -1
-	leakTest := false
-	for i, s := range rec.Samples {
-		switch s.Phase {
-		case protocol.PhaseSterilizing:
-			if first < 0 {
-				first = i
-			}
-			next = i + 1
-			if !math.IsNaN(s.TempC) && !math.IsInf(s.TempC, 0) {
-				sum += s.TempC
-				n++
-			}
-		case protocol.PhaseLeakTest:
-			leakTest = true
+	for i := first; i >= 0 && i <= last; i++ {
+		if s := &rec.Samples[i]; s.Phase == protocol.PhaseSterilizing && finite(s.TempC) {
+			sum += s.TempC
+			n++
 		}
 	}
 	infer := func(kind string, setPointC float64, from string) (protocol.Criteria, bool, string) {
-		c, err := Standard(kind, setPointC, 0)
-		if err != nil {
-			return protocol.Criteria{}, false, err.Error()
-		}
-		c.Source = SourceInferred
-		c.Note = fmt.Sprintf("program %q names no standard program; inferred from %s", rec.Program, from)
-		return c, true, ""
+		return inferred(kind, setPointC, fmt.Sprintf("program %q names no standard program; inferred from %s", rec.Program, from))
 	}
 	if n == 0 {
-		if leakTest {
+		if leak, _ := phaseSpan(rec.Samples, protocol.PhaseLeakTest); leak >= 0 {
 			return infer(KindLeakTest, 0, "its leak_test phase")
 		}
 		return protocol.Criteria{}, false, fmt.Sprintf("program %q names no standard program and the record has no plateau (no sample in the sterilizing phase) to match: give its criteria in the profile", rec.Program)
 	}
 	mean := sum / float64(n)
-	end := rec.Samples[next-1].At
-	if next < len(rec.Samples) {
-		end = rec.Samples[next].At
+	end := rec.Samples[last].At
+	if last+1 < len(rec.Samples) {
+		end = rec.Samples[last+1].At
 	}
 	holdS := end.Sub(rec.Samples[first].At).Seconds() * scale
 	from := fmt.Sprintf("its plateau (mean %.1f °C over %.0f s)", mean, holdS)

@@ -17,15 +17,7 @@ func (j *judge) leakTest() {
 	c := j.c
 	samples := j.rec.Samples
 	ch := protocol.Check{Name: CheckLeakRate, Unit: "kPa/min", LimitMax: num(c.LeakRateKPaMin)}
-	first, last := -1, -1
-	for i := range samples {
-		if samples[i].Phase == protocol.PhaseLeakTest {
-			if first < 0 {
-				first = i
-			}
-			last = i
-		}
-	}
+	first, last := phaseSpan(samples, protocol.PhaseLeakTest)
 	if first < 0 {
 		ch.Result, ch.Note = j.neverReached(protocol.PhaseLeakTest)
 		j.add(ch)

@@ -117,15 +117,7 @@ func (j *judge) steamCycle() {
 	j.chans = chans
 	rd := reading{chans: chans, value: make([]float64, len(chans)), known: make([]bool, len(chans)), read: make([]bool, len(chans))}
 
-	hs, he := -1, -1
-	for i := range samples {
-		if samples[i].Phase == protocol.PhaseSterilizing {
-			if hs < 0 {
-				hs = i
-			}
-			he = i
-		}
-	}
+	hs, he := phaseSpan(samples, protocol.PhaseSterilizing)
 	var f0 f0Tracker
 	if hs < 0 {
 		j.noHold(probe, len(chans))

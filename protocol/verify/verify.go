@@ -222,6 +222,21 @@ func (j *judge) neverReached(phase protocol.PhaseName) (result, note string) {
 	return protocol.CheckIndeterminate, fmt.Sprintf("no sample in the %s phase, and the gateway did not see the whole cycle", phase)
 }
 
+// phaseSpan returns the indexes of the first and last sample in phase,
+// or -1, -1 when none is.
+func phaseSpan(samples []protocol.Sample, phase protocol.PhaseName) (first, last int) {
+	first, last = -1, -1
+	for i := range samples {
+		if samples[i].Phase == phase {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	return first, last
+}
+
 func describeHole(h protocol.Hole) string {
 	return fmt.Sprintf("%s to %s (%s)", stamp(h.From), stamp(h.To), h.Reason)
 }
