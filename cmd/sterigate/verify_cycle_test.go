@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -151,9 +152,27 @@ func TestVerifyCycleGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		if out.String() != string(want) {
-			t.Errorf("%v: output differs from %s; if deliberate, run go test -run VerifyCycle -update-verify-cycle:\n%s", tc.args, golden, out.String())
+			t.Errorf("%v: output differs from %s; if deliberate, run go test -run VerifyCycle -update-verify-cycle:\n%s", tc.args, golden, firstDifference(out.String(), string(want)))
 		}
 	}
+}
+
+// firstDifference shows the first line where got and want part.
+func firstDifference(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			return fmt.Sprintf("line %d:\n got: %s\nwant: %s", i+1, gl, wl)
+		}
+	}
+	return ""
 }
 
 // The file checked in is what the fixtures build: the golden outputs judge

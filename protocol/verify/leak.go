@@ -71,7 +71,7 @@ func (j *judge) leakTest() {
 		minutes := j.device(samples[i2].At.Sub(samples[i1].At)) / 60
 		rate := (p2 - p1) / minutes
 		ch.Measured = round3(rate)
-		ch.Note = fmt.Sprintf("P1 %s kPa at %s, P2 %s kPa %s min later", fmtNum(p1), stamp(samples[i1].At), fmtNum(p2), fmtNum(minutes))
+		ch.Note = fmt.Sprintf("P1 %s kPa at %s, P2 %s kPa %s min later: %s kPa/min", fmtNum(p1), stamp(samples[i1].At), fmtNum(p2), fmtNum(minutes), fmtNum(rate))
 		if rate > c.LeakRateKPaMin+eps {
 			ch.Result, ch.At = protocol.CheckFail, at(samples[i2].At)
 		} else {

@@ -161,13 +161,14 @@ func (j *judge) steamCycle() {
 
 	lo, hi := c.SetPointC, c.SetPointC+c.BandK
 	var (
-		gap      = gapTracker{prev: make([]time.Time, len(chans))}
-		band     = bandTracker{lo: lo, hi: hi, min: math.Inf(1), max: math.Inf(-1)}
-		sat      = satTracker{limit: c.SaturationK}
-		spread   = spreadTracker{limit: c.SpreadK}
-		heldS    float64 // device seconds with every channel in band
-		inBand   bool
-		eqA, eqB = -1, -1
+		gap       = gapTracker{prev: make([]time.Time, len(chans))}
+		band      = bandTracker{lo: lo, hi: hi, min: math.Inf(1), max: math.Inf(-1)}
+		sat       = satTracker{limit: c.SaturationK}
+		spread    = spreadTracker{limit: c.SpreadK}
+		heldS     float64 // device seconds with every channel in band
+		inBand    bool
+		eqA, eqB  = -1, -1
+		neverRead = -1 // a channel with no reading by the end of the hold
 	)
 	for i := 0; i < n; i++ {
 		s := &samples[i]
@@ -200,6 +201,13 @@ func (j *judge) steamCycle() {
 		if i == he && inBand && next >= 0 {
 			heldS += j.device(samples[next].At.Sub(s.At))
 		}
+		if i == he {
+			for k := range rd.known {
+				if !rd.known[k] && neverRead < 0 {
+					neverRead = k
+				}
+			}
+		}
 		sat.observe(&rd, s)
 		spread.observe(&rd, s.At)
 	}
@@ -210,7 +218,7 @@ func (j *judge) steamCycle() {
 	j.band(band, unusable)
 	j.holdTime(heldS, interval, unbounded, tEnd)
 	if probe {
-		j.equilibration(samples, eqA, eqB, tEnd, &rd)
+		j.equilibration(samples, eqA, eqB, neverRead, tEnd)
 	}
 	j.saturation(sat)
 	if len(chans) > 1 {
@@ -402,7 +410,7 @@ func (j *judge) holdTime(heldS, interval float64, unbounded bool, end time.Time)
 // reaching the set point (the start of the plateau) to every channel
 // having reached it (samples eqA and eqB). The samples place both
 // instants to within the interval before each.
-func (j *judge) equilibration(samples []protocol.Sample, eqA, eqB int, end time.Time, rd *reading) {
+func (j *judge) equilibration(samples []protocol.Sample, eqA, eqB, neverRead int, end time.Time) {
 	limit, maxInt := j.c.EquilibrationSeconds, j.c.MaxSampleIntervalSeconds
 	ch := protocol.Check{Name: CheckEquilibrationTime, Unit: "s", LimitMax: num(limit)}
 	before := func(i int) float64 {
@@ -415,6 +423,9 @@ func (j *judge) equilibration(samples []protocol.Sample, eqA, eqB int, end time.
 	case eqA < 0:
 		ch.Result = protocol.CheckFail
 		ch.Note = fmt.Sprintf("no temperature channel reached the set point %s °C", fmtNum(j.c.SetPointC))
+	case eqB < 0 && neverRead >= 0:
+		ch.Result = protocol.CheckIndeterminate
+		ch.Note = fmt.Sprintf("%s has no reading in the hold", j.chanName(neverRead))
 	case eqB < 0:
 		elapsed := j.device(end.Sub(samples[eqA].At))
 		ch.Measured = round3(elapsed)

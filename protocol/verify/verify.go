@@ -114,9 +114,11 @@ func verdict(kind string, checks []protocol.Check) (string, []string) {
 	case len(failed) > 0:
 		return protocol.VerdictFail, failed
 	case kind == KindBowieDick:
-		return protocol.VerdictNotApplicable, append([]string{
-			"Bowie-Dick test: its result is the indicator sheet, which sterigate cannot see. A person must check that the sheet changed colour uniformly from the centre to the edges, and file it with this record; the chamber data met every parameter sterigate could judge",
-		}, unsure...)
+		sheet := "Bowie-Dick test: its result is the indicator sheet, which sterigate cannot see. A person must check that the sheet changed colour uniformly from the centre to the edges, and file it with this record"
+		if len(unsure) == 0 {
+			return protocol.VerdictNotApplicable, []string{sheet + "; the chamber data met every parameter sterigate judges"}
+		}
+		return protocol.VerdictNotApplicable, append([]string{sheet + "; these chamber data could not show a pass:"}, unsure...)
 	case len(unsure) > 0:
 		return protocol.VerdictIndeterminate, unsure
 	}

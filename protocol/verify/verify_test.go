@@ -303,6 +303,17 @@ func TestEquilibrationTime(t *testing.T) {
 			expect(t, v, verify.CheckEquilibrationTime, tc.w)
 		})
 	}
+	// A load probe declared but never read cannot make the equilibration
+	// fail: the data say nothing about it.
+	rec := verifytest.Cycle{Probes: true}.Record()
+	for i := range rec.Samples {
+		delete(rec.Samples[i].Ch, verifytest.Load)
+	}
+	v := verify.Check(rec, porous134(t))
+	expect(t, v, verify.CheckEquilibrationTime, want{protocol.CheckIndeterminate, none, time.Time{}})
+	if v.Verdict != protocol.VerdictIndeterminate {
+		t.Errorf("a load probe never read: verdict %s: %v", v.Verdict, v.Reasons)
+	}
 	// Without a load or drain probe there is nothing to measure.
 	if v := verify.Check(verifytest.Cycle{}.Record(), porous134(t)); hasCheck(v, verify.CheckEquilibrationTime) {
 		t.Errorf("equilibration judged without a probe: %s", dump(v.Checks))
