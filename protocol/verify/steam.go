@@ -609,14 +609,21 @@ func (j *judge) observeF0(f *f0Tracker, rd *reading, i int) {
 		return
 	}
 	m := j.device(to.Sub(from)) / 60
+	if m <= 0 {
+		return
+	}
 	f.minutes += m
 	f.f0 += m * math.Exp((cold-f0RefC)*ln10z)
 }
 
 func (j *judge) reportF0(f f0Tracker) {
-	j.add(protocol.Check{Name: CheckF0, Result: protocol.CheckInfo, Unit: "min", Measured: round3(f.f0),
+	ch := protocol.Check{Name: CheckF0, Result: protocol.CheckInfo, Unit: "min", Measured: round3(f.f0),
 		Note: fmt.Sprintf("lethality at the coldest channel over %s min at or above %s °C (z = %s K, reference %s °C); reported, not a release criterion for porous loads",
-			fmtNum(f.minutes), fmtNum(f0FloorC), fmtNum(f0ZK), fmtNum(f0RefC))})
+			fmtNum(f.minutes), fmtNum(f0FloorC), fmtNum(f0ZK), fmtNum(f0RefC))}
+	if ch.Measured == nil {
+		ch.Note = "not computed: the temperatures are too high to be a steam cycle's"
+	}
+	j.add(ch)
 }
 
 func (j *judge) inHole(from, to time.Time) bool {

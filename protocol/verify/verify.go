@@ -21,6 +21,10 @@ import (
 	"github.com/sterigate/sterigate/protocol/steam"
 )
 
+// maxTimeScale bounds the speed-up a record may claim: simulators run at
+// most a few thousand times faster than real time.
+const maxTimeScale = 1e6
+
 // Names of the checks (protocol.Check.Name), stable across versions.
 const (
 	CheckRecordComplete    = "record_complete"
@@ -189,8 +193,8 @@ func (j *judge) recordComplete() bool {
 			return false
 		}
 	}
-	if r.TimeScale < 0 || math.IsNaN(r.TimeScale) || math.IsInf(r.TimeScale, 0) {
-		missing = append(missing, fmt.Sprintf("time_scale %v is not a positive number: no duration can be judged", r.TimeScale))
+	if !(r.TimeScale >= 0 && r.TimeScale <= maxTimeScale) {
+		missing = append(missing, fmt.Sprintf("time_scale %v is not a positive number up to %v: no duration can be judged", r.TimeScale, maxTimeScale))
 		j.add(protocol.Check{Name: CheckRecordComplete, Result: protocol.CheckIndeterminate, Note: strings.Join(missing, "; ")})
 		return false
 	}
@@ -246,9 +250,14 @@ func describeHole(h protocol.Hole) string {
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // round3 keeps reported figures to a thousandth, so they read the same on
-// every platform; judgements are made on the unrounded values.
+// every platform; judgements are made on the unrounded values. A figure
+// that is not a number (only absurd input gets there) is left out: JSON
+// cannot carry it.
 func round3(v float64) *float64 {
 	r := math.Round(v*1000) / 1000
+	if !finite(r) {
+		return nil
+	}
 	return &r
 }
 

@@ -597,6 +597,7 @@ func TestRecordCompleteness(t *testing.T) {
 		}, protocol.VerdictIndeterminate, "device_offline"},
 		{"samples out of order", func(r *protocol.CycleRecord) { r.Samples[5].At = verifytest.T0.Add(-time.Hour) }, protocol.VerdictIndeterminate, "samples[5].t"},
 		{"negative time_scale", func(r *protocol.CycleRecord) { r.TimeScale = -1 }, protocol.VerdictIndeterminate, "time_scale -1"},
+		{"absurd time_scale", func(r *protocol.CycleRecord) { r.TimeScale = 1e300 }, protocol.VerdictIndeterminate, "time_scale 1e+300"},
 		{"no samples at all", func(r *protocol.CycleRecord) { r.Samples = nil; r.Complete = false }, protocol.VerdictIndeterminate, "no samples"},
 		// The cycle stopped in heating (a heating timeout) and the gateway
 		// saw it all: the data show no hold.
