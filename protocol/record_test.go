@@ -110,6 +110,9 @@ func TestSchemaMatchesType(t *testing.T) {
 	check("phase", reflect.TypeOf(Phase{}), s.Defs["phase"].Properties)
 	check("sample", reflect.TypeOf(Sample{}), s.Defs["sample"].Properties)
 	check("alarm", reflect.TypeOf(Alarm{}), s.Defs["alarm"].Properties)
+	check("verification", reflect.TypeOf(Verification{}), s.Defs["verification"].Properties)
+	check("check", reflect.TypeOf(Check{}), s.Defs["check"].Properties)
+	check("criteria", reflect.TypeOf(Criteria{}), s.Defs["criteria"].Properties)
 	var whole struct {
 		Defs map[string]struct {
 			Enum []PhaseName `json:"enum"`

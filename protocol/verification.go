@@ -31,9 +31,11 @@ const (
 // so a receiving system can re-run it and get the same answer.
 type Verification struct {
 	Verdict string `json:"verdict"`
-	// AgreesWithDevice is absent when the device gave no verdict; false
-	// when the device said passed and the verdict is not pass, or the
-	// device said failed or aborted and the verdict is pass.
+	// AgreesWithDevice is absent when the device gave no verdict (result
+	// unknown) or the verdict is not_applicable (sterigate judged nothing
+	// to agree with); false when the device said passed and the verdict is
+	// fail or indeterminate, or the device said failed or aborted and the
+	// verdict is pass; true otherwise.
 	AgreesWithDevice *bool   `json:"agrees_with_device,omitempty"`
 	Checks           []Check `json:"checks"`
 	// Criteria is everything the judgement depended on, so the record can
@@ -77,5 +79,16 @@ type Criteria struct {
 	// pass.
 	MaxSampleIntervalSeconds float64 `json:"max_sample_interval_s,omitempty"`
 	LeakRateKPaMin           float64 `json:"leak_rate_kpa_min,omitempty"`
-	TimeScale                float64 `json:"time_scale,omitempty"`
+	// LeakEqualiseSeconds and LeakMeasureSeconds time the vacuum leak
+	// test from the start of its leak_test phase: P1 is read after the
+	// equalisation, P2 a measuring period later.
+	LeakEqualiseSeconds float64 `json:"leak_equalise_s,omitempty"`
+	LeakMeasureSeconds  float64 `json:"leak_measure_s,omitempty"`
+	// TimeScale is the record's time_scale the durations were judged with
+	// (absent: 1).
+	TimeScale float64 `json:"time_scale,omitempty"`
+	// Note says how criteria that were not configured were chosen (the
+	// program name or the plateau they were inferred from), or why none
+	// could be.
+	Note string `json:"note,omitempty"`
 }

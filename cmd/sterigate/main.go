@@ -27,15 +27,16 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":      {"run the gateway daemon from a config file", cmdRun},
-		"demo":     {"simulator + embedded MQTT broker + gateway, nothing to install", cmdDemo},
-		"sim":      {"run the autoclave simulator (Modbus TCP/RTU, printer port)", cmdSim},
-		"check":    {"validate a config file and every profile and template it names", cmdCheck},
-		"ports":    {"list serial ports with USB VID:PID, serial number and product", cmdPorts},
-		"probe":    {"read registers from a Modbus device and print raw and decoded values", cmdProbe},
-		"tap":      {"show a printer stream live, raw and parsed through a template", cmdTap},
-		"profiles": {"list the built-in profiles and printout templates, or print one", cmdProfiles},
-		"version":  {"print the version", cmdVersion},
+		"run":          {"run the gateway daemon from a config file", cmdRun},
+		"demo":         {"simulator + embedded MQTT broker + gateway, nothing to install", cmdDemo},
+		"sim":          {"run the autoclave simulator (Modbus TCP/RTU, printer port)", cmdSim},
+		"check":        {"validate a config file and every profile and template it names", cmdCheck},
+		"ports":        {"list serial ports with USB VID:PID, serial number and product", cmdPorts},
+		"probe":        {"read registers from a Modbus device and print raw and decoded values", cmdProbe},
+		"tap":          {"show a printer stream live, raw and parsed through a template", cmdTap},
+		"profiles":     {"list the built-in profiles and printout templates, or print one", cmdProfiles},
+		"verify-cycle": {"judge cycle records again (from mosquitto_sub) and compare verdicts", cmdVerifyCycle},
+		"version":      {"print the version", cmdVersion},
 	}
 }
 
@@ -84,12 +85,14 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: sterigate <command> [flags]\n\ncommands:")
 	names := make([]string, 0, len(cmds))
+	width := 0
 	for n := range cmds {
 		names = append(names, n)
+		width = max(width, len(n))
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-*s %s\n", width, n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'sterigate <command> -h' for a command's flags.")
 }

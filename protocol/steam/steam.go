@@ -29,7 +29,10 @@ func PressureKPa(tempC float64) float64 {
 // TempC returns the saturation temperature (°C) at pressureKPa kPa absolute.
 // Valid from 0.611 kPa to 22.064 MPa.
 func TempC(pressureKPa float64) float64 {
-	beta := math.Pow(pressureKPa/1000, 0.25)
+	// β = p^¼ as two square roots: the same value to the last bit or
+	// so, and several times faster than math.Pow, which the parametric
+	// check calls for every sample of a hold.
+	beta := math.Sqrt(math.Sqrt(pressureKPa / 1000))
 	e := beta*beta + n[3]*beta + n[6]
 	f := n[1]*beta*beta + n[4]*beta + n[7]
 	g := n[2]*beta*beta + n[5]*beta + n[8]
