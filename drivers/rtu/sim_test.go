@@ -13,6 +13,7 @@ import (
 	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/drivers/profile"
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 	"github.com/sterigate/sterigate/sim/ptyport"
 	"github.com/sterigate/sterigate/sim/rtuslave"
 )
@@ -205,7 +206,7 @@ func BenchmarkPollRate19200Baud8Units(b *testing.B) {
 		present[id] = true
 	}
 	regs := &idleAutoclaves{units: present}
-	char := rtuslave.CharacterTime(baud)
+	char := modbusframe.CharacterTime(baud, 11)
 	t35 := InterFrameDelay(baud, 11)
 	slaveDone := make(chan struct{})
 	go func() {
