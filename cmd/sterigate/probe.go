@@ -224,7 +224,7 @@ func printAs(w io.Writer, f profile.Field, b profile.Block, values []uint16) {
 	}
 	tw.Flush()
 	if rest := len(values) % span; rest != 0 {
-		fmt.Fprintf(w, "(the last %d register does not make a whole %s)\n", rest, f.Type)
+		fmt.Fprintf(w, "(register %d left over: %s values take %d registers)\n", int(b.Start)+len(values)-rest, f.Type, span)
 	}
 }
 
