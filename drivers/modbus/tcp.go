@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
@@ -44,6 +43,7 @@ type TCPTransport struct {
 	packager *gmodbus.TCPClientHandler
 	client   gmodbus.Client
 	conn     net.Conn
+	buf      [mbapHeader + 254]byte // the reply being read
 
 	// Set around each request, for Send (goburrow's Transporter has no
 	// context and no request).
@@ -229,19 +229,33 @@ func (t *TCPTransport) send(adu []byte) ([]byte, error) {
 	if _, err := conn.Write(adu); err != nil {
 		return nil, t.netError("write", 0, err)
 	}
-	var buf [mbapHeader + 254]byte
-	if n, err := io.ReadFull(conn, buf[:mbapHeader]); err != nil {
-		return nil, t.netError("read", n, err)
+	// Read whatever has arrived: a reply usually comes in one segment, so
+	// one read call (not one for the header and one for the rest) takes it.
+	buf := t.buf[:]
+	n := 0
+	for {
+		got, err := conn.Read(buf[n:])
+		n += got
+		if n >= mbapHeader {
+			length := int(binary.BigEndian.Uint16(buf[4:]))
+			if length < 2 || mbapHeader-1+length > len(buf) {
+				return nil, &FrameError{Unit: t.unit, Function: t.function, Reason: fmt.Sprintf("reply length field %d is out of range 2..254", length), Frame: append([]byte(nil), buf[:mbapHeader]...)}
+			}
+			switch want := mbapHeader - 1 + length; {
+			case n == want:
+				// goburrow's client only reads the reply before the next
+				// request, so the buffer is reused.
+				return buf[:n], nil
+			case n > want:
+				// One request is outstanding at a time: anything after its
+				// reply is not a reply to anything.
+				return nil, &FrameError{Unit: t.unit, Function: t.function, Reason: fmt.Sprintf("%d bytes follow the reply", n-want), Frame: append([]byte(nil), buf[want:n]...)}
+			}
+		}
+		if err != nil {
+			return nil, t.netError("read", n, err)
+		}
 	}
-	length := int(binary.BigEndian.Uint16(buf[4:]))
-	if length < 2 || mbapHeader-1+length > len(buf) {
-		return nil, &FrameError{Unit: t.unit, Function: t.function, Reason: fmt.Sprintf("reply length field %d is out of range 2..254", length), Frame: append([]byte(nil), buf[:mbapHeader]...)}
-	}
-	n := mbapHeader - 1 + length
-	if got, err := io.ReadFull(conn, buf[mbapHeader:n]); err != nil {
-		return nil, t.netError("read", mbapHeader+got, err)
-	}
-	return append([]byte(nil), buf[:n]...), nil
 }
 
 // netError turns a read or write error into a *TimeoutError (the deadline
