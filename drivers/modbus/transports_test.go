@@ -22,31 +22,32 @@ import (
 	"github.com/sterigate/sterigate/drivers/rtu"
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/modbusframe"
+	"github.com/sterigate/sterigate/sim"
 	"github.com/sterigate/sterigate/sim/ptyport"
 	"github.com/sterigate/sterigate/sim/rtuslave"
 )
 
-// fakeBus is the units behind one link, each idle with the simulator's
-// register map (docs/simulator.md), whose behaviour a test switches: present
-// and answering, silent (powered off on a serial line), or answering every
+// fakeBus is the units behind one link: the simulator's idle autoclaves
+// (its register bank, docs/simulator.md), whose behaviour a test switches:
+// answering, silent (powered off on a serial line), or answering every
 // request with an exception (exception 11: powered off behind a Modbus TCP
 // gateway). The RTU transports reach it through the simulator's RTU slave,
-// Modbus TCP through mbapServer.
+// Modbus TCP through serveMBAP.
 type fakeBus struct {
+	bank      *sim.Bank
 	mu        sync.Mutex
 	silent    map[byte]bool
 	exception map[byte]byte
-	units     map[byte]bool
-	reads     map[byte]int
 	nonReads  int
 }
 
-func newFakeBus(units ...byte) *fakeBus {
-	b := &fakeBus{silent: map[byte]bool{}, exception: map[byte]byte{}, units: map[byte]bool{}, reads: map[byte]int{}}
-	for _, u := range units {
-		b.units[u] = true
+// newFakeBus has units 1..n.
+func newFakeBus(t *testing.T, n int) *fakeBus {
+	s, err := sim.New(sim.Options{Devices: n})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return b
+	return &fakeBus{bank: s.Bank(), silent: map[byte]bool{}, exception: map[byte]byte{}}
 }
 
 func (b *fakeBus) set(f func(b *fakeBus)) {
@@ -65,28 +66,17 @@ func (b *fakeBus) nonReadCount() int {
 func (b *fakeBus) HasUnit(unit byte) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.units[unit] && !b.silent[unit]
+	return b.bank.HasUnit(unit) && !b.silent[unit]
 }
 
 func (b *fakeBus) ReadRegisters(unit, function byte, address, quantity uint16) ([]uint16, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.units[unit] || b.silent[unit] {
+	silent := b.silent[unit]
+	b.mu.Unlock()
+	if silent {
 		return nil, rtuslave.ErrNoSuchUnit
 	}
-	b.reads[unit]++
-	if function != 3 && function != 4 {
-		return nil, rtuslave.ErrIllegalFunction
-	}
-	if int(address)+int(quantity) > 24 {
-		return nil, rtuslave.ErrIllegalAddress
-	}
-	var img [24]uint16
-	img[0], img[1], img[2] = 215, 1210, 1013 // 21.5 °C, jacket 121.0 °C, 101.3 kPa
-	img[4] = 1
-	img[6] = 100 + uint16(unit)
-	img[17], img[18], img[19] = 100+uint16(unit), 1, 1
-	return append([]uint16(nil), img[address:address+quantity]...), nil
+	return b.bank.ReadRegisters(unit, function, address, quantity)
 }
 
 func (b *fakeBus) RefuseWrite(byte, byte) {
@@ -217,24 +207,9 @@ var transportCases = []transportCase{
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer conn.Close()
-					rtuslave.Serve(ctx, conn, bus, rtuslave.Options{Faults: bus.fault})
-				}()
-			}
-		}()
-		t.Cleanup(func() { ln.Close(); cancel(); wg.Wait() })
+		served := make(chan error, 1)
+		go func() { served <- rtuslave.ServeListener(ctx, ln, bus, rtuslave.Options{Faults: bus.fault}) }()
+		t.Cleanup(func() { cancel(); <-served })
 		tr, err := rtu.NewTCP(ln.Addr().String(), rtu.Options{Timeout: timeout})
 		if err != nil {
 			t.Fatal(err)
@@ -323,7 +298,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 func TestSilentUnitOfflineAfterNBackedOffAndRecovers(t *testing.T) {
 	for _, tc := range transportCases {
 		t.Run(tc.name, func(t *testing.T) {
-			bus := newFakeBus(1, 2)
+			bus := newFakeBus(t, 2)
 			bus.set(func(b *fakeBus) { b.silent[2] = true })
 			tr := tc.start(t, bus, 150*time.Millisecond)
 			l, sink := runLink(t, tr, modbus.LinkConfig{Name: tc.name, BackoffMax: 600 * time.Millisecond, Units: []modbus.UnitConfig{
@@ -380,7 +355,7 @@ func TestSilentUnitOfflineAfterNBackedOffAndRecovers(t *testing.T) {
 func TestGatewayExceptionsMeanOfflineOthersDoNot(t *testing.T) {
 	for _, tc := range transportCases {
 		t.Run(tc.name, func(t *testing.T) {
-			bus := newFakeBus(1, 2, 3, 4)
+			bus := newFakeBus(t, 4)
 			bus.set(func(b *fakeBus) {
 				b.exception[2] = modbusframe.ExceptionGatewayTargetFailedToRespond
 				b.exception[3] = modbusframe.ExceptionIllegalDataAddress
@@ -436,7 +411,7 @@ func TestGatewayExceptionsMeanOfflineOthersDoNot(t *testing.T) {
 func TestNoWriteReachesTheDeviceOnAnyTransport(t *testing.T) {
 	for _, tc := range transportCases {
 		t.Run(tc.name, func(t *testing.T) {
-			bus := newFakeBus(1)
+			bus := newFakeBus(t, 1)
 			tr := tc.start(t, bus, time.Second)
 			ctx := context.Background()
 			if _, err := tr.Open(ctx); err != nil {
@@ -451,7 +426,8 @@ func TestNoWriteReachesTheDeviceOnAnyTransport(t *testing.T) {
 			if !tr.IsOpen() {
 				t.Fatal("a refused request closed the link")
 			}
-			if v, err := tr.ReadRegisters(ctx, 1, 3, 6, 1); err != nil || v[0] != 101 {
+			img, _ := bus.bank.Image(1)
+			if v, err := tr.ReadRegisters(ctx, 1, 3, 5, 2); err != nil || v[0] != img[5] || v[1] != img[6] {
 				t.Fatalf("read after the refused writes: %v %v", v, err)
 			}
 			if n := bus.nonReadCount(); n != 0 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/drivers/cycle/cycletest"
+	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/sim"
 )
@@ -63,7 +64,7 @@ func TestEndToEndSimulatorCyclesThroughTheRTUBus(t *testing.T) {
 	defer cancel()
 	eventually(t, 10*time.Second, "the simulator's RTU port", func() bool { return pathExists(link) })
 
-	b, sink := simLink(t, mustSerial(t, SerialConfig{Port: link}, Options{Timeout: 300 * time.Millisecond}), "modbus-rtu", 5*time.Millisecond, 1, 2, 3, 4)
+	b, sink := runLink(t, mustSerial(t, SerialConfig{Port: link}, Options{Timeout: 300 * time.Millisecond}), modbus.LinkConfig{}, simProfile(t), 5*time.Millisecond, 1, 2, 3, 4)
 
 	// Wait for the second finished cycle of every live device: the first
 	// may have started before the gateway saw it.

@@ -13,62 +13,20 @@ import (
 	"github.com/sterigate/sterigate/drivers/profile"
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/modbusframe"
+	"github.com/sterigate/sterigate/sim"
 	"github.com/sterigate/sterigate/sim/ptyport"
 	"github.com/sterigate/sterigate/sim/rtuslave"
 )
 
-// idleAutoclaves serves the simulator's register map (docs/simulator.md)
-// for a set of idle sterilizers; unit u has cycle counter 100+u.
-type idleAutoclaves struct {
-	units  map[byte]bool
-	writes atomic.Int64
-}
-
-func (a *idleAutoclaves) HasUnit(unit byte) bool { return a.units[unit] }
-
-func (a *idleAutoclaves) ReadRegisters(unit, function byte, address, quantity uint16) ([]uint16, error) {
-	if !a.units[unit] {
-		return nil, rtuslave.ErrNoSuchUnit
-	}
-	if function != 3 && function != 4 {
-		return nil, rtuslave.ErrIllegalFunction
-	}
-	if int(address)+int(quantity) > 24 {
-		return nil, rtuslave.ErrIllegalAddress
-	}
-	var img [24]uint16
-	img[0], img[1], img[2] = 215, 1210, 1013 // 21.5 °C, jacket 121.0 °C, 101.3 kPa
-	img[4] = 1
-	img[6] = 100 + uint16(unit)
-	img[17], img[18], img[19] = 100+uint16(unit), 1, 1
-	return append([]uint16(nil), img[address:address+quantity]...), nil
-}
-
-func (a *idleAutoclaves) RefuseWrite(unit, function byte) { a.writes.Add(1) }
-
-// simLink runs a modbus.Link over tr with real modbus.Units, the built-in
-// simulator profile, for unit ids ids.
-func simLink(t *testing.T, tr modbus.Transport, source string, interval time.Duration, ids ...byte) (*modbus.Link, *cycletest.Sink) {
+// idleAutoclaves is the simulator's register bank for n idle autoclaves,
+// units 1..n (docs/simulator.md); it counts refused writes.
+func idleAutoclaves(t testing.TB, n int) *sim.Bank {
 	t.Helper()
-	p, ok := profile.Builtin("sim-autoclave")
-	if !ok {
-		t.Fatal("built-in profile sim-autoclave missing")
-	}
-	var cfg modbus.LinkConfig
-	for _, id := range ids {
-		cfg.Units = append(cfg.Units, modbus.UnitConfig{Device: unitName(id), Unit: id, Profile: p, Source: source, PollInterval: interval})
-	}
-	sink := &cycletest.Sink{}
-	l, err := modbus.NewLink(cfg, tr, sink, &cycletest.Store{}, quietLog())
+	s, err := sim.New(sim.Options{Devices: n})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); l.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return l, sink
+	return s.Bank()
 }
 
 // serveSlave runs rtuslave.Serve on rw until the test ends.
@@ -102,7 +60,7 @@ func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regs := &idleAutoclaves{units: map[byte]bool{1: true, 2: true, 3: true}}
+	regs := idleAutoclaves(t, 3)
 	var served atomic.Int64
 	serveSlave(t, ctx, port, regs, rtuslave.Options{Faults: func(r rtuslave.Request) rtuslave.Fault {
 		n := served.Add(1)
@@ -115,7 +73,7 @@ func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
 		return rtuslave.Fault{}
 	}})
 
-	l, sink := simLink(t, mustSerial(t, SerialConfig{Port: port.Path()}, Options{Timeout: 400 * time.Millisecond}), "modbus-rtu", 5*time.Millisecond, 1, 2, 3, 4)
+	l, sink := runLink(t, mustSerial(t, SerialConfig{Port: port.Path()}, Options{Timeout: 400 * time.Millisecond}), modbus.LinkConfig{}, simProfile(t), 5*time.Millisecond, 1, 2, 3, 4)
 
 	eventually(t, 20*time.Second, "good polls of the three live units", func() bool {
 		return unitStats(l, 1).GoodPolls >= 20 && unitStats(l, 2).GoodPolls >= 20 && unitStats(l, 3).GoodPolls >= 20
@@ -134,8 +92,10 @@ func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
 		}
 		return false
 	})
-	if w := regs.writes.Load(); w != 0 {
-		t.Fatalf("the slave received %d write requests", w)
+	for u := byte(1); u <= 3; u++ {
+		if w := regs.WritesRefused(u); w != 0 {
+			t.Fatalf("unit %d received %d write requests", u, w)
+		}
 	}
 }
 
@@ -148,40 +108,36 @@ func TestRTUOverTCPAgainstTheSimulatorSlave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regs := &idleAutoclaves{units: map[byte]bool{1: true, 2: true}}
-	var accepts atomic.Int64
-	serveCtx, stopServing := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepts.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				rtuslave.Serve(serveCtx, conn, regs, rtuslave.Options{}) // a net.Conn has read deadlines: cancel stops it
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); stopServing(); wg.Wait() })
+	counted := &countingListener{Listener: ln}
+	served := make(chan error, 1)
+	go func() { served <- rtuslave.ServeListener(ctx, counted, idleAutoclaves(t, 2), rtuslave.Options{}) }()
+	t.Cleanup(func() { cancel(); <-served })
 
 	tr, err := NewTCP(ln.Addr().String(), Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := simLink(t, tr, "modbus-rtu-tcp", 5*time.Millisecond, 1, 2)
+	l, _ := runLink(t, tr, modbus.LinkConfig{}, simProfile(t), 5*time.Millisecond, 1, 2)
 	eventually(t, 10*time.Second, "good polls over RTU-over-TCP", func() bool {
 		return unitStats(l, 1).GoodPolls >= 20 && unitStats(l, 2).GoodPolls >= 20
 	})
-	if s := l.Stats(); s.Opens != 1 || accepts.Load() != 1 {
-		t.Fatalf("link stats %+v, %d accepts: a healthy link must stay on one connection", s, accepts.Load())
+	if s := l.Stats(); s.Opens != 1 || counted.accepts.Load() != 1 {
+		t.Fatalf("link stats %+v, %d accepts: a healthy link must stay on one connection", s, counted.accepts.Load())
 	}
+}
+
+// countingListener counts the connections it accepted.
+type countingListener struct {
+	net.Listener
+	accepts atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepts.Add(1)
+	}
+	return c, err
 }
 
 // BenchmarkPollRate19200Baud8Units measures the one polling loop
@@ -200,11 +156,7 @@ func BenchmarkPollRate19200Baud8Units(b *testing.B) {
 		b.Fatal(err)
 	}
 	ids := []byte{1, 2, 3, 4, 5, 6, 7, 8}
-	present := map[byte]bool{}
-	for _, id := range ids {
-		present[id] = true
-	}
-	regs := &idleAutoclaves{units: present}
+	regs := idleAutoclaves(b, len(ids))
 	char := modbusframe.CharacterTime(baud, 11)
 	t35 := modbusframe.FrameSilence(baud, 11)
 	slaveDone := make(chan struct{})

@@ -155,13 +155,22 @@ cycle_end: {on: counter_change}
 	return p
 }
 
-// runLink builds a modbus.Link over tr for units polled every interval and
-// runs it until the test ends.
-func runLink(t *testing.T, tr modbus.Transport, cfg modbus.LinkConfig, interval time.Duration, units ...byte) (*modbus.Link, *cycletest.Sink) {
+// simProfile is the built-in profile of the simulator.
+func simProfile(t *testing.T) *profile.Profile {
 	t.Helper()
-	prof := testProfile(t)
+	p, ok := profile.Builtin("sim-autoclave")
+	if !ok {
+		t.Fatal("built-in profile sim-autoclave missing")
+	}
+	return p
+}
+
+// runLink builds a modbus.Link over tr for units read with prof, polled
+// every interval, and runs it until the test ends.
+func runLink(t *testing.T, tr modbus.Transport, cfg modbus.LinkConfig, prof *profile.Profile, interval time.Duration, units ...byte) (*modbus.Link, *cycletest.Sink) {
+	t.Helper()
 	for _, u := range units {
-		cfg.Units = append(cfg.Units, modbus.UnitConfig{Device: unitName(u), Unit: u, Profile: prof, PollInterval: interval})
+		cfg.Units = append(cfg.Units, modbus.UnitConfig{Device: unitName(u), Unit: u, Profile: prof, Source: "modbus-rtu", PollInterval: interval})
 	}
 	sink := &cycletest.Sink{}
 	l, err := modbus.NewLink(cfg, tr, sink, &cycletest.Store{}, quietLog())
@@ -211,7 +220,7 @@ func TestCRCErrorsExceptionsAndGarbageOnOneBus(t *testing.T) {
 		s.exception[2] = 2
 		s.garbage[3] = 2
 	})
-	l, sink := runLink(t, mustSerial(t, SerialConfig{Port: p.Path()}, Options{Timeout: time.Second}), modbus.LinkConfig{}, 5*time.Millisecond, 1, 2, 3)
+	l, sink := runLink(t, mustSerial(t, SerialConfig{Port: p.Path()}, Options{Timeout: time.Second}), modbus.LinkConfig{}, testProfile(t), 5*time.Millisecond, 1, 2, 3)
 
 	eventually(t, 10*time.Second, "good polls of units 1 and 3, exceptions of unit 2", func() bool {
 		return unitStats(l, 1).GoodPolls >= 10 && unitStats(l, 3).GoodPolls >= 10 && unitStats(l, 2).Exceptions >= 10
@@ -241,7 +250,7 @@ func TestUnitWhoseLineCarriesOnlyNoiseIsBackedOff(t *testing.T) {
 	p, slave := openPty(t, ctx, "", 1, 2)
 	slave.set(func(s *testSlave) { s.noise[2] = true })
 	l, sink := runLink(t, mustSerial(t, SerialConfig{Port: p.Path()}, Options{Timeout: 250 * time.Millisecond}),
-		modbus.LinkConfig{BackoffMax: time.Second}, 10*time.Millisecond, 1, 2)
+		modbus.LinkConfig{BackoffMax: time.Second}, testProfile(t), 10*time.Millisecond, 1, 2)
 	eventually(t, 20*time.Second, "the noisy unit offline and the good one polled", func() bool {
 		return offlineEvents(sink, 2) == 1 && unitStats(l, 1).GoodPolls >= 50
 	})
@@ -269,7 +278,7 @@ func TestVanishedPortIsReopened(t *testing.T) {
 	link := filepath.Join(t.TempDir(), "ttyUSB-rtu")
 	first, _ := openPty(t, ctx, link, 5)
 	l, sink := runLink(t, mustSerial(t, SerialConfig{Port: link}, Options{Timeout: time.Second}),
-		modbus.LinkConfig{ReopenMin: 10 * time.Millisecond, ReopenMax: 50 * time.Millisecond}, 5*time.Millisecond, 5)
+		modbus.LinkConfig{ReopenMin: 10 * time.Millisecond, ReopenMax: 50 * time.Millisecond}, testProfile(t), 5*time.Millisecond, 5)
 	eventually(t, 5*time.Second, "polls through the first pty", func() bool { return unitStats(l, 5).GoodPolls >= 5 })
 
 	first.Close() // the adapter is unplugged: the node and its link vanish
@@ -307,7 +316,7 @@ func TestAdapterFoundAgainByUSBIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := runLink(t, tr, modbus.LinkConfig{ReopenMin: 10 * time.Millisecond, ReopenMax: 50 * time.Millisecond}, 5*time.Millisecond, 7)
+	l, _ := runLink(t, tr, modbus.LinkConfig{ReopenMin: 10 * time.Millisecond, ReopenMax: 50 * time.Millisecond}, testProfile(t), 5*time.Millisecond, 7)
 	eventually(t, 5*time.Second, "polls through the first node", func() bool { return unitStats(l, 7).GoodPolls >= 3 })
 
 	a.Close()
@@ -466,7 +475,7 @@ func TestRTUOverTCPReconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := runLink(t, tr, modbus.LinkConfig{ReopenMin: 10 * time.Millisecond, ReopenMax: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+	l, _ := runLink(t, tr, modbus.LinkConfig{ReopenMin: 10 * time.Millisecond, ReopenMax: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, testProfile(t),
 		5*time.Millisecond, 1, 2, 3) // 3 is silent
 	eventually(t, 10*time.Second, "good polls of both live units", func() bool {
 		return unitStats(l, 1).GoodPolls >= 20 && unitStats(l, 2).GoodPolls >= 20
