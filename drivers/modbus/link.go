@@ -82,14 +82,16 @@ type LinkConfig struct {
 // ReopenMax (±25 % jitter); a successful open resets the wait. A link the
 // transport closed after an error is reopened at once.
 type Link struct {
-	cfg   LinkConfig
-	t     Transport
-	units []*linkUnit
-	log   *slog.Logger
+	cfg    LinkConfig
+	t      Transport
+	reader RegisterReader // t behind the read-only guard, what units read through
+	units  []*linkUnit
+	log    *slog.Logger
 
 	reopenDelay time.Duration
 	reopenAt    time.Time
 	failingOpen string // text of the open error last logged, so a steady failure logs once
+	lost        bool   // a lost link was logged and no poll has succeeded since
 
 	mu    sync.Mutex // guards stats
 	stats LinkStats
@@ -135,7 +137,7 @@ func NewLink(cfg LinkConfig, t Transport, sink protocol.Sink, state protocol.Sta
 		log = slog.Default()
 	}
 	log = log.With("link", cfg.Name)
-	l := &Link{cfg: cfg, t: t, log: log, reopenDelay: cfg.ReopenMin, stats: LinkStats{Name: cfg.Name}}
+	l := &Link{cfg: cfg, t: t, reader: readOnlyReader{t}, log: log, reopenDelay: cfg.ReopenMin, stats: LinkStats{Name: cfg.Name}}
 	seen := map[byte]string{}
 	for i, uc := range cfg.Units {
 		if err := t.CheckUnit(uc.Unit); err != nil {
@@ -260,15 +262,22 @@ func (l *Link) open(ctx context.Context) bool {
 
 // poll runs one unit's Poll through the transport and schedules its next.
 func (l *Link) poll(ctx context.Context, u *linkUnit) {
-	err := u.unit.Poll(ctx, readOnlyReader{l.t})
+	err := u.unit.Poll(ctx, l.reader)
 	if ctx.Err() != nil {
 		return
 	}
 	now := time.Now()
 	var le *LinkError
-	if errors.As(err, &le) {
+	switch {
+	case errors.As(err, &le):
 		l.noteLinkError(err)
-		l.log.Warn("modbus link lost; reopening", "err", err)
+		if !l.lost {
+			l.lost = true
+			l.log.Warn("modbus link lost; reopening", "err", err)
+		}
+	case err == nil && l.lost:
+		l.lost = false
+		l.log.Info("modbus link working again")
 	}
 	if !l.t.IsOpen() {
 		l.mu.Lock()
