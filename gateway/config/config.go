@@ -412,6 +412,9 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 		if dev.Template == "" {
 			d.fail(at("template"), p+".template", "is required for the printer driver: a built-in template name or a template file")
 		}
+		if dev.OfflineAfter != 0 {
+			d.fail(at("offline_after"), p+".offline_after", "is only used by the Modbus drivers, not %s", dev.Driver)
+		}
 	}
 	switch dev.Serial.Parity {
 	case "none", "even", "odd":

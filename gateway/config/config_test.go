@@ -173,4 +173,13 @@ devices:
 	if err == nil || !strings.Contains(err.Error(), "oa.yaml:5: devices[0].offline_after: 0 is out of range (1 to 100)") {
 		t.Fatalf("offline_after 0: %v", err)
 	}
+	_, err = Parse("oa.yaml", []byte(`
+gateway: {id: g, site: s}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
+devices:
+  - {id: p, driver: printer, serial: {port: /dev/ttyS0}, template: dac-de, offline_after: 3}
+`))
+	if err == nil || !strings.Contains(err.Error(), "oa.yaml:5: devices[0].offline_after: is only used by the Modbus drivers, not printer") {
+		t.Fatalf("offline_after on a printer: %v", err)
+	}
 }
