@@ -24,7 +24,8 @@ import (
 // The chaos suite: the simulator (with --truth), the gateway and a real
 // Mosquitto run as processes, and a seeded schedule injects the faults a
 // hospital sees — broker stopped or killed, the gateway SIGKILLed, the
-// network to the broker cut or blackholed, the link to a sterilizer cut.
+// network to the broker cut or blackholed, the link to a sterilizer cut, a
+// sterilizer behind a serial server (a Modbus TCP gateway) powered off.
 // CI runs one short schedule; a soak runs many:
 //
 //	go test ./cmd/sterigate -run TestChaos -chaos.schedules 100 -timeout 6h -v
@@ -74,7 +75,23 @@ func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
 	// Enough cycles to outlast the fault phase (a cycle takes about 6 s at
 	// 300x); then every cycle's end is observable once the faults stop.
 	cyclesPerDevice := int(*chaosFaultTime/(5*time.Second)) + 2
-	sim, simAddr, truthPath := startSim(t, dir, devices, cyclesPerDevice, 300, seed)
+	// A sterilizer behind a serial server powered off: the simulator's
+	// Modbus TCP port answers for it with exception 11 ("gateway target
+	// device failed to respond"), as a Modbus TCP-to-RTU gateway does. The
+	// simulator times it on its clock (300x), so it is planned before the
+	// simulator starts; the schedule keeps the device network and the
+	// gateway process alone around it, so that what the gateway makes of
+	// it is seen. Like a network cut, it lasts less than a cycle (with the
+	// back-off the device stays unseen about twice as long).
+	const speed = 300
+	poweredOff := 1 + rng.IntN(devices)
+	offAt := randBetween(rng, 3*time.Second, max(4*time.Second, *chaosFaultTime-3*time.Second))
+	offFor := randBetween(rng, 800*time.Millisecond, 1500*time.Millisecond)
+	sim, simAddr, truthPath := startSim(t, dir, devices, cyclesPerDevice, speed, seed, map[int]string{
+		poweredOff: fmt.Sprintf("[{kind: exception, exception: 11, at: %ds, duration: %ds}]", int(offAt.Seconds()*speed), int(offFor.Seconds()*speed)),
+	})
+	simStarted := time.Now()
+	offStart, offEnd := simStarted.Add(offAt), simStarted.Add(offAt+offFor)
 	deviceNet := startProxy(t, simAddr)
 
 	dataDir := filepath.Join(dir, "data")
@@ -94,10 +111,19 @@ devices:
 	end := time.Now().Add(*chaosFaultTime)
 	var faults []string
 	pause := func(d time.Duration) { <-time.After(d) } // the schedule's own pacing
-	randDur := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
+	randDur := func(lo, hi time.Duration) time.Duration { return randBetween(rng, lo, hi) }
+	poweredOffLogged := false
 	for time.Now().Before(end) {
 		pause(randDur(500*time.Millisecond, 3*time.Second))
 		d := randDur(300*time.Millisecond, 4*time.Second)
+		if !poweredOffLogged && time.Now().Add(d+time.Second).After(offStart.Add(-3*time.Second)) {
+			// Nothing else around the powered-off device's window: a
+			// gateway restart or a cut network would hide its exceptions.
+			pause(time.Until(offEnd.Add(3 * time.Second)))
+			faults = append(faults, fmt.Sprintf("device %d behind a serial server powered off (exception 11) %s", poweredOff, offFor.Round(time.Millisecond)))
+			poweredOffLogged = true
+			continue
+		}
 		switch f := rng.IntN(6); f {
 		case 0:
 			faults = append(faults, fmt.Sprintf("broker stopped %s", d))
@@ -192,6 +218,11 @@ devices:
 	for _, p := range v.problems {
 		t.Error(p)
 	}
+	if !poweredOffLogged {
+		t.Errorf("the powered-off device's window (%s after start) was not reached by the schedule", offAt)
+	} else if err := offlineThenOnline(entries, fmt.Sprintf("autoclave-%d", poweredOff), "exception 11"); err != nil {
+		t.Errorf("device %d behind a serial server powered off: %v", poweredOff, err)
+	}
 	if v.lost > 0 {
 		// The device's events say what the gateway saw around a loss.
 		for _, e := range entries {
@@ -212,6 +243,36 @@ devices:
 	tally.deliveredNotReceived += v.deliveredNotReceived
 	tally.redeliveries += v.redeliveries
 	tally.mu.Unlock()
+}
+
+// randBetween is a uniformly random duration in [lo, hi).
+func randBetween(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+// offlineThenOnline checks that the journal holds, for device, an offline
+// event whose reason contains why, and an online event after it.
+func offlineThenOnline(entries []journal.Entry, device, why string) error {
+	var offlineAt time.Time
+	for _, e := range entries {
+		if e.Device != device || e.Kind != journal.KindEvent {
+			continue
+		}
+		var ev protocol.Event
+		if err := json.Unmarshal(e.Payload, &ev); err != nil {
+			return err
+		}
+		switch {
+		case ev.Kind == protocol.EventOffline && strings.Contains(ev.Text, why) && offlineAt.IsZero():
+			offlineAt = ev.At
+		case ev.Kind == protocol.EventOnline && !offlineAt.IsZero() && ev.At.After(offlineAt):
+			return nil
+		}
+	}
+	if offlineAt.IsZero() {
+		return fmt.Errorf("no offline event saying %q", why)
+	}
+	return fmt.Errorf("offline at %s (%s) and never online again", offlineAt.Format(time.RFC3339Nano), why)
 }
 
 type chaosVerdict struct {

@@ -39,7 +39,7 @@ func TestEndToEndBrokerOutage(t *testing.T) {
 	brokerNet := startProxy(t, broker.addr())
 
 	const cycles = 8
-	sim, simAddr, truthPath := startSim(t, dir, 1, cycles, 600, 7)
+	sim, simAddr, truthPath := startSim(t, dir, 1, cycles, 600, 7, nil)
 
 	dataDir := filepath.Join(dir, "data")
 	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`

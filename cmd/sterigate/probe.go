@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -13,19 +14,22 @@ import (
 
 	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/drivers/profile"
-	"github.com/sterigate/sterigate/drivers/rtu"
+	"github.com/sterigate/sterigate/gateway/config"
 )
 
-// probeReader is the one thing probe needs from a link.
-type probeReader interface {
-	ReadRegisters(ctx context.Context, unit, function byte, address, quantity uint16) ([]uint16, error)
-	Close() error
-}
+// probeTypes are the types --type decodes raw registers as; the decoding
+// is drivers/profile's, the same a profile field of that type gets.
+var probeTypes = []profile.Type{profile.TypeU16, profile.TypeI16, profile.TypeU32, profile.TypeI32, profile.TypeF32}
 
-// cmdProbe reads registers once from a Modbus TCP, RTU or RTU-over-TCP
-// device and prints them raw (like mbpoll) and, with --profile, decoded:
-// the commissioning engineer's first check that wiring, settings and
-// profile are right. It sends only read function codes.
+// probeOrders are the byte orders --order accepts.
+var probeOrders = []profile.Order{profile.OrderABCD, profile.OrderCDAB, profile.OrderBADC, profile.OrderDCBA}
+
+// cmdProbe reads registers from a Modbus TCP, RTU or RTU-over-TCP device
+// and prints them raw (like mbpoll) and, with --profile, decoded; --type
+// decodes them without a profile, --watch polls until interrupted: the
+// commissioning engineer's first check that wiring, settings and profile
+// are right. It reads through the transports the gateway uses and sends
+// only read function codes.
 func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,10 +46,14 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	count := fs.Int("count", 24, "number of registers (or bits) to read")
 	timeout := fs.Duration("timeout", time.Second, "reply timeout")
 	profileName := fs.String("profile", "", "decode with this profile: a built-in `name` or a YAML file (reads the profile's blocks instead of --function/--address/--count)")
+	typeName := fs.String("type", "", "decode the registers as `type` u16, i16, u32, i32 or f32, without a profile")
+	orderName := fs.String("order", "ABCD", "byte `order` of --type: ABCD (big-endian), CDAB (words swapped), BADC (bytes swapped), DCBA (little-endian)")
+	watch := fs.Bool("watch", false, "poll again every --interval until interrupted (Ctrl-C), like mbpoll")
+	interval := fs.Duration("interval", time.Second, "time between polls with --watch")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sterigate probe --tcp HOST:PORT | --rtu PORT [--baud 19200 --parity E] | --rtu-tcp HOST:PORT\n"+
-			"                       [--unit 1 --function 3 --address 0 --count 24] [--profile NAME|FILE]\n\n"+
-			"Reads registers once and prints them raw and, with --profile, decoded. Sends only read functions. Flags:")
+			"                       [--unit 1 --function 3 --address 0 --count 24] [--profile NAME|FILE | --type f32 --order CDAB] [--watch]\n\n"+
+			"Reads registers and prints them raw and, with --profile or --type, decoded. Sends only read functions. Flags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -74,9 +82,15 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *unit < minUnit || *unit > 255 || (*tcpAddr == "" && *unit > 247) {
 		return bad("--unit %d out of range (RTU: 1..247; TCP: 0..255)", *unit)
 	}
+	if *watch && *interval <= 0 {
+		return bad("--interval %s must be positive", *interval)
+	}
 	var blocks []profile.Block
 	var prof *profile.Profile
 	if *profileName != "" {
+		if *typeName != "" {
+			return bad("give --profile or --type, not both")
+		}
 		p, err := profile.Resolve(*profileName)
 		if err != nil {
 			return err
@@ -94,46 +108,124 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		blocks = []profile.Block{{Function: byte(*function), Start: uint16(*address), Count: uint16(*count)}}
 	}
+	var as *profile.Field
+	if *typeName != "" {
+		typ, order := profile.Type(strings.ToLower(*typeName)), profile.Order(strings.ToUpper(*orderName))
+		if !slices.Contains(probeTypes, typ) {
+			return bad("--type %q is not one of u16, i16, u32, i32, f32", *typeName)
+		}
+		if !slices.Contains(probeOrders, order) {
+			return bad("--order %q is not one of ABCD, CDAB, BADC, DCBA", *orderName)
+		}
+		if *function < 3 {
+			return bad("--type decodes registers: use it with --function 3 or 4")
+		}
+		as = &profile.Field{Function: byte(*function), Type: typ, Order: order, Scale: 1}
+	}
 
-	var (
-		r    probeReader
-		desc string
-		err  error
-	)
-	opts := rtu.ClientOptions{Timeout: *timeout}
+	dev := config.Device{Timeout: *timeout}
+	var desc string
 	switch {
 	case *rtuPort != "":
-		sc := rtu.SerialConfig{Port: *rtuPort, Baud: *baud, Parity: *parity, DataBits: *dataBits, StopBits: *stopBits}
+		dev.Driver = config.DriverModbusRTU
+		dev.Serial = config.Serial{Port: *rtuPort, Baud: *baud, Parity: *parity, DataBits: *dataBits, StopBits: *stopBits}
 		desc = fmt.Sprintf("RTU %s %d %d%s%d", *rtuPort, *baud, *dataBits, strings.ToUpper((*parity)[:min(1, len(*parity))]), *stopBits)
-		r, err = rtu.OpenSerial(sc, opts)
 	case *rtuTCP != "":
+		dev.Driver, dev.Address = config.DriverModbusRTUTCP, *rtuTCP
 		desc = "RTU over TCP " + *rtuTCP
-		r, err = rtu.DialTCP(ctx, *rtuTCP, opts)
 	default:
+		dev.Driver, dev.Address = config.DriverModbusTCP, *tcpAddr
 		desc = "Modbus TCP " + *tcpAddr
-		r, err = modbus.NewTCPReader(*tcpAddr, *timeout)
 	}
+	t, err := modbusTransport(dev)
 	if err != nil {
 		return fmt.Errorf("probe: %w", err)
 	}
-	defer r.Close()
+	defer t.Close()
 
-	data := make([][]uint16, len(blocks))
-	for i, b := range blocks {
-		fmt.Fprintf(stdout, "-- %s, unit %d, function %d (%s), address %d, count %d\n", desc, *unit, b.Function, functionName(b.Function), b.Start, b.Count)
+	pr := prober{t: t, out: stdout, desc: desc, unit: byte(*unit), blocks: blocks, profile: prof, as: as}
+	if !*watch {
+		return pr.poll(ctx)
+	}
+	fmt.Fprintf(stdout, "-- polling unit %d every %s; Ctrl-C to stop\n", *unit, *interval)
+	ticker := time.NewTicker(*interval)
+	defer ticker.Stop()
+	for n := 1; ; n++ {
+		fmt.Fprintf(stdout, "\n-- poll %d at %s\n", n, time.Now().Format("15:04:05"))
+		if err := pr.poll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Watching is for seeing a device come and go: say what went
+			// wrong and carry on.
+			fmt.Fprintf(stdout, "%v\n", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// prober reads a probe's blocks once and prints them.
+type prober struct {
+	t       modbus.Transport
+	out     io.Writer
+	desc    string
+	unit    byte
+	blocks  []profile.Block
+	profile *profile.Profile
+	as      *profile.Field // --type: how to decode the raw registers
+}
+
+func (p prober) poll(ctx context.Context) error {
+	if !p.t.IsOpen() {
+		if _, err := p.t.Open(ctx); err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+	}
+	data := make([][]uint16, len(p.blocks))
+	for i, b := range p.blocks {
+		fmt.Fprintf(p.out, "-- %s, unit %d, function %d (%s), address %d, count %d\n", p.desc, p.unit, b.Function, functionName(b.Function), b.Start, b.Count)
 		start := time.Now()
-		values, err := r.ReadRegisters(ctx, byte(*unit), b.Function, b.Start, b.Count)
+		values, err := p.t.ReadRegisters(ctx, p.unit, b.Function, b.Start, b.Count)
 		if err != nil {
 			return fmt.Errorf("probe: read function %d address %d count %d: %w", b.Function, b.Start, b.Count, err)
 		}
-		printRegisters(stdout, b, values)
-		fmt.Fprintf(stdout, "(reply in %s)\n", time.Since(start).Round(100*time.Microsecond))
+		printRegisters(p.out, b, values)
+		fmt.Fprintf(p.out, "(reply in %s)\n", time.Since(start).Round(100*time.Microsecond))
 		data[i] = values
 	}
-	if prof == nil {
+	if p.as != nil {
+		printAs(p.out, *p.as, p.blocks[0], data[0])
+	}
+	if p.profile == nil {
 		return nil
 	}
-	return printDecoded(stdout, prof, data)
+	return printDecoded(p.out, p.profile, data)
+}
+
+// printAs decodes consecutive values of one type from a block's registers,
+// with drivers/profile's decoding.
+func printAs(w io.Writer, f profile.Field, b profile.Block, values []uint16) {
+	span := f.Type.Registers()
+	fmt.Fprintf(w, "\n-- as %s, order %s\n", f.Type, f.Order)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ADDRESS\tVALUE\t")
+	for i := 0; i+span <= len(values); i += span {
+		f.Address = b.Start + uint16(i)
+		v, err := f.Value(values[i : i+span])
+		text := formatValue(v)
+		if err != nil {
+			text = err.Error()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t\n", f.Address, text)
+	}
+	tw.Flush()
+	if rest := len(values) % span; rest != 0 {
+		fmt.Fprintf(w, "(register %d left over: %s values take %d registers)\n", int(b.Start)+len(values)-rest, f.Type, span)
+	}
 }
 
 func functionName(fc byte) string {

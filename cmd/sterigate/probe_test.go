@@ -58,24 +58,9 @@ func TestProbeEveryLinkAgainstTheSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				rtuslave.Serve(ctx, conn, fixedRegisters{}, rtuslave.Options{})
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); cancel(); wg.Wait() })
+	served := make(chan error, 1)
+	go func() { served <- rtuslave.ServeListener(ctx, ln, fixedRegisters{}, rtuslave.Options{}) }()
+	t.Cleanup(func() { cancel(); <-served })
 
 	cases := []struct {
 		name string

@@ -299,18 +299,23 @@ func readTruth(t testing.TB, path string) []truthCycle {
 
 // startSim runs the simulator binary with devices autoclaves on a free
 // loopback port, each running cycles 134 °C porous cycles and then staying
-// idle and answering, so every cycle's end can be observed. It returns the
-// process, the Modbus TCP address and the path of its truth file.
-func startSim(t testing.TB, dir string, devices, cycles int, speed int, seed uint64) (*proc, string, string) {
+// idle and answering, so every cycle's end can be observed. comm gives
+// devices (by number) communication faults, as the scenario's comm: list
+// (docs/simulator.md). It returns the process, the Modbus TCP address and
+// the path of its truth file.
+func startSim(t testing.TB, dir string, devices, cycles int, speed int, seed uint64, comm map[int]string) (*proc, string, string) {
 	t.Helper()
-	scenario := writeFile(t, filepath.Join(dir, "scenario.yaml"), fmt.Sprintf(`
-pause: 1m
-devices:
-  - device: default
+	plan := fmt.Sprintf(`
     repeat: false
     cycles:
-      - {program: 134-porous, count: %d}
-`, cycles))
+      - {program: 134-porous, count: %d}`, cycles)
+	text := "pause: 1m\ndevices:\n  - device: default" + plan + "\n"
+	for n := 1; n <= devices; n++ {
+		if c, ok := comm[n]; ok {
+			text += fmt.Sprintf("  - device: %d%s\n    comm: %s\n", n, plan, c)
+		}
+	}
+	scenario := writeFile(t, filepath.Join(dir, "scenario.yaml"), text)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	truth := filepath.Join(dir, "truth.jsonl")
 	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", addr, "--devices", fmt.Sprint(devices),

@@ -36,12 +36,46 @@ type gatewayOptions struct {
 	ready func()
 }
 
-// link is one device-facing task: a TCP connection, an RTU bus or a
-// printer port, with the counters it exposes as metrics.
+// link is one device-facing task: a Modbus link (a TCP connection, a
+// serial bus, a connection to a serial device server) or a printer port,
+// with what it exposes as metrics.
 type link struct {
 	name     string
 	run      supervise.Task
-	counters func(map[string]float64)
+	modbus   *modbus.Link             // Modbus links: metrics from modbusMetrics
+	counters func(map[string]float64) // printer ports
+}
+
+// modbusTransport builds the transport a Modbus device's link uses; probe
+// reads through the same ones.
+func modbusTransport(dev config.Device) (modbus.Transport, error) {
+	opts := rtu.Options{Timeout: dev.Timeout, PauseBetweenRequests: dev.PauseBetweenRequests}
+	switch dev.Driver {
+	case config.DriverModbusTCP:
+		return modbus.NewTCPTransport(modbus.TCPConfig{Address: dev.Address, Timeout: dev.Timeout})
+	case config.DriverModbusRTU:
+		return rtu.NewSerial(serialConfig(dev.Serial), opts)
+	case config.DriverModbusRTUTCP:
+		return rtu.NewTCP(dev.Address, opts)
+	}
+	return nil, fmt.Errorf("driver %q is not a Modbus driver", dev.Driver)
+}
+
+func serialConfig(s config.Serial) rtu.SerialConfig {
+	sc := rtu.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
+	if s.USB != (config.USB{}) {
+		sc.USB = &rtu.USBIdentity{VID: s.USB.VID, PID: s.USB.PID, Serial: s.USB.Serial}
+	}
+	return sc
+}
+
+// modbusLinkName names a Modbus link in logs and the link label of its
+// metrics, e.g. "modbus-tcp 10.0.0.5:502", "modbus-rtu serial:/dev/ttyUSB0".
+func modbusLinkName(dev config.Device) string {
+	if dev.Driver == config.DriverModbusTCP {
+		return dev.Driver + " " + dev.Address
+	}
+	return dev.Driver + " " + dev.BusKey()
 }
 
 // deviceFiles is what a device's profile or template resolved to.
@@ -90,9 +124,6 @@ func buildLinks(cfg *config.Config, j sinkStore, log *slog.Logger) ([]link, erro
 	var keys []string
 	for _, dev := range cfg.Devices {
 		key := dev.BusKey()
-		if dev.Driver == config.DriverModbusTCP {
-			key = "tcp:" + dev.Address
-		}
 		if _, ok := groups[key]; !ok {
 			keys = append(keys, key)
 		}
@@ -113,80 +144,28 @@ func buildLinks(cfg *config.Config, j sinkStore, log *slog.Logger) ([]link, erro
 
 func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.Logger) (link, error) {
 	first := devs[0]
-	var ucfgs []modbus.UnitConfig
-	for _, dev := range devs {
-		if dev.Driver == config.DriverPrinter {
-			continue
-		}
-		files, err := resolveDeviceFiles(cfg, dev)
-		if err != nil {
-			return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
-		}
-		ucfgs = append(ucfgs, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver})
-	}
-	var units []*modbus.Unit
-	unitCounters := func(m map[string]float64) {
-		for _, u := range units {
-			s := u.Stats()
-			d := u.Config().Device
-			m[fmt.Sprintf("sterigate_polls_total{device=%q}", d)] = float64(s.Polls)
-			m[fmt.Sprintf("sterigate_good_polls_total{device=%q}", d)] = float64(s.GoodPolls)
-			m[fmt.Sprintf("sterigate_poll_timeouts_total{device=%q}", d)] = float64(s.Timeouts)
-			m[fmt.Sprintf("sterigate_poll_exceptions_total{device=%q}", d)] = float64(s.Exceptions)
-			m[fmt.Sprintf("sterigate_poll_crc_errors_total{device=%q}", d)] = float64(s.CRCErrors)
-			m[fmt.Sprintf("sterigate_poll_transport_errors_total{device=%q}", d)] = float64(s.TransportErrors)
-			m[fmt.Sprintf("sterigate_poll_decode_errors_total{device=%q}", d)] = float64(s.DecodeErrors)
-		}
-	}
-
 	switch first.Driver {
-	case config.DriverModbusTCP:
-		poll := first.PollInterval
-		for _, d := range devs {
-			poll = min(poll, d.PollInterval)
-		}
-		p, err := modbus.NewTCPPoller(modbus.TCPConfig{Address: first.Address, Units: ucfgs, PollInterval: poll, Timeout: first.Timeout},
-			j, j, log)
+	case config.DriverModbusTCP, config.DriverModbusRTU, config.DriverModbusRTUTCP:
+		// One owner for the link, whatever the transport: the devices
+		// sharing it differ only in unit, profile and schedule.
+		t, err := modbusTransport(first)
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
-		units = p.Units()
-		return link{name: "modbus-tcp " + first.Address, run: p.Run, counters: unitCounters}, nil
-
-	case config.DriverModbusRTU, config.DriverModbusRTUTCP:
-		bc := rtu.BusConfig{Timeout: first.Timeout, PauseBetweenRequests: first.PauseBetweenRequests}
-		if first.Driver == config.DriverModbusRTU {
-			s := first.Serial
-			sc := &rtu.SerialConfig{Port: s.Port, Baud: s.Baud, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
-			if s.USB != (config.USB{}) {
-				sc.USB = &rtu.USBIdentity{VID: s.USB.VID, PID: s.USB.PID, Serial: s.USB.Serial}
-			}
-			bc.Serial = sc
-		} else {
-			bc.Address = first.Address
-		}
-		for i, dev := range devs {
-			u, err := modbus.NewUnit(ucfgs[i], j, j, log)
+		lc := modbus.LinkConfig{Name: modbusLinkName(first)}
+		for _, dev := range devs {
+			files, err := resolveDeviceFiles(cfg, dev)
 			if err != nil {
 				return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
 			}
-			units = append(units, u)
-			bc.Units = append(bc.Units, rtu.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Interval: dev.PollInterval, Poller: rtuPoller{u}})
+			lc.Units = append(lc.Units, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver,
+				PollInterval: dev.PollInterval, OfflineAfter: dev.OfflineAfter})
 		}
-		b, err := rtu.NewBus(bc, log.With("bus", first.BusKey()))
+		l, err := modbus.NewLink(lc, t, j, j, log)
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
-		return link{name: first.Driver + " " + first.BusKey(), run: b.Run, counters: func(m map[string]float64) {
-			unitCounters(m)
-			for _, us := range b.Stats().Units {
-				m[fmt.Sprintf("sterigate_rtu_requests_total{device=%q}", us.Device)] = float64(us.Requests)
-				m[fmt.Sprintf("sterigate_rtu_timeouts_total{device=%q}", us.Device)] = float64(us.Timeouts)
-				m[fmt.Sprintf("sterigate_rtu_crc_errors_total{device=%q}", us.Device)] = float64(us.CRCErrors)
-				m[fmt.Sprintf("sterigate_rtu_frame_errors_total{device=%q}", us.Device)] = float64(us.FrameErrors)
-				m[fmt.Sprintf("sterigate_rtu_exceptions_total{device=%q}", us.Device)] = float64(us.Exceptions)
-			}
-		}}, nil
+		return link{name: lc.Name, run: l.Run, modbus: l}, nil
 
 	case config.DriverPrinter:
 		files, err := resolveDeviceFiles(cfg, first)
@@ -204,7 +183,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		if s.USB != (config.USB{}) {
 			// Find the adapter again by its USB identity when it was
 			// replugged under another device node.
-			tc.FindPort = rtu.SerialConfig{Port: s.Port, USB: &rtu.USBIdentity{VID: s.USB.VID, PID: s.USB.PID, Serial: s.USB.Serial}}.Resolve
+			tc.FindPort = serialConfig(s).Resolve
 		}
 		tap, err := printer.NewTap(tc, j, log)
 		if err != nil {
@@ -312,10 +291,13 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 			devs = append(devs, protocol.DeviceStatus{Device: d.ID, State: protocol.DeviceUnknown})
 		}
 	}
-	counters := map[string]float64{}
+	counters, gauges := map[string]float64{}, map[string]float64{}
 	for _, l := range links {
 		if l.counters != nil {
 			l.counters(counters)
+		}
+		if l.modbus != nil {
+			writeModbusMetrics(l.modbus.Stats(), counters, gauges)
 		}
 	}
 	for name, n := range drivers.Restarts() {
@@ -326,7 +308,7 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 		BrokerConnected: pub.Connected(),
 		Pending:         map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
 		JournalBytes:    st.FileBytes, JournalQuota: st.QuotaBytes,
-		Devices: devs, Counters: counters, Alarms: st.Alarms,
+		Devices: devs, Counters: counters, Gauges: gauges, Help: modbusMetricHelp(), Alarms: st.Alarms,
 	}, nil
 }
 
@@ -344,10 +326,147 @@ func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *
 	}
 }
 
-// rtuPoller adapts a Modbus unit to the RTU bus: both packages declare the
-// same one-method reader interface, and Go does not unify named interface
-// types in method signatures.
-type rtuPoller struct{ u *modbus.Unit }
+// metricKind is a Prometheus metric type.
+type metricKind string
 
-func (p rtuPoller) Poll(ctx context.Context, r rtu.RegisterReader) error { return p.u.Poll(ctx, r) }
-func (p rtuPoller) Unreachable(ctx context.Context, err error)           { p.u.Unreachable(ctx, err) }
+const (
+	metricCounter metricKind = "counter" // only grows (resets when the gateway restarts)
+	metricGauge   metricKind = "gauge"   // goes up and down
+)
+
+// metricDef is one metric family as /metrics exposes it.
+type metricDef struct {
+	Name   string
+	Help   string
+	Kind   metricKind
+	Labels []string // label names, in the order of metricSample.Labels
+}
+
+// metricSample is one value of a family: its label values and the value.
+type metricSample struct {
+	Labels []string
+	Value  float64
+}
+
+// modbusMetric is one row of modbusMetrics: the family and how its
+// samples are read off a Modbus link's stats (nil Unit or Link: the row
+// takes nothing from it).
+type modbusMetric struct {
+	metricDef
+	Unit func(modbus.UnitStats) []metricSample
+	Link func(modbus.LinkStats) []metricSample
+}
+
+// modbusMetrics is the one table of the Modbus metric family, the same for
+// every transport (modbus-tcp, modbus-rtu, modbus-rtu-tcp). Every value
+// comes from modbus.LinkStats and its UnitStats; docs/config.md lists them.
+var modbusMetrics = []modbusMetric{
+	{metricDef: metricDef{"sterigate_modbus_polls_total", "Poll attempts of the device, including those that failed because its link could not be opened.", metricCounter, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.Polls) })},
+	{metricDef: metricDef{"sterigate_modbus_good_polls_total", "Polls of the device whose replies decoded with its profile.", metricCounter, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.GoodPolls) })},
+	{metricDef: metricDef{"sterigate_modbus_requests_total", "Modbus read requests sent to the device.", metricCounter, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.Requests) })},
+	{metricDef: metricDef{"sterigate_modbus_errors_total", "Failed requests and polls of the device by kind: timeout, transport (link failure or a reply that is not the reply), crc, exception, decode (the profile cannot decode the reply).", metricCounter, []string{"device", "kind"}},
+		Unit: func(s modbus.UnitStats) []metricSample {
+			out := make([]metricSample, 0, len(modbus.ErrorKinds))
+			for _, k := range modbus.ErrorKinds {
+				out = append(out, metricSample{[]string{s.Device, k.String()}, float64(s.Errors(k))})
+			}
+			return out
+		}},
+	{metricDef: metricDef{"sterigate_modbus_exceptions_total", "Modbus exception replies of the device by exception code (10 and 11: a gateway says the device is not there).", metricCounter, []string{"device", "code"}},
+		Unit: func(s modbus.UnitStats) []metricSample {
+			codes := make([]int, 0, len(s.ExceptionsByCode))
+			for c := range s.ExceptionsByCode {
+				codes = append(codes, int(c))
+			}
+			sort.Ints(codes)
+			out := make([]metricSample, 0, len(codes))
+			for _, c := range codes {
+				out = append(out, metricSample{[]string{s.Device, fmt.Sprint(c)}, float64(s.ExceptionsByCode[byte(c)])})
+			}
+			return out
+		}},
+	{metricDef: metricDef{"sterigate_modbus_journal_errors_total", "Good polls of the device whose output could not be journaled or saved (kept and retried).", metricCounter, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.SinkErrors) })},
+	{metricDef: metricDef{"sterigate_modbus_consecutive_failures", "Failed polls of the device since it last answered; offline_after of them make it offline.", metricGauge, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.ConsecutiveFailures) })},
+	{metricDef: metricDef{"sterigate_modbus_backoff_seconds", "Current wait before the next attempt to poll the device after a failure (0 while it answers).", metricGauge, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return s.Backoff.Seconds() })},
+	{metricDef: metricDef{"sterigate_modbus_last_good_poll_timestamp_seconds", "Unix time of the device's last good poll (0: none since start).", metricGauge, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 {
+			if s.LastGoodPoll.IsZero() {
+				return 0
+			}
+			return float64(s.LastGoodPoll.UnixNano()) / 1e9
+		})},
+	{metricDef: metricDef{"sterigate_modbus_link_opens_total", "Successful opens of the link: TCP connects, serial port opens.", metricCounter, []string{"link"}},
+		Link: linkValue(func(s modbus.LinkStats) float64 { return float64(s.Opens) })},
+	{metricDef: metricDef{"sterigate_modbus_link_errors_total", "Failed opens of the link and requests on which the link itself failed.", metricCounter, []string{"link"}},
+		Link: linkValue(func(s modbus.LinkStats) float64 { return float64(s.LinkErrors) })},
+	{metricDef: metricDef{"sterigate_modbus_link_up", "1 while the link is open.", metricGauge, []string{"link"}},
+		Link: linkValue(func(s modbus.LinkStats) float64 {
+			if s.Connected {
+				return 1
+			}
+			return 0
+		})},
+}
+
+// unitValue and linkValue feed a family with one sample per unit (label
+// device) or per link (label link).
+func unitValue(f func(modbus.UnitStats) float64) func(modbus.UnitStats) []metricSample {
+	return func(s modbus.UnitStats) []metricSample { return []metricSample{{[]string{s.Device}, f(s)}} }
+}
+
+func linkValue(f func(modbus.LinkStats) float64) func(modbus.LinkStats) []metricSample {
+	return func(s modbus.LinkStats) []metricSample { return []metricSample{{[]string{s.Name}, f(s)}} }
+}
+
+// samples returns every sample of m in one link's stats.
+func (m modbusMetric) samples(s modbus.LinkStats) []metricSample {
+	var out []metricSample
+	if m.Link != nil {
+		out = append(out, m.Link(s)...)
+	}
+	if m.Unit != nil {
+		for _, u := range s.Units {
+			out = append(out, m.Unit(u)...)
+		}
+	}
+	return out
+}
+
+// writeModbusMetrics adds one link's samples to the console's counters and
+// gauges, keyed as name{label="value",...}.
+func writeModbusMetrics(s modbus.LinkStats, counters, gauges map[string]float64) {
+	for _, m := range modbusMetrics {
+		into := counters
+		if m.Kind == metricGauge {
+			into = gauges
+		}
+		for _, sm := range m.samples(s) {
+			var key strings.Builder
+			key.WriteString(m.Name)
+			for i, l := range m.Labels {
+				sep := ","
+				if i == 0 {
+					sep = "{"
+				}
+				fmt.Fprintf(&key, "%s%s=%q", sep, l, sm.Labels[i])
+			}
+			key.WriteString("}")
+			into[key.String()] = sm.Value
+		}
+	}
+}
+
+// modbusMetricHelp is the HELP text of each Modbus metric, by name.
+func modbusMetricHelp() map[string]string {
+	help := make(map[string]string, len(modbusMetrics))
+	for _, m := range modbusMetrics {
+		help[m.Name] = m.Help
+	}
+	return help
+}

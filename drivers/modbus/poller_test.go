@@ -18,15 +18,37 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// runPoller runs p until the test ends and waits for it to stop.
-func runPoller(t *testing.T, p *TCPPoller) {
+// newTCPLink builds a link over a Modbus TCP transport to addr.
+func newTCPLink(t testing.TB, addr string, timeout time.Duration, cfg LinkConfig, sink protocol.Sink, store protocol.StateStore) *Link {
+	t.Helper()
+	tr, err := NewTCPTransport(TCPConfig{Address: addr, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "modbus-tcp " + addr
+	}
+	for i := range cfg.Units {
+		if cfg.Units[i].Source == "" {
+			cfg.Units[i].Source = "modbus-tcp"
+		}
+	}
+	l, err := NewLink(cfg, tr, sink, store, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// runPoller runs l until the test ends and waits for it to stop.
+func runPoller(t *testing.T, l *Link) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := p.Run(ctx); err != context.Canceled {
+		if err := l.Run(ctx); err != context.Canceled {
 			t.Errorf("Run returned %v, want context.Canceled", err)
 		}
 	}()
@@ -88,13 +110,9 @@ func TestSimulatorCycleOverRealModbusTCP(t *testing.T) {
 	startServer(t, addr, img)
 	prof, _ := profile.Builtin("sim-autoclave")
 	sink, store := &cycletest.Sink{}, &cycletest.Store{}
-	p, err := NewTCPPoller(TCPConfig{
-		Address: addr, PollInterval: 5 * time.Millisecond, Timeout: time.Second,
-		Units: []UnitConfig{{Device: "autoclave-1", Unit: 1, Profile: prof}},
-	}, sink, store, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTCPLink(t, addr, time.Second, LinkConfig{
+		Units: []UnitConfig{{Device: "autoclave-1", Unit: 1, Profile: prof, PollInterval: 5 * time.Millisecond}},
+	}, sink, store)
 	runPoller(t, p)
 	settle(t, img)
 
@@ -178,14 +196,10 @@ func TestPollerOutageAndRecovery(t *testing.T) {
 	stop := startServer(t, addr, img)
 	prof, _ := profile.Builtin("sim-autoclave")
 	sink, store := &cycletest.Sink{}, &cycletest.Store{}
-	p, err := NewTCPPoller(TCPConfig{
-		Address: addr, PollInterval: 5 * time.Millisecond, Timeout: time.Second,
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond,
-		Units: []UnitConfig{{Device: "ac", Unit: 1, Profile: prof}},
-	}, sink, store, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTCPLink(t, addr, time.Second, LinkConfig{
+		BackoffMax: 40 * time.Millisecond, ReopenMin: 10 * time.Millisecond, ReopenMax: 40 * time.Millisecond,
+		Units: []UnitConfig{{Device: "ac", Unit: 1, Profile: prof, PollInterval: 5 * time.Millisecond}},
+	}, sink, store)
 	runPoller(t, p)
 	sink.WaitFor(t, 5*time.Second, "online", func(s *cycletest.Sink) bool { return len(s.EventsOf(protocol.EventOnline)) == 1 })
 	stop()
@@ -205,45 +219,8 @@ func TestPollerOutageAndRecovery(t *testing.T) {
 	if n := len(sink.EventsOf(protocol.EventOffline)); n != 1 {
 		t.Errorf("%d offline events for one outage", n)
 	}
-	if s := p.LinkStats(); s.Connects < 2 {
+	if s := p.Stats(); s.Opens < 2 || s.LinkErrors == 0 {
 		t.Errorf("link stats %+v", s)
-	}
-}
-
-// TestDeadUnitDoesNotStallOthers: behind one TCP address (a TCP-to-RTU
-// gateway) unit 2 never answers; unit 1 keeps being polled.
-func TestDeadUnitDoesNotStallOthers(t *testing.T) {
-	srv := startRawServer(t, func(_ int, req []byte) []byte {
-		if req[6] == 2 {
-			return nil
-		}
-		resp := answerRegisters(req, 0)
-		return resp
-	})
-	prof, _ := profile.Builtin("sim-autoclave")
-	sink, store := &cycletest.Sink{}, &cycletest.Store{}
-	p, err := NewTCPPoller(TCPConfig{
-		Address: srv.addr(), PollInterval: 5 * time.Millisecond, Timeout: 300 * time.Millisecond,
-		BackoffMin: 500 * time.Millisecond, BackoffMax: 2 * time.Second,
-		Units: []UnitConfig{{Device: "good", Unit: 1, Profile: prof}, {Device: "dead", Unit: 2, Profile: prof}},
-	}, sink, store, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runPoller(t, p)
-	eventually(t, 5*time.Second, "unit 1 keeps polling while unit 2 is dead", func() error {
-		good, dead := p.Units()[0].Stats(), p.Units()[1].Stats()
-		if good.GoodPolls < 20 || dead.Timeouts < 1 {
-			return errNotYet
-		}
-		if dead.Polls > good.Polls/4 {
-			t.Fatalf("dead unit polled %d times vs %d: no back-off", dead.Polls, good.Polls)
-		}
-		return nil
-	})
-	off := sink.EventsOf(protocol.EventOffline)
-	if len(off) != 1 || off[0].Device != "dead" {
-		t.Errorf("offline events = %+v", off)
 	}
 }
 
@@ -267,9 +244,8 @@ cycle_end: {on: counter_change}
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newTCPLink(addr, time.Second, nil)
-	defer l.close()
-	err = u.Poll(context.Background(), l)
+	tr := openTCP(t, addr, time.Second)
+	err = u.Poll(context.Background(), tr)
 	if AsException(err) == nil || IsUnreachable(err) || !strings.Contains(err.Error(), "address 30 count 2") {
 		t.Fatalf("err = %v", err)
 	}
@@ -347,13 +323,9 @@ func TestNewProfileForAnUnseenLayout(t *testing.T) {
 	img.set(func(_, in []uint16) { dev.apply(in) })
 	startServer(t, addr, img)
 	sink, store := &cycletest.Sink{}, &cycletest.Store{}
-	p, err := NewTCPPoller(TCPConfig{
-		Address: addr, PollInterval: 5 * time.Millisecond,
-		Units: []UnitConfig{{Device: "ward-b-steri", Unit: 3, Profile: prof}},
-	}, sink, store, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTCPLink(t, addr, 0, LinkConfig{
+		Units: []UnitConfig{{Device: "ward-b-steri", Unit: 3, Profile: prof, PollInterval: 5 * time.Millisecond}},
+	}, sink, store)
 	runPoller(t, p)
 	settle(t, img)
 	dev.counter = 131072
@@ -407,13 +379,9 @@ func TestPollerRestartMidCycleGivesOneRecord(t *testing.T) {
 	startServer(t, addr, img)
 	prof, _ := profile.Builtin("sim-autoclave")
 	sink, store := &cycletest.Sink{}, &cycletest.Store{}
-	newPoller := func() *TCPPoller {
-		p, err := NewTCPPoller(TCPConfig{Address: addr, PollInterval: 5 * time.Millisecond,
-			Units: []UnitConfig{{Device: "ac", Unit: 1, Profile: prof}}}, sink, store, quietLog())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+	newPoller := func() *Link {
+		return newTCPLink(t, addr, 0, LinkConfig{
+			Units: []UnitConfig{{Device: "ac", Unit: 1, Profile: prof, PollInterval: 5 * time.Millisecond}}}, sink, store)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	first := newPoller()
@@ -471,12 +439,11 @@ func BenchmarkPollOverLoopback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l := newTCPLink(addr, time.Second, nil)
-	defer l.close()
+	tr := openTCP(b, addr, time.Second)
 	ctx := context.Background()
 	b.ResetTimer()
 	for range b.N {
-		if err := u.Poll(ctx, l); err != nil {
+		if err := u.Poll(ctx, tr); err != nil {
 			b.Fatal(err)
 		}
 	}

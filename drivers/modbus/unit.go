@@ -1,17 +1,27 @@
-// Package modbus reads sterilizers over Modbus and turns their registers
-// into sterigate cycle records.
+// Package modbus reads sterilizers over Modbus — TCP, RTU on a serial
+// line, RTU over TCP — and turns their registers into sterigate cycle
+// records.
 //
 // The package is split along who owns what:
-//   - A link owner (TCPPoller here; the RTU bus owner and RTU-over-TCP
-//     elsewhere) owns one physical connection in one goroutine and reads
-//     blocks of registers through a RegisterReader.
+//   - A Link owns one physical link (a TCP connection, a serial port, a
+//     connection to a serial device server) in one goroutine, and every
+//     unit on it: it polls them in turn, each at its own interval, decides
+//     when a unit is offline and how long to leave a silent one alone. It
+//     is the only polling loop, for every transport.
+//   - A Transport frames and carries one request on the open link: MBAP
+//     over TCP here (TCPTransport), RTU framing over a serial port or TCP
+//     in drivers/rtu. It knows nothing of units' schedules.
 //   - A Unit is one sterilizer behind a link: it reads its profile's blocks
-//     through whatever RegisterReader its owner hands it, decodes them, and
-//     feeds its cycle assembler (package drivers/cycle).
+//     through the transport, decodes them, and feeds its cycle assembler
+//     (package drivers/cycle).
 //
-// Only read function codes (1–4) ever leave the gateway: the link exposes
-// no write method, profiles cannot name another function, and a guard at
-// the transport refuses any other frame (see ReadOnlyTransporter).
+// One error classification (ErrorKind: timeout, transport, CRC, exception
+// by code, decode) serves the logs, the counters (UnitStats, LinkStats) and
+// the offline decision (IsUnreachable).
+//
+// Only read function codes (1–4) ever leave the gateway: no transport has a
+// write method, profiles cannot name another function, and a guard at each
+// transport refuses any other frame before the wire (CheckReadOnlyADU).
 package modbus
 
 import (
@@ -20,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sterigate/sterigate/drivers/cycle"
@@ -30,26 +39,41 @@ import (
 
 // RegisterReader reads one block from one unit. For functions 3 and 4 it
 // returns quantity registers; for functions 1 and 2 it returns quantity
-// words, each 0 or 1 (one per coil or discrete input). Implementations: the
-// TCP link here; the RTU bus and RTU over TCP elsewhere.
+// words, each 0 or 1 (one per coil or discrete input). Every Transport is
+// one.
 type RegisterReader interface {
 	ReadRegisters(ctx context.Context, unit byte, function byte, address, quantity uint16) ([]uint16, error)
 }
 
+// Defaults of UnitConfig.
+const (
+	DefaultPollInterval = time.Second
+	// DefaultOfflineAfter consecutive failed polls make a unit offline, on
+	// every transport: one CRC error on a noisy line or one lost TCP
+	// segment is not an outage.
+	DefaultOfflineAfter = 3
+)
+
 // UnitConfig describes one sterilizer behind a link.
 type UnitConfig struct {
 	Device  string // device id: journal key, MQTT topic level
-	Unit    byte   // Modbus unit (slave) id: 1–247 on a serial bus; on TCP often 1, 0 or 255 (the link owner checks its range)
+	Unit    byte   // Modbus unit (slave) id: 1–247 on a serial bus; on TCP often 1, 0 or 255 (the transport checks its range)
 	Profile *profile.Profile
-	Source  string // "modbus-tcp", "modbus-rtu", "modbus-rtu-over-tcp", ...
+	Source  string // "modbus-tcp", "modbus-rtu", "modbus-rtu-tcp", ...
+
+	// PollInterval is the time between the starts of two polls of this
+	// unit (default 1 s).
+	PollInterval time.Duration
+	// OfflineAfter is how many consecutive failed polls (see IsUnreachable)
+	// make the unit offline: one offline event, status offline. Default 3.
+	OfflineAfter int
 
 	// TelemetryInterval / TelemetryMaxSamples: see cycle.Config (defaults 5 s, 10).
 	TelemetryInterval   time.Duration
 	TelemetryMaxSamples int
 	// MaxSampleGap: consecutive samples of a cycle further apart than this
-	// make its record incomplete (see cycle.Config). Link owners should set
-	// it above their poll interval, e.g. 3 × interval + timeout; zero means
-	// cycle.DefaultMaxSampleGap (10 s). NewTCPPoller fills it in.
+	// make its record incomplete (see cycle.Config). Zero: three poll
+	// intervals, at least cycle.DefaultMaxSampleGap.
 	MaxSampleGap time.Duration
 	// Now is the clock (nil: time.Now). Tests inject a scripted clock.
 	Now func() time.Time
@@ -57,20 +81,29 @@ type UnitConfig struct {
 
 // Unit polls one sterilizer with its profile and feeds its cycle assembler.
 // Poll and Unreachable are called by the link owner's goroutine only; Stats
-// may be read from any goroutine.
+// and Status may be read from any goroutine.
 type Unit struct {
 	cfg         UnitConfig
 	assembler   *cycle.Assembler
 	log         *slog.Logger
-	stats       unitCounters
-	lastErr     string // kind of the last logged poll error, so a steady failure logs once
-	sinkFailing bool   // the last Observe could not deliver or save
+	logged      map[logKey]bool // problems already logged during this outage
+	sinkFailing bool            // the last Observe could not deliver or save
 
-	statusMu sync.Mutex
-	status   protocol.DeviceStatus
+	mu     sync.Mutex // guards stats and status
+	stats  UnitStats
+	status protocol.DeviceStatus
 }
 
-// NewUnit checks cfg and builds the unit and its assembler.
+// logKey is what makes a poll problem worth a new warning: its kind, and
+// for an exception its code. Not the text: a timeout names a new local port
+// on every reconnect and must not log on every retry.
+type logKey struct {
+	kind ErrorKind
+	code byte
+}
+
+// NewUnit checks cfg, fills its defaults and builds the unit and its
+// assembler.
 func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log *slog.Logger) (*Unit, error) {
 	if cfg.Device == "" {
 		return nil, errors.New("modbus unit: device id is empty")
@@ -78,8 +111,24 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 	if cfg.Profile == nil {
 		return nil, fmt.Errorf("modbus unit %s: no profile", cfg.Device)
 	}
+	if cfg.PollInterval < 0 {
+		return nil, fmt.Errorf("modbus unit %s: poll interval %s is negative", cfg.Device, cfg.PollInterval)
+	}
+	if cfg.OfflineAfter < 0 {
+		return nil, fmt.Errorf("modbus unit %s: offline_after %d is negative", cfg.Device, cfg.OfflineAfter)
+	}
 	if cfg.Source == "" {
 		cfg.Source = "modbus"
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.OfflineAfter == 0 {
+		cfg.OfflineAfter = DefaultOfflineAfter
+	}
+	if cfg.MaxSampleGap <= 0 {
+		// A slow poll interval must not make every record incomplete.
+		cfg.MaxSampleGap = max(cycle.DefaultMaxSampleGap, 3*cfg.PollInterval)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -97,20 +146,24 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 	if err != nil {
 		return nil, fmt.Errorf("modbus unit %s: %w", cfg.Device, err)
 	}
-	return &Unit{cfg: cfg, assembler: a, log: log, status: protocol.DeviceStatus{Device: cfg.Device, State: protocol.DeviceUnknown}}, nil
+	return &Unit{
+		cfg: cfg, assembler: a, log: log, logged: map[logKey]bool{},
+		stats:  UnitStats{Device: cfg.Device, Unit: cfg.Unit},
+		status: protocol.DeviceStatus{Device: cfg.Device, State: protocol.DeviceUnknown},
+	}, nil
 }
 
 // Status returns the device's state as of the last poll, for the retained
 // device status topic. Safe from any goroutine.
 func (u *Unit) Status() protocol.DeviceStatus {
-	u.statusMu.Lock()
-	defer u.statusMu.Unlock()
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	return u.status
 }
 
 func (u *Unit) setStatus(f func(*protocol.DeviceStatus)) {
-	u.statusMu.Lock()
-	defer u.statusMu.Unlock()
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	f(&u.status)
 	u.status.At = u.now().UTC()
 }
@@ -122,46 +175,47 @@ func (u *Unit) now() time.Time {
 	return time.Now()
 }
 
-// Config returns the unit's configuration.
+// Config returns the unit's configuration, defaults filled in.
 func (u *Unit) Config() UnitConfig { return u.cfg }
 
 // Poll reads every block of the unit's profile through r, decodes them and
 // feeds the assembler. It returns the first read error (an *ExceptionError
 // when the device answered with a Modbus exception, otherwise a transport
 // error) or a decode error; on error nothing is fed to the assembler and the
-// caller decides whether the unit is unreachable.
+// link owner decides, with IsUnreachable, whether the unit is reachable.
 func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
-	u.stats.polls.Add(1)
+	u.count(func(s *UnitStats) { s.Polls++ })
 	p := u.cfg.Profile
 	data := make([][]uint16, len(p.Blocks))
 	for i, b := range p.Blocks {
 		words, err := r.ReadRegisters(ctx, u.cfg.Unit, b.Function, b.Start, b.Count)
+		u.countRequest(ctx, err)
 		if err != nil {
-			u.countError(err)
 			err = fmt.Errorf("device %s unit %d: read function %d address %d count %d: %w", u.cfg.Device, u.cfg.Unit, b.Function, b.Start, b.Count, err)
-			u.logOnce(err)
+			u.logOnce(ctx, err)
 			return err
 		}
 		data[i] = words
 	}
 	reading, err := p.Decode(data)
 	if err != nil {
-		u.stats.decodeErrors.Add(1)
 		err = fmt.Errorf("device %s profile %s: %w: %w", u.cfg.Device, p.Name, ErrDecode, err)
-		u.logOnce(err)
+		u.countError(err)
+		u.logOnce(ctx, err)
 		return err
 	}
 	if reading.BadMeasurement != nil {
 		// Counters and codes are still good, so the reading is used (a
 		// broken probe must not hide the end of a cycle), without a sample.
-		u.stats.decodeErrors.Add(1)
-		u.logOnce(fmt.Errorf("device %s profile %s: %w; this poll gives no sample", u.cfg.Device, p.Name, reading.BadMeasurement))
-	} else if u.lastErr != "" {
-		u.log.Info("modbus poll recovered", "after", u.lastErr)
-		u.lastErr = ""
+		bad := fmt.Errorf("device %s profile %s: %w; this poll gives no sample", u.cfg.Device, p.Name, reading.BadMeasurement)
+		u.countError(bad)
+		u.logOnce(ctx, bad)
+	} else if len(u.logged) > 0 {
+		u.log.Info("modbus poll recovered")
+		clear(u.logged)
 	}
-	u.stats.goodPolls.Add(1)
-	u.stats.lastGood.Store(time.Now().UnixNano())
+	now := time.Now()
+	u.count(func(s *UnitStats) { s.GoodPolls++; s.LastGoodPoll = now })
 	u.setStatus(func(s *protocol.DeviceStatus) {
 		s.State, s.Phase, s.Cycle, s.Error, s.Program = protocol.DeviceOnline, reading.Phase, reading.Counter, "", ""
 		if reading.HasProgram {
@@ -173,7 +227,7 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 		// store. The assembler keeps what it could not deliver and
 		// retries on the next poll, so this is logged (once per outage),
 		// not returned.
-		u.stats.sinkErrors.Add(1)
+		u.count(func(s *UnitStats) { s.SinkErrors++ })
 		if !u.sinkFailing {
 			u.sinkFailing = true
 			u.log.Warn("cannot deliver to the journal or save the cycle state; keeping it and retrying on every poll", "err", err)
@@ -198,79 +252,118 @@ func (u *Unit) Unreachable(ctx context.Context, err error) {
 	u.assembler.Unreachable(ctx, err)
 }
 
-// logOnce logs a poll error unless the previous poll failed the same way.
-// The comparison is on the kind of error, not its text: a timeout names a
-// new local port on every reconnect, and must not log on every retry.
-func (u *Unit) logOnce(err error) {
-	if kind := errorKind(err); kind != u.lastErr {
-		u.lastErr = kind
-		u.log.Warn("modbus poll failed", "err", err)
+// logOnce logs a poll problem unless one of the same kind (and exception
+// code) was already logged since the last good poll: one warning per device
+// per outage and kind, however often the failure repeats.
+func (u *Unit) logOnce(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return // shutting down: a cancelled request is not a device problem
 	}
+	kind, code := Classify(err)
+	key := logKey{kind, code}
+	if u.logged[key] {
+		return
+	}
+	u.logged[key] = true
+	u.log.Warn("modbus poll failed", "kind", kind.String(), "err", err)
 }
 
-func errorKind(err error) string {
-	var de *profile.DecodeError
-	switch ex := AsException(err); {
-	case ex != nil:
-		return ex.Error()
-	case errors.As(err, &de):
-		return "decode " + de.Field
-	case errors.Is(err, ErrCRC):
-		return "crc"
-	case IsTimeout(err):
-		return "timeout"
-	case errors.Is(err, ErrDecode):
-		return "decode"
+// countRequest counts one request and its outcome. Requests cut short by
+// shutdown are not counted as errors.
+func (u *Unit) countRequest(ctx context.Context, err error) {
+	u.count(func(s *UnitStats) { s.Requests++ })
+	if err != nil && ctx.Err() == nil {
+		u.countError(err)
 	}
-	return "transport"
 }
 
 func (u *Unit) countError(err error) {
-	var ex *ExceptionError
-	switch {
-	case errors.As(err, &ex):
-		u.stats.exceptions.Add(1)
-	case errors.Is(err, ErrCRC):
-		u.stats.crcErrors.Add(1)
-	case IsTimeout(err):
-		u.stats.timeouts.Add(1)
-	default:
-		u.stats.transportErrors.Add(1)
-	}
+	kind, code := Classify(err)
+	u.count(func(s *UnitStats) {
+		if n := s.errorCounter(kind); n != nil {
+			*n++
+		}
+		if kind == KindException {
+			if s.ExceptionsByCode == nil {
+				s.ExceptionsByCode = map[byte]uint64{}
+			}
+			s.ExceptionsByCode[code]++
+		}
+		s.LastError, s.LastErrorKind = err.Error(), kind
+	})
 }
 
-// UnitStats counts what happened on one unit since start, for metrics.
+func (u *Unit) count(f func(*UnitStats)) {
+	u.mu.Lock()
+	f(&u.stats)
+	u.mu.Unlock()
+}
+
+// UnitStats counts what happened between the gateway and one unit since
+// start, whatever the transport. The metrics are made from it (see
+// docs/config.md, "Metrics").
 type UnitStats struct {
-	Polls           uint64    // poll attempts
-	GoodPolls       uint64    // polls whose replies decoded (possibly without a valid measurement)
-	Exceptions      uint64    // Modbus exception replies
-	Timeouts        uint64    // no (complete) reply within the timeout
-	CRCErrors       uint64    // RTU frames with a bad CRC
-	TransportErrors uint64    // other I/O or framing errors (connection refused, reset, transaction id mismatch...)
-	DecodeErrors    uint64    // replies the profile could not decode, or with a non-finite temperature/pressure
-	SinkErrors      uint64    // polls whose output could not be delivered or saved (retried)
-	LastGoodPoll    time.Time // zero until the first good poll
+	Device string
+	Unit   byte
+
+	Polls     uint64 // poll attempts (including those that failed because the link could not be opened)
+	GoodPolls uint64 // polls whose replies decoded (possibly without a valid measurement)
+	Requests  uint64 // read requests sent
+
+	// Errors by kind (see ErrorKind). A failed request ends its poll, so
+	// each failed poll counts one of them.
+	Timeouts         uint64
+	TransportErrors  uint64 // link failures and replies that were not the reply (frame errors)
+	CRCErrors        uint64
+	Exceptions       uint64
+	ExceptionsByCode map[byte]uint64
+	DecodeErrors     uint64 // replies the profile could not decode, or with a non-finite temperature/pressure
+
+	SinkErrors uint64 // polls whose output could not be delivered or saved (retried)
+
+	ConsecutiveFailures int           // failed polls (IsUnreachable) since the last answer
+	Backoff             time.Duration // wait before the next attempt after a failure; 0 when healthy
+	Offline             bool          // told Unreachable and no answer since
+	LastError           string
+	LastErrorKind       ErrorKind
+	LastGoodPoll        time.Time // zero until the first good poll
 }
 
 // Stats returns a snapshot of the unit's counters. Safe from any goroutine.
 func (u *Unit) Stats() UnitStats {
-	s := UnitStats{
-		Polls:           u.stats.polls.Load(),
-		GoodPolls:       u.stats.goodPolls.Load(),
-		Exceptions:      u.stats.exceptions.Load(),
-		Timeouts:        u.stats.timeouts.Load(),
-		CRCErrors:       u.stats.crcErrors.Load(),
-		TransportErrors: u.stats.transportErrors.Load(),
-		DecodeErrors:    u.stats.decodeErrors.Load(),
-		SinkErrors:      u.stats.sinkErrors.Load(),
-	}
-	if ns := u.stats.lastGood.Load(); ns != 0 {
-		s.LastGoodPoll = time.Unix(0, ns)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.stats
+	if s.ExceptionsByCode != nil {
+		s.ExceptionsByCode = make(map[byte]uint64, len(u.stats.ExceptionsByCode))
+		for c, n := range u.stats.ExceptionsByCode {
+			s.ExceptionsByCode[c] = n
+		}
 	}
 	return s
 }
 
-type unitCounters struct {
-	polls, goodPolls, exceptions, timeouts, crcErrors, transportErrors, decodeErrors, sinkErrors atomic.Uint64
-	lastGood                                                                                     atomic.Int64
+// Errors returns the count of errors of kind k.
+func (s UnitStats) Errors(k ErrorKind) uint64 {
+	if n := s.errorCounter(k); n != nil {
+		return *n
+	}
+	return 0
+}
+
+// errorCounter is the counter of kind k (nil for KindNone).
+func (s *UnitStats) errorCounter(k ErrorKind) *uint64 {
+	switch k {
+	case KindTimeout:
+		return &s.Timeouts
+	case KindTransport:
+		return &s.TransportErrors
+	case KindCRC:
+		return &s.CRCErrors
+	case KindException:
+		return &s.Exceptions
+	case KindDecode:
+		return &s.DecodeErrors
+	}
+	return nil
 }

@@ -1,26 +1,13 @@
 package rtu
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/sterigate/sterigate/drivers/modbus"
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 )
-
-func TestCRC16KnownVectors(t *testing.T) {
-	// "123456789" is the standard check string; CRC-16/MODBUS gives 0x4B37.
-	if got := CRC16([]byte("123456789")); got != 0x4B37 {
-		t.Fatalf("CRC16(123456789) = %04x, want 4b37", got)
-	}
-	// Read holding registers 0..1 of unit 1, from the Modbus over serial line
-	// guide's examples and countless captures: 01 03 00 00 00 02 C4 0B.
-	got := AppendCRC([]byte{0x01, 0x03, 0x00, 0x00, 0x00, 0x02})
-	if want := []byte{0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0xC4, 0x0B}; !bytes.Equal(got, want) {
-		t.Fatalf("frame = % x, want % x", got, want)
-	}
-}
 
 func TestNewRequestRefusesEveryNonReadFunction(t *testing.T) {
 	for fc := 0; fc <= 255; fc++ {
@@ -71,15 +58,15 @@ func TestParseReply(t *testing.T) {
 	if n := req.ReplyLength(); n != 9 {
 		t.Fatalf("ReplyLength = %d, want 9", n)
 	}
-	good := AppendCRC([]byte{7, 3, 4, 0x01, 0x02, 0xFF, 0xFE})
+	good := modbusframe.AppendCRC([]byte{7, 3, 4, 0x01, 0x02, 0xFF, 0xFE})
 	vals, err := req.ParseReply(good)
 	if err != nil || len(vals) != 2 || vals[0] != 0x0102 || vals[1] != 0xFFFE {
 		t.Fatalf("ParseReply(good) = %v, %v", vals, err)
 	}
 
-	exc := AppendCRC([]byte{7, 0x83, 2})
+	exc := modbusframe.AppendCRC([]byte{7, 0x83, 2})
 	_, err = req.ParseReply(exc)
-	var ex *ExceptionError
+	var ex *modbus.ExceptionError
 	if !errors.As(err, &ex) || ex.Code != 2 || ex.Unit != 7 || ex.Function != 3 {
 		t.Fatalf("exception reply: %v", err)
 	}
@@ -87,25 +74,25 @@ func TestParseReply(t *testing.T) {
 	corrupt := append([]byte(nil), good...)
 	corrupt[4] ^= 0x10
 	_, err = req.ParseReply(corrupt)
-	var ce *CRCError
+	var ce *modbus.CRCError
 	if !errors.As(err, &ce) {
-		t.Fatalf("corrupted reply: %v, want *CRCError", err)
+		t.Fatalf("corrupted reply: %v, want *modbus.CRCError", err)
 	}
 
 	for name, f := range map[string][]byte{
-		"other unit":       AppendCRC([]byte{8, 3, 4, 1, 2, 3, 4}),
-		"other function":   AppendCRC([]byte{7, 4, 4, 1, 2, 3, 4}),
-		"wrong byte count": AppendCRC([]byte{7, 3, 2, 1, 2}),
+		"other unit":       modbusframe.AppendCRC([]byte{8, 3, 4, 1, 2, 3, 4}),
+		"other function":   modbusframe.AppendCRC([]byte{7, 4, 4, 1, 2, 3, 4}),
+		"wrong byte count": modbusframe.AppendCRC([]byte{7, 3, 2, 1, 2}),
 		"truncated":        good[:6],
 	} {
-		var fe *FrameError
+		var fe *modbus.FrameError
 		if _, err := req.ParseReply(f); !errors.As(err, &fe) {
-			t.Errorf("%s: %v, want *FrameError", name, err)
+			t.Errorf("%s: %v, want *modbus.FrameError", name, err)
 		}
 	}
 
 	coils, _ := NewRequest(1, 1, 0, 10)
-	vals, err = coils.ParseReply(AppendCRC([]byte{1, 1, 2, 0b1000_0101, 0b10}))
+	vals, err = coils.ParseReply(modbusframe.AppendCRC([]byte{1, 1, 2, 0b1000_0101, 0b10}))
 	want := []uint16{1, 0, 1, 0, 0, 0, 0, 1, 0, 1}
 	if err != nil || len(vals) != len(want) {
 		t.Fatalf("coils: %v %v", vals, err)
@@ -119,7 +106,7 @@ func TestParseReply(t *testing.T) {
 
 func TestFindReplyAfterGarbage(t *testing.T) {
 	req, _ := NewRequest(2, 4, 0, 1)
-	reply := AppendCRC([]byte{2, 4, 2, 0x12, 0x34})
+	reply := modbusframe.AppendCRC([]byte{2, 4, 2, 0x12, 0x34})
 	buf := append([]byte{0x00, 0x02, 0xFF, 0x02, 0x04}, reply...)
 	off, n := req.findReply(buf)
 	if off != 5 || n != len(reply) {
@@ -133,9 +120,9 @@ func TestFindReplyAfterGarbage(t *testing.T) {
 // FuzzParseReply feeds arbitrary bytes as a reply: the parser must never
 // panic, and whatever it accepts must be the right length with a valid CRC.
 func FuzzParseReply(f *testing.F) {
-	f.Add(byte(3), uint16(2), AppendCRC([]byte{7, 3, 4, 1, 2, 3, 4}))
-	f.Add(byte(3), uint16(2), AppendCRC([]byte{7, 0x83, 2}))
-	f.Add(byte(1), uint16(9), AppendCRC([]byte{7, 1, 2, 0xff, 1}))
+	f.Add(byte(3), uint16(2), modbusframe.AppendCRC([]byte{7, 3, 4, 1, 2, 3, 4}))
+	f.Add(byte(3), uint16(2), modbusframe.AppendCRC([]byte{7, 0x83, 2}))
+	f.Add(byte(1), uint16(9), modbusframe.AppendCRC([]byte{7, 1, 2, 0xff, 1}))
 	f.Add(byte(4), uint16(1), []byte{7})
 	f.Add(byte(2), uint16(3), []byte{})
 	f.Fuzz(func(t *testing.T, fc byte, qty uint16, frame []byte) {
@@ -145,14 +132,14 @@ func FuzzParseReply(f *testing.F) {
 		}
 		vals, err := req.ParseReply(frame)
 		if err == nil {
-			if len(frame) != req.ReplyLength() || !frameCRCOK(frame) || len(vals) != int(qty) {
+			if len(frame) != req.ReplyLength() || !modbusframe.CRCValid(frame) || len(vals) != int(qty) {
 				t.Fatalf("accepted % x for %+v", frame, req)
 			}
 		}
 		off, n := req.findReply(frame)
 		if off >= 0 {
 			if _, err := req.ParseReply(frame[off : off+n]); err != nil {
-				var ex *ExceptionError
+				var ex *modbus.ExceptionError
 				if !errors.As(err, &ex) {
 					t.Fatalf("findReply picked an invalid frame: %v", err)
 				}
@@ -161,21 +148,39 @@ func FuzzParseReply(f *testing.F) {
 	})
 }
 
-func TestErrorsAnswerToModbusClassification(t *testing.T) {
-	ex := error(&ExceptionError{Unit: 1, Function: 3, Code: 2})
-	if got := modbus.AsException(ex); got == nil || got.Exception != 2 || got.Function != 3 {
-		t.Fatalf("modbus.AsException(%v) = %v", ex, got)
+func TestErrorsAreClassifiedByTheOneClassification(t *testing.T) {
+	req, _ := NewRequest(1, 3, 0, 1)
+	cases := []struct {
+		frame []byte
+		kind  modbus.ErrorKind
+		code  byte
+	}{
+		{modbusframe.AppendCRC([]byte{1, 0x83, 2}), modbus.KindException, 2},
+		{modbusframe.AppendCRC([]byte{1, 0x83, 11}), modbus.KindException, 11},
+		{[]byte{1, 3, 2, 0, 1, 0, 0}, modbus.KindCRC, 0},
+		{modbusframe.AppendCRC([]byte{2, 3, 2, 0, 1}), modbus.KindTransport, 0},
 	}
-	if modbus.IsUnreachable(ex) {
-		t.Fatal("an exception reply must not read as unreachable")
+	for _, c := range cases {
+		_, err := req.ParseReply(c.frame)
+		if kind, code := modbus.Classify(err); kind != c.kind || code != c.code {
+			t.Errorf("% x: %v classified %v %d, want %v %d", c.frame, err, kind, code, c.kind, c.code)
+		}
 	}
-	if !errors.Is(&CRCError{}, modbus.ErrCRC) || errors.Is(&CRCError{}, modbus.ErrTimeout) {
-		t.Fatal("CRCError must be modbus.ErrCRC only")
+	if _, err := req.atDeadline(nil); !modbus.IsUnreachable(err) {
+		t.Errorf("silence: %v", err)
 	}
-	if !modbus.IsTimeout(&TimeoutError{}) || !modbus.IsUnreachable(&TimeoutError{}) {
-		t.Fatal("TimeoutError must be a modbus timeout and unreachable")
+	if kind, _ := modbus.Classify(mustErr(req.atDeadline(nil))); kind != modbus.KindTimeout {
+		t.Errorf("silence is classified %v", kind)
+	}
+	// A reply with another function code is reported as such, not as an
+	// exception whose code is its first data byte.
+	_, err := req.atDeadline([]byte{1, 0x30, 0x30, 0x11, 0x22})
+	if err == nil || err.Error() != "reply has function code 48, expected 3" {
+		t.Errorf("wrong function code: %v", err)
 	}
 	if _, err := NewRequest(1, 16, 0, 1); !errors.Is(err, modbus.ErrWriteRefused) {
 		t.Fatalf("function 16: %v, want modbus.ErrWriteRefused", err)
 	}
 }
+
+func mustErr(_ []uint16, err error) error { return err }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/sterigate/sterigate/drivers/modbus"
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 )
 
 // scriptedLine delivers a fixed byte stream in fixed-size chunks, then
@@ -32,15 +35,15 @@ func (l *scriptedLine) readSome(p []byte, _ time.Time) (int, error) {
 // and a reply it accepts must carry the values a valid frame in the traffic
 // carried (a CRC-valid reply to this very request).
 func FuzzFramerReadReply(f *testing.F) {
-	good := AppendCRC([]byte{7, 3, 4, 0x01, 0x02, 0x03, 0x04})
+	good := modbusframe.AppendCRC([]byte{7, 3, 4, 0x01, 0x02, 0x03, 0x04})
 	f.Add(byte(3), uint16(2), good, uint8(1))
 	f.Add(byte(3), uint16(2), append([]byte{0, 7, 3, 9}, good...), uint8(3))
-	f.Add(byte(3), uint16(2), AppendCRC([]byte{7, 0x83, 2}), uint8(2))
+	f.Add(byte(3), uint16(2), modbusframe.AppendCRC([]byte{7, 0x83, 2}), uint8(2))
 	f.Add(byte(4), uint16(1), []byte{7, 4, 2, 0, 0, 0, 0}, uint8(7))
-	f.Add(byte(1), uint16(3), AppendCRC([]byte{7, 1, 1, 5}), uint8(64))
+	f.Add(byte(1), uint16(3), modbusframe.AppendCRC([]byte{7, 1, 1, 5}), uint8(64))
 	f.Fuzz(func(t *testing.T, fc byte, qty uint16, traffic []byte, chunk uint8) {
 		req, err := NewRequest(7, fc, 0, qty)
-		if err != nil || len(traffic) > 4*maxFrame {
+		if err != nil || len(traffic) > 4*modbusframe.MaxRTUFrame {
 			return
 		}
 		fr := &framer{line: &scriptedLine{data: append([]byte(nil), traffic...), chunk: int(chunk%64) + 1}, timeout: time.Second}
@@ -55,10 +58,10 @@ func FuzzFramerReadReply(f *testing.F) {
 			return
 		}
 		var (
-			ex *ExceptionError
-			ce *CRCError
-			fe *FrameError
-			te *TimeoutError
+			ex *modbus.ExceptionError
+			ce *modbus.CRCError
+			fe *modbus.FrameError
+			te *modbus.TimeoutError
 		)
 		if !errors.As(err, &ex) && !errors.As(err, &ce) && !errors.As(err, &fe) && !errors.As(err, &te) {
 			t.Fatalf("untyped error %v", err)

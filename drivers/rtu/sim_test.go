@@ -2,7 +2,6 @@ package rtu
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,63 +12,21 @@ import (
 	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/drivers/profile"
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/modbusframe"
+	"github.com/sterigate/sterigate/sim"
 	"github.com/sterigate/sterigate/sim/ptyport"
 	"github.com/sterigate/sterigate/sim/rtuslave"
 )
 
-// idleAutoclaves serves the simulator's register map (docs/simulator.md)
-// for a set of idle sterilizers; unit u has cycle counter 100+u.
-type idleAutoclaves struct {
-	units  map[byte]bool
-	writes atomic.Int64
-}
-
-func (a *idleAutoclaves) HasUnit(unit byte) bool { return a.units[unit] }
-
-func (a *idleAutoclaves) ReadRegisters(unit, function byte, address, quantity uint16) ([]uint16, error) {
-	if !a.units[unit] {
-		return nil, rtuslave.ErrNoSuchUnit
-	}
-	if function != 3 && function != 4 {
-		return nil, rtuslave.ErrIllegalFunction
-	}
-	if int(address)+int(quantity) > 24 {
-		return nil, rtuslave.ErrIllegalAddress
-	}
-	var img [24]uint16
-	img[0], img[1], img[2] = 215, 1210, 1013 // 21.5 °C, jacket 121.0 °C, 101.3 kPa
-	img[4] = 1
-	img[6] = 100 + uint16(unit)
-	img[17], img[18], img[19] = 100+uint16(unit), 1, 1
-	return append([]uint16(nil), img[address:address+quantity]...), nil
-}
-
-func (a *idleAutoclaves) RefuseWrite(unit, function byte) { a.writes.Add(1) }
-
-func simUnits(t *testing.T, source string, ids ...byte) ([]*modbus.Unit, *cycletest.Sink) {
+// idleAutoclaves is the simulator's register bank for n idle autoclaves,
+// units 1..n (docs/simulator.md); it counts refused writes.
+func idleAutoclaves(t testing.TB, n int) *sim.Bank {
 	t.Helper()
-	sink := &cycletest.Sink{}
-	var units []*modbus.Unit
-	for _, id := range ids {
-		p, ok := profile.Builtin("sim-autoclave")
-		if !ok {
-			t.Fatal("built-in profile sim-autoclave missing")
-		}
-		u, err := modbus.NewUnit(modbus.UnitConfig{Device: "ster" + string('0'+rune(id)), Unit: id, Profile: p, Source: source}, sink, &cycletest.Store{}, quietLog())
-		if err != nil {
-			t.Fatal(err)
-		}
-		units = append(units, u)
+	s, err := sim.New(sim.Options{Devices: n})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return units, sink
-}
-
-func busUnits(units []*modbus.Unit, interval time.Duration) []UnitConfig {
-	var out []UnitConfig
-	for _, u := range units {
-		out = append(out, UnitConfig{Device: u.Config().Device, Unit: u.Config().Unit, Interval: interval, Poller: u})
-	}
-	return out
+	return s.Bank()
 }
 
 // serveSlave runs rtuslave.Serve on rw until the test ends.
@@ -103,7 +60,7 @@ func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regs := &idleAutoclaves{units: map[byte]bool{1: true, 2: true, 3: true}}
+	regs := idleAutoclaves(t, 3)
 	var served atomic.Int64
 	serveSlave(t, ctx, port, regs, rtuslave.Options{Faults: func(r rtuslave.Request) rtuslave.Fault {
 		n := served.Add(1)
@@ -116,20 +73,16 @@ func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
 		return rtuslave.Fault{}
 	}})
 
-	units, sink := simUnits(t, "modbus-rtu", 1, 2, 3, 4)
-	b := runBus(t, ctx, BusConfig{Serial: &SerialConfig{Port: port.Path()}, Timeout: 400 * time.Millisecond, Units: busUnits(units, 5*time.Millisecond)}, nil)
+	l, sink := runLink(t, mustSerial(t, SerialConfig{Port: port.Path()}, Options{Timeout: 400 * time.Millisecond}), modbus.LinkConfig{}, simProfile(t), 5*time.Millisecond, 1, 2, 3, 4)
 
 	eventually(t, 20*time.Second, "good polls of the three live units", func() bool {
-		return units[0].Stats().GoodPolls >= 20 && units[1].Stats().GoodPolls >= 20 && units[2].Stats().GoodPolls >= 20
+		return unitStats(l, 1).GoodPolls >= 20 && unitStats(l, 2).GoodPolls >= 20 && unitStats(l, 3).GoodPolls >= 20
 	})
-	if s := units[1].Stats(); s.CRCErrors == 0 {
-		t.Fatalf("unit 2 stats %+v: the injected CRC errors were not counted by modbus.Unit", s)
+	if s := unitStats(l, 2); s.CRCErrors == 0 || s.Timeouts != 0 {
+		t.Fatalf("unit 2 stats %+v: the injected CRC errors were not counted", s)
 	}
-	if bs := unitStats(b, 2); bs.CRCErrors == 0 || bs.Timeouts != 0 {
-		t.Fatalf("bus stats of unit 2: %+v", bs)
-	}
-	if s := units[3].Stats(); s.Timeouts == 0 || s.GoodPolls != 0 {
-		t.Fatalf("silent unit 4 stats %+v: want timeouts counted by modbus.Unit", s)
+	if s := unitStats(l, 4); s.Timeouts == 0 || s.GoodPolls != 0 {
+		t.Fatalf("silent unit 4 stats %+v: want timeouts", s)
 	}
 	eventually(t, 5*time.Second, "the silent unit's offline event", func() bool {
 		for _, ev := range sink.EventsOf(protocol.EventOffline) {
@@ -139,8 +92,10 @@ func TestBusPollsModbusUnitsOnTheSimulatorSlave(t *testing.T) {
 		}
 		return false
 	})
-	if w := regs.writes.Load(); w != 0 {
-		t.Fatalf("the slave received %d write requests", w)
+	for u := byte(1); u <= 3; u++ {
+		if w := regs.WritesRefused(u); w != 0 {
+			t.Fatalf("unit %d received %d write requests", u, w)
+		}
 	}
 }
 
@@ -153,44 +108,45 @@ func TestRTUOverTCPAgainstTheSimulatorSlave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regs := &idleAutoclaves{units: map[byte]bool{1: true, 2: true}}
-	var accepts atomic.Int64
-	serveCtx, stopServing := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepts.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				rtuslave.Serve(serveCtx, conn, regs, rtuslave.Options{}) // a net.Conn has read deadlines: cancel stops it
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); stopServing(); wg.Wait() })
+	counted := &countingListener{Listener: ln}
+	served := make(chan error, 1)
+	go func() { served <- rtuslave.ServeListener(ctx, counted, idleAutoclaves(t, 2), rtuslave.Options{}) }()
+	t.Cleanup(func() { cancel(); <-served })
 
-	units, _ := simUnits(t, "modbus-rtu-tcp", 1, 2)
-	b := runBus(t, ctx, BusConfig{Address: ln.Addr().String(), Timeout: time.Second, Units: busUnits(units, 5*time.Millisecond)}, nil)
+	tr, err := NewTCP(ln.Addr().String(), Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := runLink(t, tr, modbus.LinkConfig{}, simProfile(t), 5*time.Millisecond, 1, 2)
 	eventually(t, 10*time.Second, "good polls over RTU-over-TCP", func() bool {
-		return units[0].Stats().GoodPolls >= 20 && units[1].Stats().GoodPolls >= 20
+		return unitStats(l, 1).GoodPolls >= 20 && unitStats(l, 2).GoodPolls >= 20
 	})
-	if s := b.Stats(); s.Opens != 1 || accepts.Load() != 1 {
-		t.Fatalf("bus stats %+v, %d accepts: a healthy link must stay on one connection", s, accepts.Load())
+	if s := l.Stats(); s.Opens != 1 || counted.accepts.Load() != 1 {
+		t.Fatalf("link stats %+v, %d accepts: a healthy link must stay on one connection", s, counted.accepts.Load())
 	}
 }
 
-// BenchmarkPollRate19200Baud8Units measures full poll rounds on a virtual
-// 19200-baud 8E1 bus with 8 units, each poll one FC3 read of 24 registers.
-// A pty has no line timing, so the slave delays each reply by the time the
-// request and the reply would occupy the wire plus t3.5; the master adds its
-// own t3.5 before each request, as on a real line.
+// countingListener counts the connections it accepted.
+type countingListener struct {
+	net.Listener
+	accepts atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepts.Add(1)
+	}
+	return c, err
+}
+
+// BenchmarkPollRate19200Baud8Units measures the one polling loop
+// (modbus.Link, real modbus.Units with the built-in simulator profile) on a
+// virtual 19200-baud 8E1 bus with 8 units, each poll one FC3 read of 24
+// registers. A pty has no line timing, so the slave delays each reply by the
+// time the request and the reply would occupy the wire plus t3.5; the
+// master adds its own t3.5 before each request, as on a real line. It
+// reports polls/s and the share of the line limit they reach.
 func BenchmarkPollRate19200Baud8Units(b *testing.B) {
 	const baud = 19200
 	ctx, cancel := context.WithCancel(context.Background())
@@ -200,13 +156,9 @@ func BenchmarkPollRate19200Baud8Units(b *testing.B) {
 		b.Fatal(err)
 	}
 	ids := []byte{1, 2, 3, 4, 5, 6, 7, 8}
-	present := map[byte]bool{}
-	for _, id := range ids {
-		present[id] = true
-	}
-	regs := &idleAutoclaves{units: present}
-	char := rtuslave.CharacterTime(baud)
-	t35 := InterFrameDelay(baud, 11)
+	regs := idleAutoclaves(b, len(ids))
+	char := modbusframe.CharacterTime(baud, 11)
+	t35 := modbusframe.FrameSilence(baud, 11)
 	slaveDone := make(chan struct{})
 	go func() {
 		defer close(slaveDone)
@@ -217,60 +169,49 @@ func BenchmarkPollRate19200Baud8Units(b *testing.B) {
 	}()
 	defer func() { cancel(); port.Close(); <-slaveDone }()
 
-	var polls atomic.Int64
-	target := int64(b.N)
-	done := make(chan struct{})
-	var once sync.Once
-	var units []UnitConfig
+	prof, _ := profile.Builtin("sim-autoclave")
+	var cfg modbus.LinkConfig
 	for _, id := range ids {
-		units = append(units, UnitConfig{Device: "d", Unit: id, Interval: time.Nanosecond, Poller: &countingPoller{unit: id, n: &polls, target: target, done: func() { once.Do(func() { close(done) }) }}})
-		units[len(units)-1].Device = "ster" + string('0'+rune(id))
+		// Due all the time: the line is the only limit.
+		cfg.Units = append(cfg.Units, modbus.UnitConfig{Device: unitName(id), Unit: id, Profile: prof, PollInterval: time.Nanosecond})
 	}
-	bus, err := NewBus(BusConfig{Serial: &SerialConfig{Port: port.Path(), Baud: baud}, Timeout: time.Second, Units: units}, quietLog())
+	tr, err := NewSerial(SerialConfig{Port: port.Path(), Baud: baud}, Options{Timeout: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
-	busCtx, stopBus := context.WithCancel(ctx)
-	busDone := make(chan struct{})
+	link, err := modbus.NewLink(cfg, tr, &cycletest.Sink{}, &cycletest.Store{}, quietLog())
+	if err != nil {
+		b.Fatal(err)
+	}
+	goodPolls := func() uint64 {
+		var n uint64
+		for _, u := range link.Stats().Units {
+			n += u.GoodPolls
+		}
+		return n
+	}
+	linkCtx, stopLink := context.WithCancel(ctx)
+	linkDone := make(chan struct{})
 	b.ResetTimer()
 	start := time.Now()
-	go func() { defer close(busDone); bus.Run(busCtx) }()
-	<-done
+	go func() { defer close(linkDone); link.Run(linkCtx) }()
+	for goodPolls() < uint64(b.N) {
+		time.Sleep(time.Millisecond) // measurement resolution, not synchronisation
+	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	stopBus()
-	<-busDone
+	stopLink()
+	<-linkDone
 
 	perPoll := time.Duration(8+5+48)*char + 2*t35
-	b.ReportMetric(float64(polls.Load())/elapsed.Seconds(), "polls/s")
-	b.ReportMetric(float64(time.Second)/float64(perPoll), "line-limit-polls/s")
-	for _, u := range bus.Stats().Units {
-		if u.Timeouts+u.CRCErrors+u.FrameErrors != 0 {
+	rate := float64(goodPolls()) / elapsed.Seconds()
+	limit := float64(time.Second) / float64(perPoll)
+	b.ReportMetric(rate, "polls/s")
+	b.ReportMetric(limit, "line-limit-polls/s")
+	b.ReportMetric(100*rate/limit, "%-of-line-limit")
+	for _, u := range link.Stats().Units {
+		if u.Timeouts+u.CRCErrors+u.TransportErrors != 0 {
 			b.Fatalf("unit %d: %+v", u.Unit, u)
 		}
 	}
 }
-
-// countingPoller reads the whole 24-register block and counts good polls.
-type countingPoller struct {
-	unit   byte
-	n      *atomic.Int64
-	target int64
-	done   func()
-}
-
-func (p *countingPoller) Poll(ctx context.Context, r RegisterReader) error {
-	v, err := r.ReadRegisters(ctx, p.unit, 3, 0, 24)
-	if err != nil {
-		return err
-	}
-	if len(v) != 24 || v[6] != 100+uint16(p.unit) {
-		return errors.New("wrong registers")
-	}
-	if p.n.Add(1) >= p.target {
-		p.done()
-	}
-	return nil
-}
-
-func (p *countingPoller) Unreachable(context.Context, error) {}

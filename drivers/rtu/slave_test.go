@@ -3,12 +3,13 @@ package rtu
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 )
 
 // testSlave is a minimal RTU slave for this package's tests: it answers
@@ -17,22 +18,17 @@ import (
 // u*1000+a, so a reply proves which unit answered.
 type testSlave struct {
 	rw io.ReadWriter
-	// lineBaud, when set, delays each reply by the time the request and the
-	// reply would take on a real line at that baud (11 bits per character)
-	// plus t3.5, since a pty has no timing of its own.
-	lineBaud int
 
-	mu         sync.Mutex
-	units      map[byte]bool
-	silent     map[byte]bool
-	exception  map[byte]byte // answer every request of the unit with this exception
-	corrupt    map[byte]int  // corrupt the CRC of the next N replies
-	garbage    map[byte]int  // send noise bytes before the next N replies
-	noise      map[byte]bool // answer with noise only, never a valid frame
-	requests   map[byte]int
-	nonReads   int // requests with a function other than 1-4
-	badFrames  int // bytes dropped while resynchronising
-	lastServed time.Time
+	mu        sync.Mutex
+	units     map[byte]bool
+	silent    map[byte]bool
+	exception map[byte]byte // answer every request of the unit with this exception
+	corrupt   map[byte]int  // corrupt the CRC of the next N replies
+	garbage   map[byte]int  // send noise bytes before the next N replies
+	noise     map[byte]bool // answer with noise only, never a valid frame
+	requests  map[byte]int
+	nonReads  int // requests with a function other than 1-4
+	badFrames int // bytes dropped while resynchronising
 }
 
 func newTestSlave(rw io.ReadWriter, units ...byte) *testSlave {
@@ -85,7 +81,7 @@ func (s *testSlave) serve(ctx context.Context) {
 		buf = append(buf, chunk[:n]...)
 		// Requests for functions 1-4 are always 8 bytes.
 		for len(buf) >= 8 {
-			if !frameCRCOK(buf[:8]) {
+			if !modbusframe.CRCValid(buf[:8]) {
 				s.set(func(s *testSlave) { s.badFrames++ })
 				buf = buf[1:]
 				continue
@@ -116,15 +112,15 @@ func (s *testSlave) answer(req []byte) []byte {
 	var reply []byte
 	switch {
 	case fc < 1 || fc > 4:
-		reply = AppendCRC([]byte{unit, fc | 0x80, 1})
+		reply = modbusframe.AppendCRC([]byte{unit, fc | 0x80, 1})
 	case s.exception[unit] != 0:
-		reply = AppendCRC([]byte{unit, fc | 0x80, s.exception[unit]})
+		reply = modbusframe.AppendCRC([]byte{unit, fc | 0x80, s.exception[unit]})
 	case fc == 3 || fc == 4:
 		reply = []byte{unit, fc, byte(2 * qty)}
 		for i := range qty {
 			reply = binary.BigEndian.AppendUint16(reply, uint16(unit)*1000+addr+i)
 		}
-		reply = AppendCRC(reply)
+		reply = modbusframe.AppendCRC(reply)
 	default:
 		data := make([]byte, (qty+7)/8)
 		for i := range qty {
@@ -132,7 +128,7 @@ func (s *testSlave) answer(req []byte) []byte {
 				data[i/8] |= 1 << (i % 8)
 			}
 		}
-		reply = AppendCRC(append([]byte{unit, fc, byte(len(data))}, data...))
+		reply = modbusframe.AppendCRC(append([]byte{unit, fc, byte(len(data))}, data...))
 	}
 	if s.corrupt[unit] > 0 {
 		s.corrupt[unit]--
@@ -144,13 +140,6 @@ func (s *testSlave) answer(req []byte) []byte {
 	if s.garbage[unit] > 0 {
 		s.garbage[unit]--
 		reply = append([]byte{0x00, 0xFF, unit, 0x42, 0x13}, reply...)
-	}
-	if s.lineBaud > 0 {
-		chars := len(req) + len(reply)
-		lineTime := time.Duration(chars*11)*time.Second/time.Duration(s.lineBaud) + InterFrameDelay(s.lineBaud, 11)
-		// This emulates wire time inside the fixture, not test
-		// synchronisation: a pty delivers bytes instantly.
-		time.Sleep(lineTime)
 	}
 	return reply
 }
@@ -165,57 +154,6 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// recordingPoller reads one block per poll and remembers what it saw.
-type recordingPoller struct {
-	unit     byte
-	function byte
-	address  uint16
-	count    uint16
-
-	mu          sync.Mutex
-	good        int
-	last        []uint16
-	lastErr     error
-	unreachable int
-}
-
-func (p *recordingPoller) Poll(ctx context.Context, r RegisterReader) error {
-	v, err := r.ReadRegisters(ctx, p.unit, p.function, p.address, p.count)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err != nil {
-		p.lastErr = err
-		return err
-	}
-	for i, x := range v {
-		if want := uint16(p.unit)*1000 + p.address + uint16(i); p.function >= 3 && x != want {
-			p.lastErr = errors.New("wrong register value")
-			return p.lastErr
-		}
-	}
-	p.good++
-	p.last = v
-	return nil
-}
-
-func (p *recordingPoller) Unreachable(ctx context.Context, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.unreachable++
-}
-
-func (p *recordingPoller) goodPolls() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.good
-}
-
-func (p *recordingPoller) unreachableCalls() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.unreachable
 }
 
 func pathExists(p string) bool {

@@ -94,7 +94,10 @@ type Device struct {
 	Timeout      time.Duration
 	// PauseBetweenRequests is the extra silence kept on a shared RTU bus.
 	PauseBetweenRequests time.Duration
-	Serial               Serial
+	// OfflineAfter is how many consecutive failed polls make the device
+	// offline (Modbus); 0 leaves the driver's default (3).
+	OfflineAfter int
+	Serial       Serial
 	// Template names a built-in template or a template file (printer).
 	Template string
 	// ReportTimeout is the silence after which a printout without its end
@@ -230,6 +233,7 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 		field{"poll_interval", d.duration(&dev.PollInterval, 10*time.Millisecond)},
 		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
 		field{"pause_between_requests", d.duration(&dev.PauseBetweenRequests, 0)},
+		field{"offline_after", d.integer(&dev.OfflineAfter, 1, 100)},
 		field{"template", d.str(&dev.Template)},
 		field{"report_timeout", d.duration(&dev.ReportTimeout, time.Second)},
 		field{"serial", func(n *yaml.Node, p string) {
@@ -419,6 +423,9 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 		if dev.ReportTimeout > MaxReportTimeout {
 			d.fail(at("report_timeout"), p+".report_timeout", "%s is longer than %s: a printout cut by a power loss would wait that long to be recorded", dev.ReportTimeout, MaxReportTimeout)
 		}
+		if dev.OfflineAfter != 0 {
+			d.fail(at("offline_after"), p+".offline_after", "is only used by the Modbus drivers, not %s", dev.Driver)
+		}
 	}
 	if dev.ReportTimeout != 0 && dev.Driver != DriverPrinter && dev.Driver != "" {
 		d.fail(at("report_timeout"), p+".report_timeout", "is only used by the printer driver, not %s", dev.Driver)
@@ -451,9 +458,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		}
 		bus := dev.BusKey()
 		switch dev.Driver {
-		case DriverModbusTCP:
-			bus = "tcp:" + dev.Address
-		case DriverModbusRTU, DriverModbusRTUTCP:
+		case DriverModbusTCP, DriverModbusRTU, DriverModbusRTUTCP:
 		default:
 			continue
 		}
@@ -510,8 +515,9 @@ func lookup(n *yaml.Node, path ...string) *yaml.Node {
 }
 
 // BusKey groups devices that share one physical link: RTU devices on the
-// same serial port, or RTU-over-TCP devices behind the same device server.
-// Other devices get a key of their own.
+// same serial port, RTU-over-TCP devices behind the same device server,
+// Modbus TCP devices behind the same address (a TCP-to-RTU gateway). Other
+// devices get a key of their own.
 func (dev Device) BusKey() string {
 	switch dev.Driver {
 	case DriverModbusRTU:
@@ -521,6 +527,8 @@ func (dev Device) BusKey() string {
 		return "usb:" + dev.Serial.USB.VID + ":" + dev.Serial.USB.PID + ":" + dev.Serial.USB.Serial
 	case DriverModbusRTUTCP:
 		return "rtu-tcp:" + dev.Address
+	case DriverModbusTCP:
+		return "tcp:" + dev.Address
 	}
 	return "device:" + dev.ID
 }

@@ -147,3 +147,39 @@ devices:
 		t.Errorf("units 0 and 255 are valid for Modbus TCP: %v", err)
 	}
 }
+
+// offline_after is one setting for every Modbus transport; absent, the
+// driver's default (3) applies.
+func TestOfflineAfter(t *testing.T) {
+	c, err := Parse("oa.yaml", []byte(`
+gateway: {id: g, site: s}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
+devices:
+  - {id: a, driver: modbus-tcp, address: "10.0.0.5:502", profile: sim-autoclave, offline_after: 5}
+  - {id: b, driver: modbus-rtu-tcp, address: "10.0.0.6:4001", profile: sim-autoclave}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Devices[0].OfflineAfter != 5 || c.Devices[1].OfflineAfter != 0 {
+		t.Fatalf("offline_after = %d, %d", c.Devices[0].OfflineAfter, c.Devices[1].OfflineAfter)
+	}
+	_, err = Parse("oa.yaml", []byte(`
+gateway: {id: g, site: s}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
+devices:
+  - {id: a, driver: modbus-tcp, address: "10.0.0.5:502", profile: sim-autoclave, offline_after: 0}
+`))
+	if err == nil || !strings.Contains(err.Error(), "oa.yaml:5: devices[0].offline_after: 0 is out of range (1 to 100)") {
+		t.Fatalf("offline_after 0: %v", err)
+	}
+	_, err = Parse("oa.yaml", []byte(`
+gateway: {id: g, site: s}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
+devices:
+  - {id: p, driver: printer, serial: {port: /dev/ttyS0}, template: dac-de, offline_after: 3}
+`))
+	if err == nil || !strings.Contains(err.Error(), "oa.yaml:5: devices[0].offline_after: is only used by the Modbus drivers, not printer") {
+		t.Fatalf("offline_after on a printer: %v", err)
+	}
+}

@@ -35,7 +35,11 @@ type Snapshot struct {
 	// Counters are monotonically increasing totals, by metric name and
 	// label set, e.g. "sterigate_poll_errors_total{device=\"a\"}".
 	Counters map[string]float64
-	Alarms   []string
+	// Gauges are values that go up and down, keyed like Counters.
+	Gauges map[string]float64
+	// Help is the HELP text of counters and gauges, by metric name.
+	Help   map[string]string
+	Alarms []string
 }
 
 // Source produces snapshots; cmd/sterigate assembles one from the
@@ -113,8 +117,15 @@ func WriteMetrics(w io.Writer, s Snapshot) {
 		fmt.Fprintf(w, "sterigate_device_online{device=%q} %d\n", d.Device, b2f(d.State == protocol.DeviceOnline))
 	}
 	fmt.Fprintf(w, "# HELP sterigate_gateway_alarms Active gateway alarms.\n# TYPE sterigate_gateway_alarms gauge\nsterigate_gateway_alarms %d\n", len(s.Alarms))
-	names := make([]string, 0, len(s.Counters))
-	for n := range s.Counters {
+	writeFamilies(w, "counter", s.Counters, s.Help)
+	writeFamilies(w, "gauge", s.Gauges, s.Help)
+}
+
+// writeFamilies writes values keyed name{labels} grouped by metric name,
+// each family with its HELP (when known) and TYPE.
+func writeFamilies(w io.Writer, kind string, values map[string]float64, help map[string]string) {
+	names := make([]string, 0, len(values))
+	for n := range values {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -122,10 +133,13 @@ func WriteMetrics(w io.Writer, s Snapshot) {
 	for _, n := range names {
 		base, _, _ := strings.Cut(n, "{")
 		if !typed[base] {
-			fmt.Fprintf(w, "# TYPE %s counter\n", base)
+			if h := help[base]; h != "" {
+				fmt.Fprintf(w, "# HELP %s %s\n", base, h)
+			}
+			fmt.Fprintf(w, "# TYPE %s %s\n", base, kind)
 			typed[base] = true
 		}
-		fmt.Fprintf(w, "%s %g\n", n, s.Counters[n])
+		fmt.Fprintf(w, "%s %g\n", n, values[n])
 	}
 }
 

@@ -23,6 +23,8 @@ func snapshot() Snapshot {
 			{Device: "autoclave-<2>", State: protocol.DeviceOffline, Error: "i/o timeout", At: time.Now()},
 		},
 		Counters: map[string]float64{`sterigate_poll_errors_total{device="autoclave-1"}`: 3},
+		Gauges:   map[string]float64{`sterigate_modbus_backoff_seconds{device="autoclave-<2>"}`: 4.5},
+		Help:     map[string]string{"sterigate_modbus_backoff_seconds": "Current wait before the next attempt."},
 		Alarms:   []string{"journal at 91% of its quota"},
 	}
 }
@@ -60,6 +62,8 @@ func TestPageAndMetrics(t *testing.T) {
 		"# TYPE sterigate_poll_errors_total counter\n",
 		`sterigate_poll_errors_total{device="autoclave-1"} 3` + "\n",
 		"sterigate_gateway_alarms 1\n",
+		"# HELP sterigate_modbus_backoff_seconds Current wait before the next attempt.\n# TYPE sterigate_modbus_backoff_seconds gauge\n" +
+			`sterigate_modbus_backoff_seconds{device="autoclave-<2>"} 4.5` + "\n",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)

@@ -1,56 +1,10 @@
 package rtuslave
 
-import "encoding/binary"
+import "github.com/sterigate/sterigate/protocol/modbusframe"
 
-// Modbus RTU framing limits (Modbus over Serial Line V1.02 §2.5.1).
-const (
-	minFrameLen = 4   // unit, function, CRC
-	maxFrameLen = 256 // largest legal RTU ADU
-	// maxWriteByteCount is the largest byte count of functions 15 and 16
-	// (123 registers or 1968 coils); a larger count cannot be a real frame.
-	maxWriteByteCount = 246
-)
-
-// crc16 is CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF). On the wire
-// it is sent low byte first. Table-driven, because the decoder recomputes it
-// at every byte offset while hunting through garbage.
-func crc16(data []byte) uint16 {
-	crc := uint16(0xFFFF)
-	for _, b := range data {
-		crc = crc>>8 ^ crcTable[byte(crc)^b]
-	}
-	return crc
-}
-
-// crcTable is computed once and never written afterwards.
-var crcTable = func() (table [256]uint16) {
-	for i := range table {
-		crc := uint16(i)
-		for range 8 {
-			if crc&1 != 0 {
-				crc = crc>>1 ^ 0xA001
-			} else {
-				crc >>= 1
-			}
-		}
-		table[i] = crc
-	}
-	return table
-}()
-
-// appendCRC appends the CRC of frame, low byte first.
-func appendCRC(frame []byte) []byte {
-	return binary.LittleEndian.AppendUint16(frame, crc16(frame))
-}
-
-// crcValid reports whether the last two bytes of frame are the CRC of the rest.
-func crcValid(frame []byte) bool {
-	if len(frame) < minFrameLen {
-		return false
-	}
-	body := frame[:len(frame)-2]
-	return crc16(body) == binary.LittleEndian.Uint16(frame[len(frame)-2:])
-}
+// maxWriteByteCount is the largest byte count of functions 15 and 16 (123
+// registers or 1968 coils); a larger count cannot be a real frame.
+const maxWriteByteCount = 246
 
 // scanStatus is what the decoder can say about the bytes at the start of its buffer.
 type scanStatus int
@@ -88,7 +42,7 @@ func scan(buf []byte) (n int, status scanStatus) {
 	if len(buf) < n {
 		return 0, scanNeedMore
 	}
-	if !crcValid(buf[:n]) {
+	if !modbusframe.CRCValid(buf[:n]) {
 		return 0, scanBad
 	}
 	return n, scanFrame
@@ -121,7 +75,7 @@ func (d *decoder) feed(data []byte, frames [][]byte) [][]byte {
 			d.drop(1)
 			continue
 		case scanUnknownLength:
-			if len(d.buf) > maxFrameLen { // nothing legal is this long: overrun
+			if len(d.buf) > modbusframe.MaxRTUFrame { // nothing legal is this long: overrun
 				d.drop(1)
 				continue
 			}
@@ -141,7 +95,7 @@ func (d *decoder) silence(frames [][]byte) [][]byte {
 		switch {
 		case status == scanFrame:
 			frames = append(frames, d.take(n))
-		case status == scanUnknownLength && len(d.buf) <= maxFrameLen && crcValid(d.buf):
+		case status == scanUnknownLength && len(d.buf) <= modbusframe.MaxRTUFrame && modbusframe.CRCValid(d.buf):
 			frames = append(frames, d.take(len(d.buf)))
 		default:
 			d.drop(1)

@@ -4,22 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
-)
 
-func TestCRC16KnownVector(t *testing.T) {
-	// Read 10 holding registers from unit 1 at address 0: 01 03 00 00 00 0A C5 CD.
-	frame := appendCRC([]byte{0x01, 0x03, 0x00, 0x00, 0x00, 0x0A})
-	if want := []byte{0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD}; !bytes.Equal(frame, want) {
-		t.Fatalf("got % x, want % x", frame, want)
-	}
-	if !crcValid(frame) {
-		t.Fatal("crcValid rejects a known good frame")
-	}
-	frame[3] ^= 0x01
-	if crcValid(frame) {
-		t.Fatal("crcValid accepts a corrupted frame")
-	}
-}
+	"github.com/sterigate/sterigate/protocol/modbusframe"
+)
 
 func framesString(frames [][]byte) string {
 	return fmt.Sprintf("% x", frames)
@@ -28,8 +15,8 @@ func framesString(frames [][]byte) string {
 func TestDecoderByteByByte(t *testing.T) {
 	want := [][]byte{
 		readRequest(1, 3, 0, 24),
-		appendCRC([]byte{2, 16, 0, 1, 0, 2, 4, 0xAA, 0xBB, 0xCC, 0xDD}),
-		appendCRC([]byte{3, 6, 0, 1, 0x0D, 0x0A}),
+		modbusframe.AppendCRC([]byte{2, 16, 0, 1, 0, 2, 4, 0xAA, 0xBB, 0xCC, 0xDD}),
+		modbusframe.AppendCRC([]byte{3, 6, 0, 1, 0x0D, 0x0A}),
 	}
 	var stream []byte
 	for _, f := range want {
@@ -62,7 +49,7 @@ func TestDecoderSilenceDiscardsPartialFrame(t *testing.T) {
 
 func TestDecoderUnknownFunctionEndsAtSilence(t *testing.T) {
 	var d decoder
-	frame := appendCRC([]byte{1, 0x2B, 0x0E, 0x01, 0x00}) // read device identification
+	frame := modbusframe.AppendCRC([]byte{1, 0x2B, 0x0E, 0x01, 0x00}) // read device identification
 	if got := d.feed(frame, nil); len(got) != 0 {
 		t.Fatalf("unknown function framed before silence: %s", framesString(got))
 	}
@@ -73,7 +60,7 @@ func TestDecoderUnknownFunctionEndsAtSilence(t *testing.T) {
 
 func TestDecoderOverrunOfUnknownFunction(t *testing.T) {
 	var d decoder
-	noise := bytes.Repeat([]byte{0x01, 0x64}, maxFrameLen) // unit 1, unknown function 0x64, forever
+	noise := bytes.Repeat([]byte{0x01, 0x64}, modbusframe.MaxRTUFrame) // unit 1, unknown function 0x64, forever
 	good := readRequest(1, 4, 2, 3)
 	got := d.feed(append(noise, good...), nil)
 	got = d.silence(got)
@@ -89,15 +76,15 @@ func TestDecoderOverrunOfUnknownFunction(t *testing.T) {
 func FuzzFrame(f *testing.F) {
 	f.Add(readRequest(1, 3, 0, 24), 3)
 	f.Add(append([]byte{0xFF, 0x00, 0x13}, readRequest(7, 4, 5, 2)...), 1)
-	f.Add(appendCRC([]byte{1, 16, 0, 0, 0, 2, 4, 0, 1, 0, 2}), 7)
-	f.Add(appendCRC([]byte{1, 15, 0, 0, 0, 9, 2, 0xFF, 0x01}), 0)
-	f.Add(appendCRC([]byte{1, 0x11}), 2)
+	f.Add(modbusframe.AppendCRC([]byte{1, 16, 0, 0, 0, 2, 4, 0, 1, 0, 2}), 7)
+	f.Add(modbusframe.AppendCRC([]byte{1, 15, 0, 0, 0, 9, 2, 0xFF, 0x01}), 0)
+	f.Add(modbusframe.AppendCRC([]byte{1, 0x11}), 2)
 	f.Add([]byte{1, 16, 0, 0, 0, 100, 200, 1, 2, 3}, 5)
-	f.Add(appendCRC([]byte{0, 6, 0, 1, 0, 42}), 4)
+	f.Add(modbusframe.AppendCRC([]byte{0, 6, 0, 1, 0, 42}), 4)
 	f.Add(readRequest(1, 3, 0xFFFF, 125), 8)
 	f.Fuzz(func(t *testing.T, stream []byte, split int) {
-		if len(stream) > 4*maxFrameLen { // longer inputs only repeat the same paths, slowly
-			stream = stream[:4*maxFrameLen]
+		if len(stream) > 4*modbusframe.MaxRTUFrame { // longer inputs only repeat the same paths, slowly
+			stream = stream[:4*modbusframe.MaxRTUFrame]
 		}
 		if split < 0 || split > len(stream) {
 			split = len(stream) / 2
@@ -111,7 +98,7 @@ func FuzzFrame(f *testing.F) {
 		s := &slave{regs: bank, log: discardLogger()}
 		for _, frame := range frames {
 			total += len(frame)
-			if len(frame) < minFrameLen || len(frame) > maxFrameLen || !crcValid(frame) {
+			if len(frame) < modbusframe.MinRTUFrame || len(frame) > modbusframe.MaxRTUFrame || !modbusframe.CRCValid(frame) {
 				t.Fatalf("decoder emitted an invalid frame % x from % x", frame, stream)
 			}
 			reply := s.reply(parseRequest(frame), frame)
@@ -121,7 +108,7 @@ func FuzzFrame(f *testing.F) {
 			if frame[0] == 0 {
 				t.Fatalf("broadcast frame % x answered with % x", frame, reply)
 			}
-			if reply[0] != frame[0] || reply[1]&0x7F != frame[1] || len(reply) < 3 || len(reply) > maxFrameLen-2 {
+			if reply[0] != frame[0] || reply[1]&0x7F != frame[1] || len(reply) < 3 || len(reply) > modbusframe.MaxRTUFrame-2 {
 				t.Fatalf("frame % x answered with malformed % x", frame, reply)
 			}
 			if reply[1]&0x80 == 0 && int(reply[2]) != len(reply)-3 {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.bug.st/serial"
+
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 )
 
 // testMaster is a deliberately small RTU master over go.bug.st/serial, written
@@ -47,7 +49,7 @@ func readRequest(unit, function byte, address, quantity uint16) []byte {
 	frame := []byte{unit, function}
 	frame = binary.BigEndian.AppendUint16(frame, address)
 	frame = binary.BigEndian.AppendUint16(frame, quantity)
-	return appendCRC(frame)
+	return modbusframe.AppendCRC(frame)
 }
 
 func (m *testMaster) send(frame []byte) {
@@ -109,7 +111,7 @@ func (m *testMaster) readReply(unit, function byte, timeout time.Duration) ([]ui
 	if len(reply) > want {
 		return nil, fmt.Errorf("test master: %d bytes after the reply: % x", len(reply)-want, reply)
 	}
-	if !crcValid(reply) {
+	if !modbusframe.CRCValid(reply) {
 		return nil, errBadCRC
 	}
 	if reply[1]&0x80 != 0 {

@@ -22,6 +22,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 )
 
 // Registers is what the slave serves; the simulator's register bank implements it.
@@ -51,14 +53,6 @@ var (
 	ErrNoSuchUnit      = errors.New("rtuslave: no such unit")         // → no reply at all (a dead unit on RS-485)
 )
 
-// Modbus exception codes the slave sends.
-const (
-	ExceptionIllegalFunction     byte = 1
-	ExceptionIllegalDataAddress  byte = 2
-	ExceptionIllegalDataValue    byte = 3
-	ExceptionServerDeviceFailure byte = 4
-)
-
 // Request describes one CRC-valid request addressed to a unit, for a FaultFunc.
 // Address and Quantity are zero for functions whose frame has no such fields.
 type Request struct {
@@ -75,7 +69,7 @@ type Fault struct {
 	Delay      time.Duration // wait this long before replying (a slow device)
 	Garbage    []byte        // bytes sent just before the reply (noise on the line)
 	CorruptCRC bool          // send the reply with a wrong CRC
-	Exception  byte          // if not 0, reply with this exception code instead, e.g. ExceptionServerDeviceFailure
+	Exception  byte          // if not 0, reply with this exception code instead, e.g. modbusframe.ExceptionServerDeviceFailure
 }
 
 // FaultFunc is consulted for every request the slave is about to answer
@@ -103,20 +97,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// CharacterTime is the time one RTU character (11 bits: start, 8 data,
-// parity or second stop, stop) takes on the wire at baud.
-func CharacterTime(baud int) time.Duration {
-	return time.Duration(11 * int64(time.Second) / int64(baud))
-}
-
-// FrameSilence is t3.5 at baud: 3.5 character times, fixed at 1.75 ms above
-// 19200 baud as the Modbus serial-line specification recommends.
-func FrameSilence(baud int) time.Duration {
-	if baud > 19200 {
-		return 1750 * time.Microsecond
-	}
-	return CharacterTime(baud) * 7 / 2
-}
+// bitsPerChar is the length of one RTU character the slave's timing
+// assumes: start, 8 data, parity (or a second stop bit), stop.
+const bitsPerChar = 11
 
 // writeTimeout bounds a reply write when the stream supports deadlines: with
 // no client reading the pty, the kernel buffer fills and Write would block.
@@ -153,7 +136,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, regs Registers, opts Options) 
 	}
 	silence := opts.InterFrameSilence
 	if silence == 0 {
-		silence = max(FrameSilence(opts.Baud), MinPtySilence)
+		silence = max(modbusframe.FrameSilence(opts.Baud, bitsPerChar), MinPtySilence)
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -233,7 +216,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, regs Registers, opts Options) 
 // deadline error by which Serve interrupts it on cancellation.
 func readLoop(ctx context.Context, r io.Reader, chunks chan<- chunk, readErr chan<- error) {
 	for {
-		buf := make([]byte, maxFrameLen)
+		buf := make([]byte, modbusframe.MaxRTUFrame)
 		n, err := r.Read(buf)
 		if n > 0 {
 			select {
@@ -284,7 +267,7 @@ func (s *slave) handle(ctx context.Context, frame []byte) error {
 			case <-timer.C:
 			}
 		}
-		reply = appendCRC(reply)
+		reply = modbusframe.AppendCRC(reply)
 		if fault.CorruptCRC {
 			reply[len(reply)-1] ^= 0xFF
 		}
@@ -292,7 +275,7 @@ func (s *slave) handle(ctx context.Context, frame []byte) error {
 			reply = append(append([]byte(nil), fault.Garbage...), reply...)
 		}
 	} else {
-		reply = appendCRC(reply)
+		reply = modbusframe.AppendCRC(reply)
 	}
 	return s.write(reply)
 }
@@ -348,16 +331,16 @@ func (s *slave) reply(req Request, frame []byte) []byte {
 			return nil
 		}
 		if (req.Function == 15 || req.Function == 16) && !writeByteCountConsistent(req, frame) {
-			return exception(req, ExceptionIllegalDataValue)
+			return exception(req, modbusframe.ExceptionIllegalDataValue)
 		}
 		s.regs.RefuseWrite(req.Unit, req.Function)
 		s.log.Debug("rtu write refused", "unit", req.Unit, "function", req.Function, "address", req.Address)
-		return exception(req, ExceptionIllegalFunction)
+		return exception(req, modbusframe.ExceptionIllegalFunction)
 	default:
 		if !s.unitPresent(req.Unit) {
 			return nil
 		}
-		return exception(req, ExceptionIllegalFunction)
+		return exception(req, modbusframe.ExceptionIllegalFunction)
 	}
 }
 
@@ -390,22 +373,22 @@ func (s *slave) read(req Request) []byte {
 		if !s.unitPresent(req.Unit) {
 			return nil
 		}
-		return exception(req, ExceptionIllegalDataValue)
+		return exception(req, modbusframe.ExceptionIllegalDataValue)
 	}
 	values, err := s.regs.ReadRegisters(req.Unit, req.Function, req.Address, req.Quantity)
 	switch {
 	case errors.Is(err, ErrNoSuchUnit):
 		return nil
 	case errors.Is(err, ErrIllegalFunction):
-		return exception(req, ExceptionIllegalFunction)
+		return exception(req, modbusframe.ExceptionIllegalFunction)
 	case errors.Is(err, ErrIllegalAddress):
-		return exception(req, ExceptionIllegalDataAddress)
+		return exception(req, modbusframe.ExceptionIllegalDataAddress)
 	case err != nil:
 		s.log.Warn("rtu read failed", "unit", req.Unit, "function", req.Function, "address", req.Address, "quantity", req.Quantity, "err", err)
-		return exception(req, ExceptionServerDeviceFailure)
+		return exception(req, modbusframe.ExceptionServerDeviceFailure)
 	case len(values) != int(req.Quantity):
 		s.log.Warn("rtu read returned the wrong number of values", "unit", req.Unit, "function", req.Function, "address", req.Address, "quantity", req.Quantity, "got", len(values))
-		return exception(req, ExceptionServerDeviceFailure)
+		return exception(req, modbusframe.ExceptionServerDeviceFailure)
 	}
 	s.log.Debug("rtu read", "unit", req.Unit, "function", req.Function, "address", req.Address, "quantity", req.Quantity)
 	if req.Function <= 2 {
@@ -426,5 +409,5 @@ func (s *slave) read(req Request) []byte {
 }
 
 func exception(req Request, code byte) []byte {
-	return []byte{req.Unit, req.Function | 0x80, code}
+	return []byte{req.Unit, req.Function | modbusframe.ExceptionBit, code}
 }

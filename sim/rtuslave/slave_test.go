@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/sim/ptyport"
+
+	"github.com/sterigate/sterigate/protocol/modbusframe"
 )
 
 // fakeBank serves units with 24 registers each; register a of unit u holds
@@ -148,7 +150,7 @@ func TestAbsentUnitAndBroadcastStaySilent(t *testing.T) {
 	if _, err := master.readRegisters(5, 3, 0, 4, 200*time.Millisecond); !errors.Is(err, errTimeout) {
 		t.Fatalf("read of absent unit 5: %v, want a timeout", err)
 	}
-	master.send(appendCRC([]byte{5, 6, 0, 1, 0, 42}))
+	master.send(modbusframe.AppendCRC([]byte{5, 6, 0, 1, 0, 42}))
 	master.expectSilence("write to absent unit 5", 200*time.Millisecond)
 	if n := bank.refusedWrites(5, 6); n != 0 {
 		t.Fatalf("absent unit 5 counted %d refused writes, want 0", n)
@@ -156,7 +158,7 @@ func TestAbsentUnitAndBroadcastStaySilent(t *testing.T) {
 
 	master.send(readRequest(0, 3, 0, 4))
 	master.expectSilence("broadcast read", 200*time.Millisecond)
-	master.send(appendCRC([]byte{0, 6, 0, 1, 0, 42}))
+	master.send(modbusframe.AppendCRC([]byte{0, 6, 0, 1, 0, 42}))
 	master.expectSilence("broadcast write", 200*time.Millisecond)
 	if n := bank.refusedWrites(0, 6); n != 1 {
 		t.Fatalf("broadcast write counted %d times, want 1", n)
@@ -179,18 +181,18 @@ func TestExceptions(t *testing.T) {
 		function byte
 		want     byte
 	}{
-		{"address beyond the map", readRequest(1, 3, 20, 10), 3, ExceptionIllegalDataAddress},
-		{"quantity 0", readRequest(1, 4, 0, 0), 4, ExceptionIllegalDataValue},
-		{"quantity 126", readRequest(1, 3, 0, 126), 3, ExceptionIllegalDataValue},
-		{"coils not served", readRequest(1, 1, 0, 8), 1, ExceptionIllegalFunction},
-		{"write single register", appendCRC([]byte{1, 6, 0, 3, 0x12, 0x34}), 6, ExceptionIllegalFunction},
-		{"write single coil", appendCRC([]byte{1, 5, 0, 3, 0xFF, 0x00}), 5, ExceptionIllegalFunction},
-		{"write multiple registers", appendCRC([]byte{1, 16, 0, 0, 0, 2, 4, 0, 1, 0, 2}), 16, ExceptionIllegalFunction},
-		{"write multiple coils", appendCRC([]byte{1, 15, 0, 0, 0, 9, 2, 0xFF, 0x01}), 15, ExceptionIllegalFunction},
-		{"byte count inconsistent", appendCRC([]byte{1, 16, 0, 0, 0, 3, 4, 0, 1, 0, 2}), 16, ExceptionIllegalDataValue},
+		{"address beyond the map", readRequest(1, 3, 20, 10), 3, modbusframe.ExceptionIllegalDataAddress},
+		{"quantity 0", readRequest(1, 4, 0, 0), 4, modbusframe.ExceptionIllegalDataValue},
+		{"quantity 126", readRequest(1, 3, 0, 126), 3, modbusframe.ExceptionIllegalDataValue},
+		{"coils not served", readRequest(1, 1, 0, 8), 1, modbusframe.ExceptionIllegalFunction},
+		{"write single register", modbusframe.AppendCRC([]byte{1, 6, 0, 3, 0x12, 0x34}), 6, modbusframe.ExceptionIllegalFunction},
+		{"write single coil", modbusframe.AppendCRC([]byte{1, 5, 0, 3, 0xFF, 0x00}), 5, modbusframe.ExceptionIllegalFunction},
+		{"write multiple registers", modbusframe.AppendCRC([]byte{1, 16, 0, 0, 0, 2, 4, 0, 1, 0, 2}), 16, modbusframe.ExceptionIllegalFunction},
+		{"write multiple coils", modbusframe.AppendCRC([]byte{1, 15, 0, 0, 0, 9, 2, 0xFF, 0x01}), 15, modbusframe.ExceptionIllegalFunction},
+		{"byte count inconsistent", modbusframe.AppendCRC([]byte{1, 16, 0, 0, 0, 3, 4, 0, 1, 0, 2}), 16, modbusframe.ExceptionIllegalDataValue},
 		// Function 0x11 (report server id) has no length the slave can derive:
 		// it is answered only after the inter-frame silence ends the frame.
-		{"unknown function, framed by silence", appendCRC([]byte{1, 0x11}), 0x11, ExceptionIllegalFunction},
+		{"unknown function, framed by silence", modbusframe.AppendCRC([]byte{1, 0x11}), 0x11, modbusframe.ExceptionIllegalFunction},
 	} {
 		master.send(tc.request)
 		_, err := master.readReply(1, tc.function, replyTimeout)
@@ -259,7 +261,7 @@ func TestFaultInjection(t *testing.T) {
 	if _, err := master.readRegisters(1, 3, 0, 4, 200*time.Millisecond); !errors.Is(err, errTimeout) {
 		t.Fatalf("Drop: %v, want a timeout", err)
 	}
-	setFault(Fault{Exception: ExceptionServerDeviceFailure})
+	setFault(Fault{Exception: modbusframe.ExceptionServerDeviceFailure})
 	var exc *exceptionError
 	if _, err := master.readRegisters(1, 4, 0, 4, replyTimeout); !errors.As(err, &exc) || exc.code != 4 {
 		t.Fatalf("Exception 4: %v", err)
@@ -272,14 +274,14 @@ func TestFaultInjection(t *testing.T) {
 		t.Fatalf("Delay: %v, want a timeout", err)
 	}
 	late := master.readAtLeast(9, 2*time.Second)
-	if elapsed := time.Since(start); elapsed < 300*time.Millisecond || len(late) != 9 || !crcValid(late) {
+	if elapsed := time.Since(start); elapsed < 300*time.Millisecond || len(late) != 9 || !modbusframe.CRCValid(late) {
 		t.Fatalf("Delay: late reply % x after %v, want 9 valid bytes after at least 300ms", late, elapsed)
 	}
 	garbage := []byte{0x00, 0xFF, 0x55}
 	setFault(Fault{Garbage: garbage})
 	master.send(readRequest(2, 3, 1, 2))
 	raw := master.readAtLeast(len(garbage)+9, replyTimeout)
-	if !bytes.HasPrefix(raw, garbage) || len(raw) != len(garbage)+9 || !crcValid(raw[len(garbage):]) {
+	if !bytes.HasPrefix(raw, garbage) || len(raw) != len(garbage)+9 || !modbusframe.CRCValid(raw[len(garbage):]) {
 		t.Fatalf("Garbage: got % x, want % x then a valid reply", raw, garbage)
 	}
 	// After all faults, a clean read works and the hook saw the right requests.
@@ -363,15 +365,6 @@ func TestStopping(t *testing.T) {
 }
 
 func TestTimings(t *testing.T) {
-	if got := CharacterTime(19200); got < 572*time.Microsecond || got > 573*time.Microsecond {
-		t.Errorf("CharacterTime(19200) = %v, want 572.9µs", got)
-	}
-	if got := FrameSilence(9600); got < 4000*time.Microsecond || got > 4011*time.Microsecond {
-		t.Errorf("FrameSilence(9600) = %v, want 4.01ms", got)
-	}
-	if got := FrameSilence(115200); got != 1750*time.Microsecond {
-		t.Errorf("FrameSilence(115200) = %v, want 1.75ms", got)
-	}
 	if err := Serve(context.Background(), onlyReadWriter{}, newFakeBank(), Options{Baud: -1}); err == nil {
 		t.Error("Serve accepted Baud -1")
 	}

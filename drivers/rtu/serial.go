@@ -1,7 +1,6 @@
 package rtu
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 
 	"go.bug.st/serial"
 	"go.bug.st/serial/enumerator"
+
+	"github.com/sterigate/sterigate/drivers/modbus"
 )
 
 // SerialConfig is how to open one RS-485/RS-232 port.
@@ -168,87 +169,51 @@ func (c SerialConfig) resolve(list portLister) (string, error) {
 	return found[0], nil
 }
 
-// Client is one open link to a Modbus RTU bus, serial or RTU over TCP. It
-// is not safe for concurrent use: RTU is strictly one request at a time,
-// so one goroutine owns it (the Bus, or a command such as probe).
-type Client struct {
-	framer
-	name  string
-	isTCP bool
+// serialLine is a go.bug.st/serial port.
+type serialLine struct {
+	port serial.Port
+	name string // the device node, for errors
 }
 
-// ClientOptions are the timing settings of a Client.
-type ClientOptions struct {
-	// Timeout bounds the wait for each reply; default 1 s.
-	Timeout time.Duration
-	// PauseBetweenRequests is added to t3.5 between frames, for slow units
-	// that need time after answering; default 0.
-	PauseBetweenRequests time.Duration
-}
-
-func (o ClientOptions) withDefaults() ClientOptions {
-	if o.Timeout <= 0 {
-		o.Timeout = time.Second
+func (s *serialLine) write(frame []byte) error {
+	for len(frame) > 0 {
+		n, err := s.port.Write(frame)
+		if err != nil {
+			return &modbus.LinkError{Op: "write " + s.name, Err: err}
+		}
+		if n == 0 {
+			return &modbus.LinkError{Op: "write " + s.name, Err: errors.New("serial port accepted 0 bytes")}
+		}
+		frame = frame[n:]
 	}
-	return o
+	return nil
 }
 
-// OpenSerial opens a serial port for RTU.
-func OpenSerial(cfg SerialConfig, opts ClientOptions) (*Client, error) {
-	cfg, err := cfg.withDefaults()
+func (s *serialLine) readSome(p []byte, deadline time.Time) (int, error) {
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return 0, errDeadline
+	}
+	if err := s.port.SetReadTimeout(wait); err != nil {
+		return 0, &modbus.LinkError{Op: "read " + s.name, Err: err}
+	}
+	n, err := s.port.Read(p)
 	if err != nil {
-		return nil, err
+		return n, &modbus.LinkError{Op: "read " + s.name, Err: err}
 	}
-	return openSerial(cfg, opts.withDefaults(), listPorts)
+	if n == 0 {
+		// go.bug.st/serial reports a read timeout as (0, nil) (issue #148).
+		// Treat it as the deadline, never as "try again": retrying would spin.
+		return 0, errDeadline
+	}
+	return n, nil
 }
 
-func openSerial(cfg SerialConfig, opts ClientOptions, list portLister) (*Client, error) {
-	path, err := cfg.resolve(list)
-	if err != nil {
-		return nil, &LinkError{Op: "open", Err: err}
+func (s *serialLine) discardInput() error {
+	if err := s.port.ResetInputBuffer(); err != nil {
+		return &modbus.LinkError{Op: "flush input of " + s.name, Err: err}
 	}
-	port, err := serial.Open(path, cfg.mode())
-	if err != nil {
-		return nil, &LinkError{Op: "open " + path, Err: err}
-	}
-	c := &Client{name: path}
-	c.framer = framer{
-		line:       &serialLine{port: port},
-		interFrame: InterFrameDelay(cfg.Baud, cfg.bitsPerChar()),
-		charTime:   time.Duration(cfg.bitsPerChar()) * time.Second / time.Duration(cfg.Baud),
-		pause:      opts.PauseBetweenRequests,
-		timeout:    opts.Timeout,
-	}
-	return c, nil
+	return nil
 }
 
-// DialTCP connects to a serial device server that carries raw RTU frames
-// over TCP. The device server does the line timing, so only the pause
-// between requests is applied here.
-func DialTCP(ctx context.Context, address string, opts ClientOptions) (*Client, error) {
-	opts = opts.withDefaults()
-	l, err := dialTCPLine(ctx, address, opts.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	c := &Client{name: address, isTCP: true}
-	c.framer = framer{line: l, pause: opts.PauseBetweenRequests, timeout: opts.Timeout}
-	return c, nil
-}
-
-// ReadRegisters sends one read request (function 1–4) and returns one value
-// per register (functions 3, 4) or per bit (functions 1, 2). Any other
-// function code is refused before anything is sent.
-func (c *Client) ReadRegisters(ctx context.Context, unit, function byte, address, quantity uint16) ([]uint16, error) {
-	req, err := NewRequest(unit, function, address, quantity)
-	if err != nil {
-		return nil, err
-	}
-	return c.transact(ctx, req)
-}
-
-// Name is the device node or address the client is connected to.
-func (c *Client) Name() string { return c.name }
-
-// Close closes the port or connection.
-func (c *Client) Close() error { return c.line.close() }
+func (s *serialLine) close() error { return s.port.Close() }
