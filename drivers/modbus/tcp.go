@@ -14,7 +14,6 @@ import (
 
 	gmodbus "github.com/goburrow/modbus"
 
-	"github.com/sterigate/sterigate/drivers/cycle"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -86,10 +85,7 @@ func NewTCPPoller(cfg TCPConfig, sink protocol.Sink, state protocol.StateStore, 
 		if uc.Source == "" {
 			uc.Source = "modbus-tcp"
 		}
-		if uc.MaxSampleGap <= 0 {
-			// A slow poll interval must not make every record incomplete.
-			uc.MaxSampleGap = max(cycle.DefaultMaxSampleGap, 3*cfg.PollInterval+cfg.Timeout)
-		}
+		uc.PollInterval = cfg.PollInterval
 		u, err := NewUnit(uc, sink, state, log)
 		if err != nil {
 			return nil, err

@@ -46,11 +46,13 @@ type UnitConfig struct {
 	// TelemetryInterval / TelemetryMaxSamples: see cycle.Config (defaults 5 s, 10).
 	TelemetryInterval   time.Duration
 	TelemetryMaxSamples int
-	// MaxSampleGap: consecutive samples of a cycle further apart than this
-	// make its record incomplete (see cycle.Config). Link owners should set
-	// it above their poll interval, e.g. 3 × interval + timeout; zero means
-	// cycle.DefaultMaxSampleGap (10 s). NewTCPPoller fills it in.
-	MaxSampleGap time.Duration
+	// PollInterval is how often the link owner polls this unit; the link
+	// owner sets it. It gives the default max sample gap of the unit's
+	// cycle records (see cycle.Config).
+	PollInterval time.Duration
+	// TimeScale: device seconds per wall-clock second, for simulators
+	// running fast (0 or 1: a real device). Records carry it.
+	TimeScale float64
 	// Now is the clock (nil: time.Now). Tests inject a scripted clock.
 	Now func() time.Time
 }
@@ -91,7 +93,8 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 		Profile:             cfg.Profile,
 		TelemetryInterval:   cfg.TelemetryInterval,
 		TelemetryMaxSamples: cfg.TelemetryMaxSamples,
-		MaxSampleGap:        cfg.MaxSampleGap,
+		PollInterval:        cfg.PollInterval,
+		TimeScale:           cfg.TimeScale,
 		Now:                 cfg.Now,
 	}, sink, state, log)
 	if err != nil {
@@ -140,6 +143,7 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 			u.countError(err)
 			err = fmt.Errorf("device %s unit %d: read function %d address %d count %d: %w", u.cfg.Device, u.cfg.Unit, b.Function, b.Start, b.Count, err)
 			u.logOnce(err)
+			u.assembler.PollFailed(ctx, err)
 			return err
 		}
 		data[i] = words
@@ -149,13 +153,15 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 		u.stats.decodeErrors.Add(1)
 		err = fmt.Errorf("device %s profile %s: %w: %w", u.cfg.Device, p.Name, ErrDecode, err)
 		u.logOnce(err)
+		u.assembler.PollFailed(ctx, err)
 		return err
 	}
-	if reading.BadMeasurement != nil {
+	if len(reading.Implausible) > 0 {
 		// Counters and codes are still good, so the reading is used (a
-		// broken probe must not hide the end of a cycle), without a sample.
-		u.stats.decodeErrors.Add(1)
-		u.logOnce(fmt.Errorf("device %s profile %s: %w; this poll gives no sample", u.cfg.Device, p.Name, reading.BadMeasurement))
+		// broken probe must not hide the end of a cycle); the implausible
+		// values are not (the assembler raises the event).
+		u.stats.implausibleValues.Add(uint64(len(reading.Implausible)))
+		u.logOnce(fmt.Errorf("device %s profile %s: %w; not recorded", u.cfg.Device, p.Name, reading.Implausible[0]))
 	} else if u.lastErr != "" {
 		u.log.Info("modbus poll recovered", "after", u.lastErr)
 		u.lastErr = ""
@@ -210,11 +216,14 @@ func (u *Unit) logOnce(err error) {
 
 func errorKind(err error) string {
 	var de *profile.DecodeError
+	var iv profile.Implausible
 	switch ex := AsException(err); {
 	case ex != nil:
 		return ex.Error()
 	case errors.As(err, &de):
 		return "decode " + de.Field
+	case errors.As(err, &iv):
+		return "implausible " + iv.Field
 	case errors.Is(err, ErrCRC):
 		return "crc"
 	case IsTimeout(err):
@@ -241,28 +250,32 @@ func (u *Unit) countError(err error) {
 
 // UnitStats counts what happened on one unit since start, for metrics.
 type UnitStats struct {
-	Polls           uint64    // poll attempts
-	GoodPolls       uint64    // polls whose replies decoded (possibly without a valid measurement)
-	Exceptions      uint64    // Modbus exception replies
-	Timeouts        uint64    // no (complete) reply within the timeout
-	CRCErrors       uint64    // RTU frames with a bad CRC
-	TransportErrors uint64    // other I/O or framing errors (connection refused, reset, transaction id mismatch...)
-	DecodeErrors    uint64    // replies the profile could not decode, or with a non-finite temperature/pressure
-	SinkErrors      uint64    // polls whose output could not be delivered or saved (retried)
-	LastGoodPoll    time.Time // zero until the first good poll
+	Polls           uint64 // poll attempts
+	GoodPolls       uint64 // polls whose replies decoded (possibly without a valid measurement)
+	Exceptions      uint64 // Modbus exception replies
+	Timeouts        uint64 // no (complete) reply within the timeout
+	CRCErrors       uint64 // RTU frames with a bad CRC
+	TransportErrors uint64 // other I/O or framing errors (connection refused, reset, transaction id mismatch...)
+	DecodeErrors    uint64 // replies the profile could not decode
+	// ImplausibleValues counts measured values refused as not plausible
+	// (outside their role's range, or not a number): metrics expose it.
+	ImplausibleValues uint64
+	SinkErrors        uint64    // polls whose output could not be delivered or saved (retried)
+	LastGoodPoll      time.Time // zero until the first good poll
 }
 
 // Stats returns a snapshot of the unit's counters. Safe from any goroutine.
 func (u *Unit) Stats() UnitStats {
 	s := UnitStats{
-		Polls:           u.stats.polls.Load(),
-		GoodPolls:       u.stats.goodPolls.Load(),
-		Exceptions:      u.stats.exceptions.Load(),
-		Timeouts:        u.stats.timeouts.Load(),
-		CRCErrors:       u.stats.crcErrors.Load(),
-		TransportErrors: u.stats.transportErrors.Load(),
-		DecodeErrors:    u.stats.decodeErrors.Load(),
-		SinkErrors:      u.stats.sinkErrors.Load(),
+		Polls:             u.stats.polls.Load(),
+		GoodPolls:         u.stats.goodPolls.Load(),
+		Exceptions:        u.stats.exceptions.Load(),
+		Timeouts:          u.stats.timeouts.Load(),
+		CRCErrors:         u.stats.crcErrors.Load(),
+		TransportErrors:   u.stats.transportErrors.Load(),
+		DecodeErrors:      u.stats.decodeErrors.Load(),
+		ImplausibleValues: u.stats.implausibleValues.Load(),
+		SinkErrors:        u.stats.sinkErrors.Load(),
 	}
 	if ns := u.stats.lastGood.Load(); ns != 0 {
 		s.LastGoodPoll = time.Unix(0, ns)
@@ -271,6 +284,6 @@ func (u *Unit) Stats() UnitStats {
 }
 
 type unitCounters struct {
-	polls, goodPolls, exceptions, timeouts, crcErrors, transportErrors, decodeErrors, sinkErrors atomic.Uint64
-	lastGood                                                                                     atomic.Int64
+	polls, goodPolls, exceptions, timeouts, crcErrors, transportErrors, decodeErrors, sinkErrors, implausibleValues atomic.Uint64
+	lastGood                                                                                                        atomic.Int64
 }
