@@ -122,7 +122,8 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
 		}
-		ucfgs = append(ucfgs, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver})
+		ucfgs = append(ucfgs, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver,
+			PollInterval: dev.PollInterval, TimeScale: dev.TimeScale})
 	}
 	var units []*modbus.Unit
 	unitCounters := func(m map[string]float64) {
@@ -136,6 +137,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 			m[fmt.Sprintf("sterigate_poll_crc_errors_total{device=%q}", d)] = float64(s.CRCErrors)
 			m[fmt.Sprintf("sterigate_poll_transport_errors_total{device=%q}", d)] = float64(s.TransportErrors)
 			m[fmt.Sprintf("sterigate_poll_decode_errors_total{device=%q}", d)] = float64(s.DecodeErrors)
+			m[fmt.Sprintf("sterigate_implausible_values_total{device=%q}", d)] = float64(s.ImplausibleValues)
 		}
 	}
 

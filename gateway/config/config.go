@@ -97,6 +97,10 @@ type Device struct {
 	Serial               Serial
 	// Template names a built-in template or a template file (printer).
 	Template string
+	// TimeScale is how many device seconds pass per wall-clock second:
+	// 1 for a real device; a simulator run with --speed N is N. Records
+	// carry it so durations are judged in device time.
+	TimeScale float64
 	// Line is the config line the device starts at, for later errors.
 	Line int
 }
@@ -224,6 +228,7 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
 		field{"pause_between_requests", d.duration(&dev.PauseBetweenRequests, 0)},
 		field{"template", d.str(&dev.Template)},
+		field{"time_scale", d.number(&dev.TimeScale, 0, 100000)},
 		field{"serial", func(n *yaml.Node, p string) {
 			s := &dev.Serial
 			d.mapping(n, p,
@@ -270,6 +275,9 @@ func (c *Config) applyDefaults() {
 		}
 		if dev.Timeout == 0 {
 			dev.Timeout = DefaultTimeout
+		}
+		if dev.TimeScale == 0 {
+			dev.TimeScale = 1
 		}
 		if dev.Unit == unitUnset {
 			dev.Unit = 1
