@@ -36,7 +36,13 @@ type Truth struct {
 	TrueHoldS        float64  `json:"true_hold_s"`
 	MaxSatDeviationK float64  `json:"max_sat_deviation_k"` // largest Tsat(p) − T on the plateau
 	MaxHeatingKMin   float64  `json:"max_heating_k_min"`
-	F0               float64  `json:"f0"`
+	// The load probe (register 13), truly: its extremes over the hold and
+	// the equilibration time, from the chamber reaching the set point to
+	// the load reaching it (null when either never did).
+	LoadPlateauMinC *float64 `json:"load_plateau_min_c"`
+	LoadPlateauMaxC *float64 `json:"load_plateau_max_c"`
+	EquilibrationS  *float64 `json:"equilibration_s"`
+	F0              float64  `json:"f0"`
 	// Leak test only.
 	LeakP1KPa      *float64 `json:"leak_p1_kpa,omitempty"`
 	LeakP2KPa      *float64 `json:"leak_p2_kpa,omitempty"`
@@ -91,7 +97,11 @@ func (s *Simulator) truth(u *unit, r *autoclave.Report) Truth {
 	if r.TruthPassed {
 		t.TruthVerdict = "passed"
 	}
+	if r.EquilibrationS >= 0 {
+		t.EquilibrationS = ptr(r.EquilibrationS, 0)
+	}
 	if r.PlateauTrueMaxC > 0 {
+		t.LoadPlateauMinC, t.LoadPlateauMaxC = ptr(r.LoadPlateauMinC, 2), ptr(r.LoadPlateauMaxC, 2)
 		t.PlateauMinC, t.PlateauMaxC = ptr(r.PlateauTrueMinC, 2), ptr(r.PlateauTrueMaxC, 2)
 		t.PlateauMinKPa, t.PlateauMaxKPa = ptr(r.PlateauPMinKPa, 1), ptr(r.PlateauPMaxKPa, 1)
 		t.ReportedPlateauMinC, t.ReportedPlateauMaxC = ptr(r.ReportedPlateauMinC, 1), ptr(r.ReportedPlateauMaxC, 1)
