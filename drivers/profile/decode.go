@@ -70,6 +70,9 @@ type Implausible struct {
 }
 
 func (v Implausible) Error() string {
+	if v.Range.Contains(v.Value) {
+		return fmt.Sprintf("field %s (%s) reads %s, a float too close to 0 to be a measurement", v.Field, v.Role, formatNumber(v.Value))
+	}
 	return fmt.Sprintf("field %s (%s) reads %s, outside the plausible range %g…%g", v.Field, v.Role, formatNumber(v.Value), v.Range.Min, v.Range.Max)
 }
 
