@@ -1,8 +1,13 @@
 package sim
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sterigate/sterigate/sim/autoclave"
@@ -119,4 +124,36 @@ func (s *Simulator) truth(u *unit, r *autoclave.Report) Truth {
 		t.Alarms = append(t.Alarms, TruthAlarm{Code: a.Code, Text: a.Text, At: s.at(r.StartS + a.AtS)})
 	}
 	return t
+}
+
+// TruthLog keeps the truth lines in memory for a reader in the same
+// process (a test) while the simulator writes them: pass it as
+// Options.Truth. Safe for the simulator's writer and any reader.
+type TruthLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer; the simulator writes one line per call.
+func (l *TruthLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// Cycles decodes every line written so far.
+func (l *TruthLog) Cycles() ([]Truth, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Truth
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var tr Truth
+		if err := json.Unmarshal(sc.Bytes(), &tr); err != nil {
+			return out, fmt.Errorf("truth line %q: %w", sc.Text(), err)
+		}
+		out = append(out, tr)
+	}
+	return out, sc.Err()
 }

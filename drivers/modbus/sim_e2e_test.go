@@ -1,12 +1,8 @@
 package modbus
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,43 +13,25 @@ import (
 	"github.com/sterigate/sterigate/sim/scenario"
 )
 
-// truthLog collects the simulator's truth lines.
-type truthLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *truthLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *truthLog) cycles(t *testing.T) []sim.Truth {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []sim.Truth
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var tr sim.Truth
-		if err := json.Unmarshal(sc.Bytes(), &tr); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tr)
+// truthOf reads the simulator's truth lines so far.
+func truthOf(t *testing.T, l *sim.TruthLog) []sim.Truth {
+	t.Helper()
+	tr, err := l.Cycles()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return tr
 }
 
 // runSim runs the simulator in process on a free loopback port until the
 // test ends, and returns its address and truth log.
-func runSim(t *testing.T, opts sim.Options, scenarioYAML string) (string, *truthLog) {
+func runSim(t *testing.T, opts sim.Options, scenarioYAML string) (string, *sim.TruthLog) {
 	t.Helper()
 	sc, err := scenario.Parse("test-scenario.yaml", []byte(scenarioYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
-	truth := &truthLog{}
+	truth := &sim.TruthLog{}
 	opts.Scenario, opts.Truth, opts.ModbusTCP = sc, truth, "127.0.0.1:0"
 	s, err := sim.New(opts)
 	if err != nil {
@@ -114,7 +92,7 @@ devices:
 			runPoller(t, p)
 			sink.WaitFor(t, 90*time.Second, "the aborted cycle's record", func(s *cycletest.Sink) bool { return len(s.Records()) > 0 })
 			rec := sink.Records()[0]
-			tr := truth.cycles(t)
+			tr := truthOf(t, truth)
 			if len(tr) != 1 || tr[0].Counter != uint32(rec.Cycle) || tr[0].AlarmCode != 92 {
 				t.Fatalf("truth %+v for record of cycle %d", tr, rec.Cycle)
 			}
@@ -175,12 +153,12 @@ devices:
 	runPoller(t, p)
 	// Four cycles are recorded once the fifth has started.
 	sink.WaitFor(t, 120*time.Second, "four cycle records", func(s *cycletest.Sink) bool { return len(s.Records()) >= 4 })
-	truthOf := map[uint64]sim.Truth{}
-	for _, tr := range truth.cycles(t) {
-		truthOf[uint64(tr.Counter)] = tr
+	byCounter := map[uint64]sim.Truth{}
+	for _, tr := range truthOf(t, truth) {
+		byCounter[uint64(tr.Counter)] = tr
 	}
 	for i, rec := range sink.Records()[:4] {
-		tr, ok := truthOf[rec.Cycle]
+		tr, ok := byCounter[rec.Cycle]
 		if !ok {
 			t.Fatalf("record of cycle %d, which the simulator did not finish", rec.Cycle)
 		}

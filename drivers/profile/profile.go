@@ -14,6 +14,7 @@ package profile
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -154,23 +155,9 @@ func (r Role) IsMeasured() bool {
 	return r == RoleChamberTemperature || r == RoleChamberPressure || isChannelRole(r)
 }
 
-func isChannelRole(r Role) bool {
-	for _, c := range channelRoles {
-		if c == r {
-			return true
-		}
-	}
-	return false
-}
+func isChannelRole(r Role) bool { return slices.Contains(channelRoles, r) }
 
-func isFigureRole(r Role) bool {
-	for _, c := range figureRoles {
-		if c == r {
-			return true
-		}
-	}
-	return false
-}
+func isFigureRole(r Role) bool { return slices.Contains(figureRoles, r) }
 
 // Range is a closed interval of plausible values.
 type Range struct{ Min, Max float64 }
