@@ -84,7 +84,8 @@ type Assembler struct {
 	link      string // "", protocol.DeviceOnline or protocol.DeviceOffline
 	telemetry []protocol.Sample
 	events    []protocol.Event
-	dropped   int // telemetry samples dropped because the sink refused them for too long
+	dropped   int          // telemetry samples dropped because the sink refused them for too long
+	encoded   encodedChunk // the open chunk's samples, encoded once each
 	// plausibleSeen holds the fields that have read plausibly since the
 	// assembler started: an implausible value after plausible ones is a
 	// sensor going wrong, not a profile mistake.
@@ -135,8 +136,8 @@ func (a *Assembler) MaxSampleGap() time.Duration { return a.maxGap }
 // obs is one successful poll as the cycle-end modes see it.
 type obs struct {
 	r         profile.Reading
-	smp       compactSample
-	hasSample bool // the chamber temperature and pressure were plausible
+	smp       protocol.Sample // this poll's sample (taken only if hasSample)
+	hasSample bool            // the chamber temperature and pressure were plausible
 	now       time.Time
 	nowMs     int64
 	// recent: the previous reading is at most the max sample gap old, so
@@ -162,7 +163,7 @@ func (a *Assembler) Observe(ctx context.Context, r profile.Reading) error {
 	}
 	o := obs{r: r, now: now, nowMs: nowMs, hasSample: !r.NoSample, firstEver: !a.st.Baselined,
 		recent: a.st.LastSeen != 0 && time.Duration(nowMs-a.st.LastSeen)*time.Millisecond <= a.maxGap}
-	o.smp = compactSample{At: nowMs, TempC: r.TempC, KPa: r.PressureKPa, Phase: r.Phase, Ch: r.Channels}
+	o.smp = protocol.Sample{At: time.UnixMilli(nowMs).UTC(), TempC: r.TempC, PressureKPa: r.PressureKPa, Phase: r.Phase, Ch: r.Channels}
 	if !r.HasPhase {
 		o.smp.Phase = protocol.PhaseUnknown
 	}
@@ -189,7 +190,7 @@ func (a *Assembler) Observe(ctx context.Context, r profile.Reading) error {
 	a.st.LastActive = nowMs
 
 	if o.hasSample {
-		a.telemetry = append(a.telemetry, o.smp.sample())
+		a.telemetry = append(a.telemetry, o.smp)
 	}
 	if over := len(a.telemetry) - maxQueued; over > 0 {
 		a.telemetry = a.telemetry[over:]

@@ -269,6 +269,9 @@ func intPtr(v int) *int { return &v }
 // openAs starts cycle counter with this reading.
 func (a *Assembler) openAs(counter uint64, o obs, sawStart bool) {
 	c := &openCycle{Counter: counter, SawStart: sawStart, Start: o.nowMs, Last: o.nowMs, Covered: o.nowMs, Samples: []compactSample{}}
+	for _, ch := range a.prof.Channels {
+		c.ChIDs = append(c.ChIDs, ch.Field)
+	}
 	if o.r.HasProgram {
 		c.ProgramCode = intPtr(o.r.ProgramCode)
 	}
@@ -290,7 +293,7 @@ func (a *Assembler) take(o obs) {
 		return
 	}
 	a.closeStretch(c, o.nowMs)
-	c.Samples = append(c.Samples, o.smp)
+	c.Samples = append(c.Samples, compactOf(o.smp, c.ChIDs))
 }
 
 // cover notes a poll that belongs to the open cycle but shows the device

@@ -65,7 +65,7 @@ func (a *Assembler) finish(l *latched, sawEnd bool, endedAt time.Time) {
 		if s.At > end {
 			break // a record never takes in what came after its end
 		}
-		rec.Samples = append(rec.Samples, s.sample())
+		rec.Samples = append(rec.Samples, s.sample(c.ChIDs))
 	}
 	rec.Phases = phasesOf(rec.Samples, rec.EndedAt)
 	if rec.Phases == nil {

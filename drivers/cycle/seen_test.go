@@ -3,6 +3,7 @@ package cycle_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -314,5 +315,37 @@ cycle_end: {on: phase_enters, phases: [complete]}
 		if got := asm.MaxSampleGap(); got != c.gap {
 			t.Errorf("%q, poll %v: max sample gap %v, want %v", c.extra, c.poll, got, c.gap)
 		}
+	}
+}
+
+// Saved samples keep their channels across a restart, a channel not read
+// (implausible) included: it stays missing, it does not become 0.
+func TestChannelsSurviveARestart(t *testing.T) {
+	p := parse(t, `
+fields: {t: {address: 0}, p: {address: 1}, n: {address: 2}, l: {address: 3}, ph: {address: 4}, drain: {address: 5}, load: {address: 6}}
+roles: {chamber_temperature: t, chamber_pressure: p, cycle_counter: n, last_cycle: l, phase: ph, drain_temperature: drain, load_temperature: [load]}
+phases: {0: idle, 5: sterilizing}
+plausible: {load_temperature: {max: 150}}
+cycle_end: {on: last_cycle_change}
+`)
+	r := newRigWith(t, p)
+	r.observe([]uint16{20, 100, 1, 1, 0, 20, 20})
+	r.observe([]uint16{134, 304, 2, 1, 5, 133, 130})
+	r.observe([]uint16{135, 305, 2, 1, 5, 134, 999}) // the load probe reads 999 °C
+	r.restart()
+	r.observe([]uint16{135, 305, 2, 1, 5, 134, 134})
+	r.observe([]uint16{100, 101, 2, 2, 0, 100, 120})
+	rec := r.sink.Records()[0]
+	if len(rec.Samples) != 4 {
+		t.Fatalf("%d samples: %+v", len(rec.Samples), rec.Samples)
+	}
+	want := []map[string]float64{{"drain": 133, "load": 130}, {"drain": 134}, {"drain": 134, "load": 134}, {"drain": 100, "load": 120}}
+	for i, s := range rec.Samples {
+		if fmt.Sprint(s.Ch) != fmt.Sprint(want[i]) {
+			t.Errorf("sample %d ch = %v, want %v", i, s.Ch, want[i])
+		}
+	}
+	if e := rec.Phases[0].Ch["load"]; e.Min != 130 || e.Max != 134 {
+		t.Errorf("sterilizing load extremes %+v", rec.Phases[0].Ch)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -26,6 +28,43 @@ type sampleChunk struct {
 	Start   int64           `json:"start_ms"`
 	First   int             `json:"first"`
 	Samples []compactSample `json:"samples"`
+}
+
+// encodedChunk holds the JSON of the samples of the chunk saved last. A
+// sample never changes once taken, so a poll encodes only its own sample
+// and copies the others: formatting every float of a 120-sample chunk with
+// several channels on every poll cost more than all the rest of a poll.
+type encodedChunk struct {
+	counter uint64
+	start   int64
+	first   int
+	n       int    // samples encoded in body
+	body    []byte // their JSON, comma-separated
+}
+
+// chunkJSON returns the chunk's JSON (as encoding/json reads it back) in
+// a fresh slice the store may keep.
+func (e *encodedChunk) chunkJSON(ch *sampleChunk) []byte {
+	if e.counter != ch.Counter || e.start != ch.Start || e.first != ch.First || e.n > len(ch.Samples) {
+		*e = encodedChunk{counter: ch.Counter, start: ch.Start, first: ch.First, body: e.body[:0]}
+	}
+	for _, s := range ch.Samples[e.n:] {
+		if e.n > 0 {
+			e.body = append(e.body, ',')
+		}
+		e.body = s.appendJSON(e.body)
+		e.n++
+	}
+	b := make([]byte, 0, len(e.body)+80)
+	b = append(b, `{"counter":`...)
+	b = strconv.AppendUint(b, ch.Counter, 10)
+	b = append(b, `,"start_ms":`...)
+	b = strconv.AppendInt(b, ch.Start, 10)
+	b = append(b, `,"first":`...)
+	b = strconv.AppendInt(b, int64(ch.First), 10)
+	b = append(b, `,"samples":[`...)
+	b = append(b, e.body...)
+	return append(b, "]}"...)
 }
 
 func (a *Assembler) chunkKey(k int) string {
@@ -92,6 +131,9 @@ type openCycle struct {
 	// verdict. EndSeen: the gateway was watching when it happened.
 	Ended   int64 `json:"ended_ms,omitempty"`
 	EndSeen bool  `json:"end_seen,omitempty"`
+	// ChIDs are the cycle's other channels (the profile's when it
+	// opened), in the order of each sample's Ch.
+	ChIDs []string `json:"channels,omitempty"`
 	// Samples are saved apart from the main state, in chunks of
 	// samplesPerChunk under their own keys (see saveSamples), so a poll
 	// rewrites a few KB instead of the whole cycle so far.
@@ -109,17 +151,107 @@ type holePart struct {
 	Reason string `json:"reason"`
 }
 
-// compactSample keeps the saved state small: it is rewritten on every poll.
+// compactSample keeps the saved state small: the open chunk is rewritten
+// on every poll. Its JSON is written by hand (appendJSON), without
+// reflection: {"t":ms,"T":°C,"p":kPa,"ph":"phase","c":[channels]}.
 type compactSample struct {
-	At    int64              `json:"t"` // Unix milliseconds
-	TempC float64            `json:"T"`
-	KPa   float64            `json:"p"`
-	Phase protocol.PhaseName `json:"ph"`
-	Ch    map[string]float64 `json:"c,omitempty"` // other channels, by id
+	At    int64 // Unix milliseconds
+	TempC float64
+	KPa   float64
+	Phase protocol.PhaseName
+	// Ch holds the cycle's other channels in the order of its ChIDs;
+	// NaN where a channel was not read (implausible). Nil without channels.
+	Ch []float64
 }
 
-func (c compactSample) sample() protocol.Sample {
-	return protocol.Sample{At: time.UnixMilli(c.At).UTC(), TempC: c.TempC, PressureKPa: c.KPa, Phase: c.Phase, Ch: c.Ch}
+// compactOf keeps s for a cycle whose channels are ids.
+func compactOf(s protocol.Sample, ids []string) compactSample {
+	c := compactSample{At: s.At.UnixMilli(), TempC: s.TempC, KPa: s.PressureKPa, Phase: s.Phase}
+	if len(ids) > 0 {
+		c.Ch = make([]float64, len(ids))
+		for i, id := range ids {
+			v, ok := s.Ch[id]
+			if !ok {
+				v = math.NaN()
+			}
+			c.Ch[i] = v
+		}
+	}
+	return c
+}
+
+// sample gives the record's sample back; ids are the cycle's channels.
+func (c compactSample) sample(ids []string) protocol.Sample {
+	s := protocol.Sample{At: time.UnixMilli(c.At).UTC(), TempC: c.TempC, PressureKPa: c.KPa, Phase: c.Phase}
+	for i, v := range c.Ch {
+		if i >= len(ids) || math.IsNaN(v) {
+			continue
+		}
+		if s.Ch == nil {
+			s.Ch = make(map[string]float64, len(c.Ch))
+		}
+		s.Ch[ids[i]] = v
+	}
+	return s
+}
+
+func (c compactSample) appendJSON(b []byte) []byte {
+	b = append(b, `{"t":`...)
+	b = strconv.AppendInt(b, c.At, 10)
+	b = append(b, `,"T":`...)
+	b = appendNumber(b, c.TempC)
+	b = append(b, `,"p":`...)
+	b = appendNumber(b, c.KPa)
+	ph := c.Phase
+	if !ph.Valid() {
+		ph = protocol.PhaseUnknown // the vocabulary needs no escaping
+	}
+	b = append(b, `,"ph":"`...)
+	b = append(b, ph...)
+	b = append(b, '"')
+	if len(c.Ch) > 0 {
+		b = append(b, `,"c":[`...)
+		for i, v := range c.Ch {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendNumber(b, v)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendNumber writes v as JSON; a value that is no number (a channel not
+// read) as null.
+func appendNumber(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// UnmarshalJSON reads what appendJSON wrote.
+func (c *compactSample) UnmarshalJSON(data []byte) error {
+	var raw struct {
+		At    int64              `json:"t"`
+		TempC float64            `json:"T"`
+		KPa   float64            `json:"p"`
+		Phase protocol.PhaseName `json:"ph"`
+		Ch    []*float64         `json:"c"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	*c = compactSample{At: raw.At, TempC: raw.TempC, KPa: raw.KPa, Phase: raw.Phase}
+	for _, v := range raw.Ch {
+		x := math.NaN()
+		if v != nil {
+			x = *v
+		}
+		c.Ch = append(c.Ch, x)
+	}
+	return nil
 }
 
 func (a *Assembler) load(ctx context.Context) error {
@@ -242,11 +374,7 @@ func (a *Assembler) saveSamples(ctx context.Context) error {
 	for k := c.saved / samplesPerChunk; k*samplesPerChunk < len(c.Samples); k++ {
 		first := k * samplesPerChunk
 		ch := sampleChunk{Counter: c.Counter, Start: c.Start, First: first, Samples: c.Samples[first:min(len(c.Samples), first+samplesPerChunk)]}
-		data, err := json.Marshal(&ch)
-		if err != nil {
-			return fmt.Errorf("cycle %s: encode samples: %w", a.cfg.Device, err)
-		}
-		if err := a.store.SaveState(ctx, a.chunkKey(k), data); err != nil {
+		if err := a.store.SaveState(ctx, a.chunkKey(k), a.encoded.chunkJSON(&ch)); err != nil {
 			return fmt.Errorf("cycle %s: save samples: %w", a.cfg.Device, err)
 		}
 	}
