@@ -95,9 +95,11 @@ func (a *Assembler) stepCounter(o obs) {
 		}
 		a.st.Epoch++
 	}
-	if cur := a.st.Current; cur != nil && r.Counter >= a.st.LastCounter {
-		// Up to and including the poll that ends it, a poll with the
-		// device idle covers the cycle without a sample.
+	if cur := a.st.Current; cur != nil && (r.Counter == a.st.LastCounter || r.Counter == cur.Counter) {
+		// The reading belongs to the open cycle up to and including the
+		// poll that ends it (not when the counter jumped past it: then it
+		// shows a later cycle). A poll with the device idle covers the
+		// cycle without a sample.
 		if idle {
 			a.cover(o)
 		} else {

@@ -349,3 +349,24 @@ cycle_end: {on: last_cycle_change}
 		t.Errorf("sterilizing load extremes %+v", rec.Phases[0].Ch)
 	}
 }
+
+// counter_change: back after an absence, the counter has jumped past the
+// open cycle and another cycle runs. That reading is not the open cycle's.
+func TestCounterJumpTakesNoSampleOfALaterCycle(t *testing.T) {
+	p := parse(t, `
+fields: {t: {address: 0}, p: {address: 1}, ph: {address: 2}, n: {address: 3}}
+roles: {chamber_temperature: t, chamber_pressure: p, phase: ph, cycle_counter: n}
+phases: {0: idle, 2: sterilizing, 3: heating}
+cycle_end: {on: counter_change}
+`)
+	r := newRigWith(t, p)
+	r.observe([]uint16{20, 100, 0, 7})
+	r.observe([]uint16{134, 304, 2, 7})
+	r.observe([]uint16{134, 304, 2, 7})
+	r.clk.advance(2 * time.Hour)
+	r.observe([]uint16{90, 150, 3, 10}) // 8, 9, 10 finished; 11 heats
+	recs := r.sink.Records()
+	if len(recs) != 1 || recs[0].Cycle != 8 || len(recs[0].Samples) != 2 || recs[0].EndSeen {
+		t.Fatalf("records = %+v; want cycle 8 with its 2 samples, end not seen", recs)
+	}
+}
