@@ -27,4 +27,8 @@ func TestTimeScale(t *testing.T) {
 			t.Errorf("time_scale %s: err = %v\nwant %s", value, err, want)
 		}
 	}
+	_, err = Parse("ts.yaml", []byte(head+"  - {id: p, driver: printer, serial: {port: /dev/ttyUSB0}, template: statclave-en, time_scale: 20}\n"))
+	if want := "devices[0].time_scale: is only used by Modbus drivers"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("printer with a time_scale: err = %v\nwant %s", err, want)
+	}
 }
