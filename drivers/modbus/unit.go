@@ -143,7 +143,9 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 			u.countError(err)
 			err = fmt.Errorf("device %s unit %d: read function %d address %d count %d: %w", u.cfg.Device, u.cfg.Unit, b.Function, b.Start, b.Count, err)
 			u.logOnce(err)
-			u.assembler.PollFailed(ctx, err)
+			if ctx.Err() == nil { // shutting down is not a failed poll
+				u.assembler.PollFailed(ctx, err)
+			}
 			return err
 		}
 		data[i] = words
