@@ -65,6 +65,14 @@ type Options struct {
 	PrinterBaud       int    // bytes are paced at this rate, default 9600 (8N1)
 	PrinterLineEnding string // "\r\n" (default), "\n" or "\r"
 	PrinterCharset    string // cp850, cp437, latin1 or ascii; default per style
+
+	// InstantFinish makes every device go straight back to idle (phase
+	// 0, state 0) when a cycle ends, passed or not: its end lasts less
+	// than any poll. With a profile that leaves out the latched last-cycle
+	// counter, it is a device whose counter numbers the running cycle and
+	// whose result register holds the last finished verdict
+	// (cycle_end: next_cycle_starts).
+	InstantFinish bool
 }
 
 // Simulator runs the devices and their servers.
@@ -143,7 +151,7 @@ func New(opts Options) (*Simulator, error) {
 	for n := 1; n <= opts.Devices; n++ {
 		plan := opts.Scenario.PlanFor(n)
 		u := &unit{n: n, plan: plan,
-			dev: autoclave.New(autoclave.Config{Seed: seed, Stream: uint64(n), CounterStart: plan.CounterStart})}
+			dev: autoclave.New(autoclave.Config{Seed: seed, Stream: uint64(n), CounterStart: plan.CounterStart, InstantFinish: opts.InstantFinish})}
 		// Device 1 starts soon; the others are spread over one pause (at
 		// most 10 min) so that many devices do not run in lockstep.
 		u.nextAt = 10

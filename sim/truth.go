@@ -1,8 +1,13 @@
 package sim
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sterigate/sterigate/sim/autoclave"
@@ -36,7 +41,13 @@ type Truth struct {
 	TrueHoldS        float64  `json:"true_hold_s"`
 	MaxSatDeviationK float64  `json:"max_sat_deviation_k"` // largest Tsat(p) − T on the plateau
 	MaxHeatingKMin   float64  `json:"max_heating_k_min"`
-	F0               float64  `json:"f0"`
+	// The load probe (register 13), truly: its extremes over the hold and
+	// the equilibration time, from the chamber reaching the set point to
+	// the load reaching it (null when either never did).
+	LoadPlateauMinC *float64 `json:"load_plateau_min_c"`
+	LoadPlateauMaxC *float64 `json:"load_plateau_max_c"`
+	EquilibrationS  *float64 `json:"equilibration_s"`
+	F0              float64  `json:"f0"`
 	// Leak test only.
 	LeakP1KPa      *float64 `json:"leak_p1_kpa,omitempty"`
 	LeakP2KPa      *float64 `json:"leak_p2_kpa,omitempty"`
@@ -91,7 +102,11 @@ func (s *Simulator) truth(u *unit, r *autoclave.Report) Truth {
 	if r.TruthPassed {
 		t.TruthVerdict = "passed"
 	}
+	if r.EquilibrationS >= 0 {
+		t.EquilibrationS = ptr(r.EquilibrationS, 0)
+	}
 	if r.PlateauTrueMaxC > 0 {
+		t.LoadPlateauMinC, t.LoadPlateauMaxC = ptr(r.LoadPlateauMinC, 2), ptr(r.LoadPlateauMaxC, 2)
 		t.PlateauMinC, t.PlateauMaxC = ptr(r.PlateauTrueMinC, 2), ptr(r.PlateauTrueMaxC, 2)
 		t.PlateauMinKPa, t.PlateauMaxKPa = ptr(r.PlateauPMinKPa, 1), ptr(r.PlateauPMaxKPa, 1)
 		t.ReportedPlateauMinC, t.ReportedPlateauMaxC = ptr(r.ReportedPlateauMinC, 1), ptr(r.ReportedPlateauMaxC, 1)
@@ -109,4 +124,36 @@ func (s *Simulator) truth(u *unit, r *autoclave.Report) Truth {
 		t.Alarms = append(t.Alarms, TruthAlarm{Code: a.Code, Text: a.Text, At: s.at(r.StartS + a.AtS)})
 	}
 	return t
+}
+
+// TruthLog keeps the truth lines in memory for a reader in the same
+// process (a test) while the simulator writes them: pass it as
+// Options.Truth. Safe for the simulator's writer and any reader.
+type TruthLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer; the simulator writes one line per call.
+func (l *TruthLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// Cycles decodes every line written so far.
+func (l *TruthLog) Cycles() ([]Truth, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Truth
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var tr Truth
+		if err := json.Unmarshal(sc.Bytes(), &tr); err != nil {
+			return out, fmt.Errorf("truth line %q: %w", sc.Text(), err)
+		}
+		out = append(out, tr)
+	}
+	return out, sc.Err()
 }

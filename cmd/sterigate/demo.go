@@ -92,7 +92,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	poll := max(20*time.Millisecond, time.Duration(float64(25*time.Second) / *speed))
 	for i := 1; i <= *devices; i++ {
 		cfg.Devices = append(cfg.Devices, config.Device{ID: fmt.Sprintf("autoclave-%d", i), Driver: config.DriverModbusTCP,
-			Address: simAddr, Unit: i, Profile: "sim-autoclave", PollInterval: poll, Timeout: time.Second})
+			Address: simAddr, Unit: i, Profile: "sim-autoclave", PollInterval: poll, Timeout: time.Second, TimeScale: *speed})
 	}
 
 	fmt.Fprintf(stdout, "sterigate demo: %d simulated autoclave(s) at %gx speed, Modbus TCP on %s\n", *devices, *speed, simAddr)

@@ -267,8 +267,10 @@ func printDecoded(w io.Writer, p *profile.Profile, data [][]uint16) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIELD\tVALUE\tUNIT\tREGISTER\tTYPE\tROLE")
 	roles := map[string][]string{}
-	for r, f := range p.RoleField {
-		roles[f] = append(roles[f], string(r))
+	for f, rs := range p.FieldRoles() {
+		for _, r := range rs {
+			roles[f] = append(roles[f], string(r))
+		}
 	}
 	for _, f := range p.Fields {
 		v, ok := reading.Values[f.Name]
@@ -280,8 +282,8 @@ func printDecoded(w io.Writer, p *profile.Profile, data [][]uint16) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s %s\t%s\n", f.Name, value, orDash(f.Unit), f.Function, f.Address, f.Type, f.Order, orDash(strings.Join(roles[f.Name], ",")))
 	}
 	tw.Flush()
-	if reading.BadMeasurement != nil {
-		fmt.Fprintf(w, "measurement: %v (no sample would be recorded)\n", reading.BadMeasurement)
+	for _, v := range reading.Implausible {
+		fmt.Fprintf(w, "warning:     %v: not recorded; %s\n", v, p.Diagnose(v))
 	}
 	if reading.HasPhase {
 		fmt.Fprintf(w, "phase:       code %d -> %s\n", reading.PhaseCode, reading.Phase)

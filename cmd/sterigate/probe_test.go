@@ -53,14 +53,7 @@ func TestProbeEveryLinkAgainstTheSimulator(t *testing.T) {
 	tcpAddr, rtuPath := startSimForProbe(t)
 
 	// RTU over TCP: a tiny serial device server in front of the RTU slave.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- rtuslave.ServeListener(ctx, ln, fixedRegisters{}, rtuslave.Options{}) }()
-	t.Cleanup(func() { cancel(); <-served })
+	rtuTCP := serveRTUOverTCP(t, fixedRegisters{})
 
 	cases := []struct {
 		name string
@@ -75,7 +68,7 @@ func TestProbeEveryLinkAgainstTheSimulator(t *testing.T) {
 			[]string{"Modbus TCP", "decoded with profile sim-autoclave", "cycle_counter"}},
 		{"tcp input registers", []string{"--tcp", tcpAddr, "--function", "4", "--address", "16", "--count", "8"},
 			[]string{"function 4 (input registers), address 16, count 8", "0x"}},
-		{"rtu-tcp", []string{"--rtu-tcp", ln.Addr().String(), "--unit", "9", "--address", "10", "--count", "3"},
+		{"rtu-tcp", []string{"--rtu-tcp", rtuTCP, "--unit", "9", "--address", "10", "--count", "3"},
 			[]string{"RTU over TCP", "0x0BB8", "3000", "3002"}},
 	}
 	for _, c := range cases {
@@ -95,7 +88,7 @@ func TestProbeEveryLinkAgainstTheSimulator(t *testing.T) {
 	// An absent unit times out with a clear error; an address past the map
 	// gets the device's exception.
 	var out bytes.Buffer
-	err = cmdProbe(context.Background(), []string{"--rtu", rtuPath, "--unit", "7", "--timeout", "200ms"}, &out, &out)
+	err := cmdProbe(context.Background(), []string{"--rtu", rtuPath, "--unit", "7", "--timeout", "200ms"}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "no reply within") {
 		t.Fatalf("absent unit: %v", err)
 	}

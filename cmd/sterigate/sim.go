@@ -30,6 +30,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	printerBaud := fs.Int("printer-baud", 9600, "printer line speed (bytes are paced to it)")
 	printerEOL := fs.String("printer-eol", "crlf", "printer line ending: crlf, lf or cr")
 	printerCharset := fs.String("printer-charset", "", "printer code page: cp850, cp437, latin1 or ascii (default per style)")
+	instantFinish := fs.Bool("instant-finish", false, "devices go straight back to idle when a cycle ends (no complete or stopped state for a poll to see), for testing cycle_end: next_cycle_starts")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -66,7 +67,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Devices: *devices, Speed: *speed, Seed: *seed, ModbusTCP: *tcp, PortPerDevice: *perDevice,
 		Logger: log, RTU: *rtu, RTUBaud: *rtuBaud,
 		Printer: *printer, PrinterStyle: *printerStyle, PrinterBaud: *printerBaud,
-		PrinterLineEnding: eol, PrinterCharset: *printerCharset,
+		PrinterLineEnding: eol, PrinterCharset: *printerCharset, InstantFinish: *instantFinish,
 	}
 	if *scenarioPath != "" {
 		if opts.Scenario, err = scenario.Load(*scenarioPath); err != nil {

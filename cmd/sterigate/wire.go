@@ -159,7 +159,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 				return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
 			}
 			lc.Units = append(lc.Units, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver,
-				PollInterval: dev.PollInterval, OfflineAfter: dev.OfflineAfter})
+				PollInterval: dev.PollInterval, OfflineAfter: dev.OfflineAfter, TimeScale: dev.TimeScale})
 		}
 		l, err := modbus.NewLink(lc, t, j, j, log)
 		if err != nil {
@@ -388,6 +388,8 @@ var modbusMetrics = []modbusMetric{
 			}
 			return out
 		}},
+	{metricDef: metricDef{"sterigate_modbus_implausible_values_total", "Measured values of the device refused as not plausible (outside their role's range, or not a number); each also raised an implausible_value event.", metricCounter, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.ImplausibleValues) })},
 	{metricDef: metricDef{"sterigate_modbus_journal_errors_total", "Good polls of the device whose output could not be journaled or saved (kept and retried).", metricCounter, []string{"device"}},
 		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.SinkErrors) })},
 	{metricDef: metricDef{"sterigate_modbus_consecutive_failures", "Failed polls of the device since it last answered; offline_after of them make it offline.", metricGauge, []string{"device"}},

@@ -23,12 +23,21 @@ type device struct {
 	result         uint16
 	lastProgram    uint16
 	alarmBits      uint16
+	// the latched block's alarm and figures (registers 20-23)
+	lastAlarm              uint16
+	plateauMin, plateauMax float64
+	holdS                  uint16
 }
 
 func (d *device) image() []uint16 {
 	img := make([]uint16, 24)
 	img[0] = uint16(int16(d.tempC * 10))
+	img[1] = uint16(int16(d.tempC*10)) + 10 // jacket: 1 K above
 	img[2] = uint16(d.kPa * 10)
+	img[12] = uint16(int16(d.tempC*10)) - 1 // drain probe: 0.1 K below
+	img[13] = uint16(int16(d.tempC*10)) - 5 // load probe: 0.5 K below
+	img[20] = d.lastAlarm
+	img[21], img[22], img[23] = uint16(int16(d.plateauMin*10)), uint16(int16(d.plateauMax*10)), d.holdS
 	img[3] = d.phase
 	img[4] = d.program
 	img[5], img[6] = uint16(d.counter>>16), uint16(d.counter)
@@ -60,9 +69,28 @@ func newRig(t *testing.T) *rig {
 	if !ok {
 		t.Fatal("no sim-autoclave")
 	}
+	return newRigWith(t, p)
+}
+
+// newRigWith is a rig for any profile with one block; feed it with observe.
+func newRigWith(t *testing.T, p *profile.Profile) *rig {
+	t.Helper()
 	r := &rig{t: t, prof: p, sink: &cycletest.Sink{}, store: &cycletest.Store{}, clk: &clock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}}
 	r.restart()
 	return r
+}
+
+// observe feeds one poll of a one-block profile, a second after the last.
+func (r *rig) observe(frame []uint16) {
+	r.t.Helper()
+	r.clk.advance(time.Second)
+	reading, err := r.prof.Decode([][]uint16{frame})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.asm.Observe(context.Background(), reading); err != nil {
+		r.t.Fatalf("Observe: %v", err)
+	}
 }
 
 // restart builds a fresh assembler on the same store: a gateway restart.
@@ -215,11 +243,13 @@ func TestFirstStartMidCycleGivesIncompleteRecord(t *testing.T) {
 }
 
 func TestRestartMidCycleResumesTheSameCycle(t *testing.T) {
+	// The default max sample gap is 3 poll intervals (3 s): a restart that
+	// costs one poll leaves no hole; a longer one is a gateway_down hole.
 	for _, tc := range []struct {
 		name     string
 		downtime time.Duration
 		complete bool
-	}{{"quick restart", 3 * time.Second, true}, {"long outage", 5 * time.Minute, false}} {
+	}{{"quick restart", time.Second, true}, {"long outage", 5 * time.Minute, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
 			r.dev = device{tempC: 21, kPa: 101, counter: 3, latch: 3}
@@ -238,8 +268,21 @@ func TestRestartMidCycleResumesTheSameCycle(t *testing.T) {
 			if len(recs) != 1 || recs[0].Cycle != 4 {
 				t.Fatalf("records = %+v", recs)
 			}
-			if len(recs[0].Samples) != 8 || recs[0].Complete != tc.complete || recs[0].Result != protocol.ResultPassed {
-				t.Errorf("%d samples (want 8), complete %v (want %v), result %s", len(recs[0].Samples), recs[0].Complete, tc.complete, recs[0].Result)
+			rec := recs[0]
+			if len(rec.Samples) != 8 || rec.Complete != tc.complete || rec.Result != protocol.ResultPassed || !rec.EndSeen {
+				t.Errorf("%d samples (want 8), complete %v (want %v), result %s, end seen %v", len(rec.Samples), rec.Complete, tc.complete, rec.Result, rec.EndSeen)
+			}
+			if tc.complete {
+				if len(rec.Holes) != 0 {
+					t.Errorf("holes %+v after a restart within the max sample gap", rec.Holes)
+				}
+				return
+			}
+			// The hole runs from the last sample before the kill to the
+			// first one after the restart.
+			if len(rec.Holes) != 1 || rec.Holes[0].Reason != protocol.HoleGatewayDown ||
+				!rec.Holes[0].From.Equal(rec.Samples[4].At) || !rec.Holes[0].To.Equal(rec.Samples[5].At) {
+				t.Errorf("holes = %+v; want one gateway_down hole from %v to %v", rec.Holes, rec.Samples[4].At, rec.Samples[5].At)
 			}
 		})
 	}
@@ -441,20 +484,29 @@ cycle_end: {on: last_cycle_change}
 `)
 	frame := func(temp float32, counter, last uint32, phase uint16) []uint16 {
 		b := math.Float32bits(temp)
-		return []uint16{uint16(b >> 16), uint16(b), 3000, uint16(counter >> 16), uint16(counter), uint16(last >> 16), uint16(last), phase}
+		return []uint16{uint16(b >> 16), uint16(b), 300, uint16(counter >> 16), uint16(counter), uint16(last >> 16), uint16(last), phase}
 	}
 	nanTemp := float32(math.NaN())
 	sink := observeRegs(t, p, [][]uint16{
 		frame(20, 1, 1, 0),
-		frame(134.5, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(135, 2, 1, 5),
+		frame(134.5, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(nanTemp, 2, 1, 5), frame(135, 2, 1, 5),
 		frame(nanTemp, 2, 2, 10),
 	})
 	recs := sink.Records()
-	if len(recs) != 1 || recs[0].Cycle != 2 || recs[0].Complete || len(recs[0].Samples) != 2 {
-		t.Fatalf("records = %+v; want cycle 2, incomplete, the 2 good samples", recs)
+	if len(recs) != 1 || recs[0].Cycle != 2 || recs[0].Complete || len(recs[0].Samples) != 2 || !recs[0].EndSeen {
+		t.Fatalf("records = %+v; want cycle 2, incomplete, the 2 good samples, its end seen", recs)
 	}
-	if !recs[0].EndedAt.After(recs[0].Samples[1].At) {
-		t.Errorf("ended %v, last good sample %v: the end poll still counts", recs[0].EndedAt, recs[0].Samples[1].At)
+	rec := recs[0]
+	if !rec.EndedAt.After(rec.Samples[1].At) {
+		t.Errorf("ended %v, last good sample %v: the end poll still counts", rec.EndedAt, rec.Samples[1].At)
+	}
+	// Three refused polls make a 4 s stretch without samples: longer than
+	// the 3 s max sample gap.
+	if len(rec.Holes) != 1 || rec.Holes[0].Reason != protocol.HoleImplausible || !rec.Holes[0].From.Equal(rec.Samples[0].At) || !rec.Holes[0].To.Equal(rec.Samples[1].At) {
+		t.Errorf("holes = %+v", rec.Holes)
+	}
+	if ev := sink.EventsOf(protocol.EventImplausibleValue); len(ev) != 2 || ev[0].Field != "t" || ev[0].Value != nil || len(ev[0].Registers) != 2 {
+		t.Errorf("implausible events = %+v; want one per occurrence, naming the field and its registers", ev)
 	}
 }
 

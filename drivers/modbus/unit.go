@@ -71,10 +71,9 @@ type UnitConfig struct {
 	// TelemetryInterval / TelemetryMaxSamples: see cycle.Config (defaults 5 s, 10).
 	TelemetryInterval   time.Duration
 	TelemetryMaxSamples int
-	// MaxSampleGap: consecutive samples of a cycle further apart than this
-	// make its record incomplete (see cycle.Config). Zero: three poll
-	// intervals, at least cycle.DefaultMaxSampleGap.
-	MaxSampleGap time.Duration
+	// TimeScale: device seconds per wall-clock second, for simulators
+	// running fast (0 or 1: a real device). Records carry it.
+	TimeScale float64
 	// Now is the clock (nil: time.Now). Tests inject a scripted clock.
 	Now func() time.Time
 }
@@ -126,10 +125,6 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 	if cfg.OfflineAfter == 0 {
 		cfg.OfflineAfter = DefaultOfflineAfter
 	}
-	if cfg.MaxSampleGap <= 0 {
-		// A slow poll interval must not make every record incomplete.
-		cfg.MaxSampleGap = max(cycle.DefaultMaxSampleGap, 3*cfg.PollInterval)
-	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -140,7 +135,8 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 		Profile:             cfg.Profile,
 		TelemetryInterval:   cfg.TelemetryInterval,
 		TelemetryMaxSamples: cfg.TelemetryMaxSamples,
-		MaxSampleGap:        cfg.MaxSampleGap,
+		PollInterval:        cfg.PollInterval,
+		TimeScale:           cfg.TimeScale,
 		Now:                 cfg.Now,
 	}, sink, state, log)
 	if err != nil {
@@ -193,6 +189,9 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 		if err != nil {
 			err = fmt.Errorf("device %s unit %d: read function %d address %d count %d: %w", u.cfg.Device, u.cfg.Unit, b.Function, b.Start, b.Count, err)
 			u.logOnce(ctx, err)
+			if ctx.Err() == nil { // shutting down is not a failed poll
+				u.assembler.PollFailed(ctx, err)
+			}
 			return err
 		}
 		data[i] = words
@@ -202,14 +201,15 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 		err = fmt.Errorf("device %s profile %s: %w: %w", u.cfg.Device, p.Name, ErrDecode, err)
 		u.countError(err)
 		u.logOnce(ctx, err)
+		u.assembler.PollFailed(ctx, err)
 		return err
 	}
-	if reading.BadMeasurement != nil {
+	if len(reading.Implausible) > 0 {
 		// Counters and codes are still good, so the reading is used (a
-		// broken probe must not hide the end of a cycle), without a sample.
-		bad := fmt.Errorf("device %s profile %s: %w; this poll gives no sample", u.cfg.Device, p.Name, reading.BadMeasurement)
-		u.countError(bad)
-		u.logOnce(ctx, bad)
+		// broken probe must not hide the end of a cycle); the implausible
+		// values are not (the assembler raises the event).
+		u.count(func(s *UnitStats) { s.ImplausibleValues += uint64(len(reading.Implausible)) })
+		u.logOnce(ctx, fmt.Errorf("device %s profile %s: %w: %w; not recorded", u.cfg.Device, p.Name, ErrDecode, reading.Implausible[0]))
 	} else if len(u.logged) > 0 {
 		u.log.Info("modbus poll recovered")
 		clear(u.logged)
@@ -317,7 +317,10 @@ type UnitStats struct {
 	CRCErrors        uint64
 	Exceptions       uint64
 	ExceptionsByCode map[byte]uint64
-	DecodeErrors     uint64 // replies the profile could not decode, or with a non-finite temperature/pressure
+	DecodeErrors     uint64 // replies the profile could not decode
+	// ImplausibleValues counts measured values refused as not plausible
+	// (outside their role's range, or not a number).
+	ImplausibleValues uint64
 
 	SinkErrors uint64 // polls whose output could not be delivered or saved (retried)
 

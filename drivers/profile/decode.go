@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/sterigate/sterigate/protocol"
 )
@@ -22,12 +23,18 @@ type Reading struct {
 
 	TempC       float64
 	PressureKPa float64
-	// BadMeasurement is set when the temperature or pressure did not
-	// decode to a finite number (a failed sensor often reads as NaN or
-	// +Inf). TempC and PressureKPa are then 0 and must not be recorded,
-	// but the codes and counters of the reading are still good: a broken
-	// probe must not hide the end of a cycle.
-	BadMeasurement *DecodeError
+	// Channels holds the plausible values of the profile's other
+	// channels, by field name; nil when the profile maps none.
+	Channels map[string]float64
+	// Implausible lists the measured values of this poll that are not a
+	// number (a failed sensor often reads as NaN or +Inf) or lie outside
+	// their role's plausible range. They are not data.
+	Implausible []Implausible
+	// NoSample is true when the chamber temperature or pressure is
+	// implausible: TempC and PressureKPa are then 0 and the poll gives no
+	// sample. The codes and counters of the reading are still good: a
+	// broken probe must not hide the end of a cycle.
+	NoSample bool
 
 	Phase          protocol.PhaseName // PhaseUnknown when unmapped or absent
 	PhaseCode      int
@@ -42,6 +49,38 @@ type Reading struct {
 	LastProgram    int
 	HasLastProgram bool
 	Alarms         []ActiveAlarm // sorted by code, no duplicates
+	// LastAlarmCode is the alarm the device latched as having ended the
+	// last finished cycle (0: none).
+	LastAlarmCode int
+	HasLastAlarm  bool
+	// Figures are the device's own latched figures about the last
+	// finished cycle (nil when the profile maps none). Non-finite values
+	// are left out.
+	Figures *protocol.DeviceFigures
+}
+
+// Implausible is a measured value that is not data: not a number, or
+// outside its role's plausible range.
+type Implausible struct {
+	Field     string
+	Role      Role
+	Value     float64  // after scale and offset; may be NaN or ±Inf
+	Registers []uint16 // the raw words it was decoded from
+	Range     Range
+}
+
+func (v Implausible) Error() string {
+	if v.Range.Contains(v.Value) {
+		return fmt.Sprintf("field %s (%s) reads %s, a float too close to 0 to be a measurement", v.Field, v.Role, formatNumber(v.Value))
+	}
+	return fmt.Sprintf("field %s (%s) reads %s, outside the plausible range %g…%g", v.Field, v.Role, formatNumber(v.Value), v.Range.Min, v.Range.Max)
+}
+
+func formatNumber(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprint(v) // NaN, +Inf, -Inf
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // DecodeError says which field could not be decoded and why.
@@ -120,9 +159,9 @@ func (f *Field) scale(raw float64) float64 {
 
 // Decode turns the words read for each of p.Blocks (data[i] answers
 // p.Blocks[i]) into a Reading. It fails, naming the field, when a block is
-// short or a code or counter is not a whole number. A temperature or
-// pressure that is not a finite number does not fail the reading: it is
-// reported in Reading.BadMeasurement.
+// short or a code or counter is not a whole number. A measured value that
+// is not a number or lies outside its plausible range does not fail the
+// reading: it is reported in Reading.Implausible.
 func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 	if len(data) != len(p.Blocks) {
 		return Reading{}, fmt.Errorf("profile %s: got %d blocks of data for %d blocks", p.Name, len(data), len(p.Blocks))
@@ -142,16 +181,17 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 		raw[f.Name] = rv
 		r.Values[f.Name] = f.scale(rv)
 	}
-	measurement := func(role Role) float64 {
-		name := p.RoleField[role]
+	// measured checks one measured field against its plausible range.
+	measured := func(role Role, name string) (float64, bool) {
 		v := r.Values[name]
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			if r.BadMeasurement == nil {
-				r.BadMeasurement = &DecodeError{Field: name, Msg: fmt.Sprintf("%s reads %v, not a number (sensor fault, or wrong type or order)", role, v)}
-			}
-			return 0
+		rg := p.PlausibleRange(role)
+		f, _ := p.Field(name)
+		if plausible(f, raw[name], v, rg) {
+			return v, true
 		}
-		return v
+		words, _ := p.wordsOf(f, data)
+		r.Implausible = append(r.Implausible, Implausible{Field: name, Role: role, Value: v, Registers: append([]uint16(nil), words...), Range: rg})
+		return 0, false
 	}
 	code := func(role Role) (int64, bool, error) {
 		name, ok := p.RoleField[role]
@@ -164,23 +204,34 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 		}
 		return int64(v), true, nil
 	}
-	r.TempC = measurement(RoleChamberTemperature)
-	r.PressureKPa = measurement(RoleChamberPressure)
-	if r.BadMeasurement != nil {
-		r.TempC, r.PressureKPa = 0, 0
+	t, tOK := measured(RoleChamberTemperature, p.RoleField[RoleChamberTemperature])
+	kpa, pOK := measured(RoleChamberPressure, p.RoleField[RoleChamberPressure])
+	if tOK && pOK {
+		r.TempC, r.PressureKPa = t, kpa
+	} else {
+		r.NoSample = true
+	}
+	for _, c := range p.Channels {
+		if v, ok := measured(c.Role, c.Field); ok {
+			if r.Channels == nil {
+				r.Channels = make(map[string]float64, len(p.Channels))
+			}
+			r.Channels[c.Field] = v
+		}
+	}
+	r.Figures = p.figures(r.Values)
+	if c, ok, err := code(RoleProgram); err != nil {
+		return Reading{}, err
+	} else if ok {
+		r.ProgramCode, r.HasProgram = int(c), true
 	}
 	if c, ok, err := code(RolePhase); err != nil {
 		return Reading{}, err
 	} else if ok {
 		r.PhaseCode, r.HasPhase = int(c), true
-		if ph, known := p.Phases[int(c)]; known {
+		if ph, known := p.PhaseOf(r.ProgramCode, r.HasProgram, int(c)); known {
 			r.Phase = ph
 		}
-	}
-	if c, ok, err := code(RoleProgram); err != nil {
-		return Reading{}, err
-	} else if ok {
-		r.ProgramCode, r.HasProgram = int(c), true
 	}
 	if c, _, err := code(RoleCycleCounter); err != nil {
 		return Reading{}, err
@@ -208,6 +259,11 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 	} else if ok {
 		r.LastProgram, r.HasLastProgram = int(c), true
 	}
+	if c, ok, err := code(RoleLastAlarmCode); err != nil {
+		return Reading{}, err
+	} else if ok {
+		r.LastAlarmCode, r.HasLastAlarm = int(c), true
+	}
 	active := map[int]string{}
 	for _, a := range p.Alarms {
 		v := raw[a.Field]
@@ -230,6 +286,39 @@ func (p *Profile) Decode(data [][]uint16) (Reading, error) {
 	}
 	sortAlarms(r.Alarms)
 	return r, nil
+}
+
+// figures collects the device's latched figures, as reported.
+func (p *Profile) figures(values map[string]float64) *protocol.DeviceFigures {
+	var f *protocol.DeviceFigures
+	for _, role := range figureRoles {
+		name, ok := p.RoleField[role]
+		if !ok {
+			continue
+		}
+		v := values[name]
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue // JSON cannot carry it, and it is no figure
+		}
+		if f == nil {
+			f = &protocol.DeviceFigures{}
+		}
+		switch role {
+		case RoleLastHoldSeconds:
+			f.HoldSeconds = &v
+		case RoleLastPlateauMin:
+			f.PlateauMinC = &v
+		case RoleLastPlateauMax:
+			f.PlateauMaxC = &v
+		case RoleLastPlateauMinKPa:
+			f.PlateauMinKPa = &v
+		case RoleLastPlateauMaxKPa:
+			f.PlateauMaxKPa = &v
+		case RoleLastLeakRate:
+			f.LeakRateKPaMin = &v
+		}
+	}
+	return f
 }
 
 func sortAlarms(a []ActiveAlarm) {

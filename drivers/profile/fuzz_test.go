@@ -22,6 +22,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("fields: {t: {address: 0, type: f64, order: DCBA}, p: {address: 4}, c: {address: 5, type: u32}}\nroles: {chamber_temperature: t, chamber_pressure: p, cycle_counter: c}\ncycle_end: {on: counter_change}\n"))
 	f.Add([]byte("&a {x: *a}"))
+	f.Add([]byte(channelsProfile))
+	f.Add([]byte(wrongOrderProfile))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -77,10 +79,14 @@ cycle_end: {on: last_cycle_change}
 		f.Fatal(err)
 	}
 	sim, _ := Builtin("sim-autoclave")
+	channels, err := Parse("channels.yaml", []byte(channelsProfile))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add([]byte{0x05, 0x48, 0x0c, 0x31, 0, 5, 0, 1}, uint8(0))
 	f.Add([]byte{0xff, 0xff, 0x7f, 0xc0, 0, 0, 0, 0, 0xff}, uint8(1))
 	f.Fuzz(func(t *testing.T, raw []byte, cut uint8) {
-		for _, p := range []*Profile{sim, all} {
+		for _, p := range []*Profile{sim, all, channels} {
 			data := make([][]uint16, len(p.Blocks))
 			k := 0
 			for i, b := range p.Blocks {
@@ -97,8 +103,22 @@ cycle_end: {on: last_cycle_change}
 				}
 			}
 			r, err := p.Decode(data)
-			if err == nil && (math.IsNaN(r.TempC) || math.IsInf(r.TempC, 0) || math.IsNaN(r.PressureKPa) || math.IsInf(r.PressureKPa, 0)) {
+			if err != nil {
+				continue
+			}
+			if math.IsNaN(r.TempC) || math.IsInf(r.TempC, 0) || math.IsNaN(r.PressureKPa) || math.IsInf(r.PressureKPa, 0) {
 				t.Fatalf("non-finite measurement leaked into the reading: %+v", r)
+			}
+			for id, v := range r.Channels {
+				if !p.PlausibleRange(RoleDrainTemperature).Contains(v) && !p.PlausibleRange(RoleLoadTemperature).Contains(v) {
+					t.Fatalf("channel %s = %v leaked into the reading", id, v)
+				}
+			}
+			for _, v := range r.Implausible {
+				if v.Range.Contains(v.Value) && len(v.Registers) == 0 {
+					t.Fatalf("implausible %+v without its registers", v)
+				}
+				_ = p.Diagnose(v) // must not panic
 			}
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -272,7 +273,7 @@ func (ps *parser) codeKey(e entry, path string) (int, bool) {
 	return int(v), true
 }
 
-var topKeys = []string{"name", "description", "vendor", "model", "read", "fields", "roles", "phases", "idle_phases", "programs", "results", "alarms", "alarm_texts", "cycle_end"}
+var topKeys = []string{"name", "description", "vendor", "model", "read", "fields", "roles", "phases", "idle_phases", "program_phases", "programs", "results", "alarms", "alarm_texts", "cycle_end", "plausible", "max_sample_gap"}
 
 func (ps *parser) profile(root *yaml.Node) *Profile {
 	p := &Profile{
@@ -283,6 +284,12 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 		AlarmTexts: map[int]string{},
 		fieldIndex: map[string]int{},
 		IdlePhases: []protocol.PhaseName{protocol.PhaseIdle, protocol.PhaseComplete},
+		Plausible:  map[Role]Range{},
+	}
+	for _, r := range allRoles {
+		if r.IsMeasured() {
+			p.Plausible[r] = DefaultPlausible(r)
+		}
 	}
 	entries, ok := ps.mapping(root, "", topKeys)
 	if !ok {
@@ -350,6 +357,15 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 			p.IdlePhases = list
 		}
 	}
+	if e, ok := byKey["program_phases"]; ok {
+		ps.programPhases(p, e)
+	}
+	if e, ok := byKey["plausible"]; ok {
+		ps.plausible(p, e.value)
+	}
+	if e, ok := byKey["max_sample_gap"]; ok {
+		ps.maxSampleGap(p, e.value)
+	}
 	ps.codeMap(byKey, "programs", func(code int, n *yaml.Node, path, name string) {
 		if name == "" {
 			ps.fail(n, path, "the program name is empty")
@@ -375,7 +391,7 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 	} else if p.HasRole(RoleLastCycle) {
 		p.CycleEnd = CycleEnd{On: EndOnLastCycleChange}
 	} else {
-		ps.fail(root, "cycle_end", "is missing: say how the end of a cycle is recognised (on: last_cycle_change, counter_change or phase_enters)")
+		ps.fail(root, "cycle_end", "is missing: say how the end of a cycle is recognised (on: last_cycle_change, counter_change, phase_enters or next_cycle_starts)")
 	}
 	rolesNode := root
 	if e, ok := byKey["roles"]; ok {
@@ -564,35 +580,174 @@ func (ps *parser) roles(p *Profile, n *yaml.Node) {
 	if !ok {
 		return
 	}
+	channelOf := map[string]Role{} // field -> channel role, so no field is two channels
 	for _, e := range es {
 		path := join("roles", e.key)
-		name, ok := ps.str(e.value, path)
-		if !ok {
-			continue
-		}
-		f, ok := p.Field(name)
-		if !ok {
-			if _, declared := fieldDeclaredWithError(ps, name); declared {
-				continue // the field itself was reported already
-			}
-			ps.fail(e.value, path, "no field is called %q", name)
-			continue
-		}
 		role := Role(e.key)
-		switch role {
-		case RoleChamberTemperature, RoleChamberPressure:
-			if f.Type == TypeBit {
-				ps.fail(e.value, path, "field %q is a bit; a measurement needs a numeric type", name)
+		if role == RoleLoadTemperature && e.value.Kind == yaml.SequenceNode {
+			// Several load probes: one channel each.
+			if len(e.value.Content) == 0 {
+				ps.fail(e.value, path, "is empty: name one field, or a list of fields")
+			}
+			for i, item := range e.value.Content {
+				if f := ps.roleField(p, role, item, fmt.Sprintf("%s[%d]", path, i)); f != nil {
+					ps.addChannel(p, channelOf, role, f.Name, item, fmt.Sprintf("%s[%d]", path, i))
+				}
+			}
+			continue
+		}
+		if e.value.Kind == yaml.SequenceNode {
+			ps.fail(e.value, path, "takes one field name; only load_temperature takes a list")
+			continue
+		}
+		f := ps.roleField(p, role, e.value, path)
+		if f == nil {
+			continue
+		}
+		if isChannelRole(role) {
+			ps.addChannel(p, channelOf, role, f.Name, e.value, path)
+			continue
+		}
+		p.RoleField[role] = f.Name
+	}
+}
+
+// roleField finds the field a role names and checks that its type suits
+// the role; nil when it does not (the problem is reported).
+func (ps *parser) roleField(p *Profile, role Role, n *yaml.Node, path string) *Field {
+	name, ok := ps.str(n, path)
+	if !ok {
+		return nil
+	}
+	f, ok := p.Field(name)
+	if !ok {
+		if _, declared := fieldDeclaredWithError(ps, name); !declared {
+			ps.fail(n, path, "no field is called %q", name)
+		}
+		return nil
+	}
+	switch {
+	case role.IsMeasured() || isFigureRole(role):
+		if f.Type == TypeBit {
+			ps.fail(n, path, "field %q is a bit; a measurement needs a numeric type", name)
+			return nil
+		}
+	default:
+		if !isIntegerType(f.Type) {
+			ps.fail(n, path, "field %q has type %s; a code or counter needs an integer type (u16, i16, u32, i32)", name, f.Type)
+			return nil
+		}
+	}
+	return f
+}
+
+func (ps *parser) addChannel(p *Profile, channelOf map[string]Role, role Role, field string, n *yaml.Node, path string) {
+	if other, dup := channelOf[field]; dup {
+		ps.fail(n, path, "field %q is already the %s channel; each channel needs a field of its own", field, other)
+		return
+	}
+	channelOf[field] = role
+	p.Channels = append(p.Channels, Channel{Field: field, Role: role})
+}
+
+// programPhases reads program_phases: {program code: {phase code: phase}}.
+func (ps *parser) programPhases(p *Profile, e entry) {
+	es, _ := ps.mapping(e.value, "program_phases", nil)
+	if len(es) > 0 && !p.HasRole(RoleProgram) {
+		if _, declared := ps.roleProblem(RoleProgram); !declared {
+			ps.fail(e.keyN, "program_phases", "needs roles.program: the phases are mapped per program code")
+		}
+	}
+	p.ProgramPhases = map[int]map[int]protocol.PhaseName{}
+	for _, x := range es {
+		prog, ok := ps.codeKey(x, "program_phases")
+		if !ok {
+			continue
+		}
+		path := join("program_phases", x.key)
+		codes, _ := ps.mapping(x.value, path, nil)
+		m := map[int]protocol.PhaseName{}
+		for _, c := range codes {
+			code, ok := ps.codeKey(c, path)
+			if !ok {
 				continue
 			}
-		default:
-			if !isIntegerType(f.Type) {
-				ps.fail(e.value, path, "field %q has type %s; a code or counter needs an integer type (u16, i16, u32, i32)", name, f.Type)
-				continue
+			if ph, ok := ps.phaseName(c.value, join(path, c.key)); ok {
+				m[code] = ph
 			}
 		}
-		p.RoleField[role] = name
+		p.ProgramPhases[prog] = m
 	}
+}
+
+// roleProblem reports whether a problem was already reported about role,
+// so a key that depends on it does not add a second, misleading one.
+func (ps *parser) roleProblem(r Role) (Problem, bool) {
+	for _, pr := range ps.problems {
+		if pr.Path == "roles."+string(r) {
+			return pr, true
+		}
+	}
+	return Problem{}, false
+}
+
+// plausible reads plausible: {measured role: {min, max}}.
+func (ps *parser) plausible(p *Profile, n *yaml.Node) {
+	var allowed []string
+	for _, r := range allRoles {
+		if r.IsMeasured() {
+			allowed = append(allowed, string(r))
+		}
+	}
+	es, _ := ps.mapping(n, "plausible", allowed)
+	for _, e := range es {
+		path := join("plausible", e.key)
+		role := Role(e.key)
+		rg := DefaultPlausible(role)
+		kv, ok := ps.mapping(e.value, path, []string{"min", "max"})
+		if !ok {
+			continue
+		}
+		good := true
+		for _, x := range kv {
+			v, ok := ps.number(x.value, join(path, x.key))
+			if !ok {
+				good = false
+				continue
+			}
+			if x.key == "min" {
+				rg.Min = v
+			} else {
+				rg.Max = v
+			}
+		}
+		if !good {
+			continue
+		}
+		if rg.Min >= rg.Max {
+			ps.fail(e.value, path, "min %v must be below max %v", rg.Min, rg.Max)
+			continue
+		}
+		p.Plausible[role] = rg
+	}
+}
+
+// maxSampleGap reads max_sample_gap: a Go duration such as 5s or 1m30s.
+func (ps *parser) maxSampleGap(p *Profile, n *yaml.Node) {
+	s, ok := ps.str(n, "max_sample_gap")
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		ps.fail(n, "max_sample_gap", "%q is not a duration (write e.g. 3s, 500ms or 1m30s)", s)
+		return
+	}
+	if d < 10*time.Millisecond || d > time.Hour {
+		ps.fail(n, "max_sample_gap", "%s is out of range 10ms..1h", d)
+		return
+	}
+	p.MaxSampleGap = d
 }
 
 // fieldDeclaredWithError reports whether a field of that name was declared
@@ -750,7 +905,7 @@ func (ps *parser) cycleEnd(p *Profile, n *yaml.Node) {
 		}
 	}
 	if onNode == nil {
-		ps.fail(n, "cycle_end.on", "is missing (last_cycle_change, counter_change or phase_enters)")
+		ps.fail(n, "cycle_end.on", "is missing (last_cycle_change, counter_change, phase_enters or next_cycle_starts)")
 		return
 	}
 	s, ok := ps.str(onNode, "cycle_end.on")
@@ -764,6 +919,10 @@ func (ps *parser) cycleEnd(p *Profile, n *yaml.Node) {
 			ps.fail(onNode, "cycle_end.on", "last_cycle_change needs roles.last_cycle (the latched counter of the last finished cycle)")
 		}
 	case EndOnCounterChange:
+	case EndOnNextCycleStarts:
+		if !p.HasRole(RolePhase) {
+			ps.fail(onNode, "cycle_end.on", "next_cycle_starts needs roles.phase (a cycle's samples stop when the phase returns to idle_phases)")
+		}
 	case EndOnPhaseEnters:
 		if !p.HasRole(RolePhase) {
 			ps.fail(onNode, "cycle_end.on", "phase_enters needs roles.phase")
@@ -780,7 +939,7 @@ func (ps *parser) cycleEnd(p *Profile, n *yaml.Node) {
 		}
 		return
 	default:
-		ps.fail(onNode, "cycle_end.on", "%q is not one of last_cycle_change, counter_change, phase_enters", s)
+		ps.fail(onNode, "cycle_end.on", "%q is not one of last_cycle_change, counter_change, phase_enters, next_cycle_starts", s)
 		return
 	}
 	if phasesNode != nil {

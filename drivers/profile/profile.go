@@ -14,6 +14,8 @@ package profile
 
 import (
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/sterigate/sterigate/protocol"
 )
@@ -105,19 +107,80 @@ type Role string
 const (
 	RoleChamberTemperature Role = "chamber_temperature" // °C after scale and offset
 	RoleChamberPressure    Role = "chamber_pressure"    // kPa absolute after scale and offset
-	RolePhase              Role = "phase"               // device phase code, mapped by phases:
-	RoleProgram            Role = "program"             // program code of the running cycle, mapped by programs:
-	RoleCycleCounter       Role = "cycle_counter"       // counter of the current (or most recent) cycle
-	RoleLastCycle          Role = "last_cycle"          // counter of the last finished cycle (latched)
-	RoleLastResult         Role = "last_result"         // result code of the last finished cycle, mapped by results:
-	RoleLastProgram        Role = "last_program"        // program code of the last finished cycle
-	RoleAlarmCode          Role = "alarm_code"          // code of the active alarm, 0 when none
+	// Other measured channels (°C), carried in samples and phases by
+	// field name. load_temperature may name several fields.
+	RoleDrainTemperature     Role = protocol.RoleDrainTemperature
+	RoleLoadTemperature      Role = protocol.RoleLoadTemperature
+	RoleJacketTemperature    Role = protocol.RoleJacketTemperature
+	RoleReferenceTemperature Role = protocol.RoleReferenceTemperature
+
+	RolePhase        Role = "phase"         // device phase code, mapped by phases:
+	RoleProgram      Role = "program"       // program code of the running cycle, mapped by programs:
+	RoleCycleCounter Role = "cycle_counter" // counter of the current (or most recent) cycle
+	RoleLastCycle    Role = "last_cycle"    // counter of the last finished cycle (latched)
+	RoleLastResult   Role = "last_result"   // result code of the last finished cycle, mapped by results:
+	RoleLastProgram  Role = "last_program"  // program code of the last finished cycle
+	RoleAlarmCode    Role = "alarm_code"    // code of the active alarm, 0 when none
+
+	// The device's latched figures about the last finished cycle, copied
+	// into the record as reported.
+	RoleLastAlarmCode     Role = "last_alarm_code"      // alarm that ended the last cycle, 0 when none
+	RoleLastHoldSeconds   Role = "last_hold_seconds"    // hold time the device counted, s
+	RoleLastPlateauMin    Role = "last_plateau_min"     // lowest hold temperature, °C
+	RoleLastPlateauMax    Role = "last_plateau_max"     // highest hold temperature, °C
+	RoleLastPlateauMinKPa Role = "last_plateau_min_kpa" // lowest hold pressure, kPa absolute
+	RoleLastPlateauMaxKPa Role = "last_plateau_max_kpa" // highest hold pressure, kPa absolute
+	RoleLastLeakRate      Role = "last_leak_rate"       // vacuum leak test rate, kPa/min
 )
 
 // allRoles lists every role in documentation order.
 var allRoles = []Role{
-	RoleChamberTemperature, RoleChamberPressure, RolePhase, RoleProgram,
-	RoleCycleCounter, RoleLastCycle, RoleLastResult, RoleLastProgram, RoleAlarmCode,
+	RoleChamberTemperature, RoleChamberPressure,
+	RoleDrainTemperature, RoleLoadTemperature, RoleJacketTemperature, RoleReferenceTemperature,
+	RolePhase, RoleProgram, RoleCycleCounter, RoleLastCycle, RoleLastResult, RoleLastProgram, RoleAlarmCode,
+	RoleLastAlarmCode, RoleLastHoldSeconds, RoleLastPlateauMin, RoleLastPlateauMax,
+	RoleLastPlateauMinKPa, RoleLastPlateauMaxKPa, RoleLastLeakRate,
+}
+
+// channelRoles are the measured roles besides the chamber temperature and
+// pressure; their fields become the record's channels.
+var channelRoles = []Role{RoleDrainTemperature, RoleLoadTemperature, RoleJacketTemperature, RoleReferenceTemperature}
+
+// figureRoles are the device's own figures about the last finished cycle.
+var figureRoles = []Role{RoleLastHoldSeconds, RoleLastPlateauMin, RoleLastPlateauMax, RoleLastPlateauMinKPa, RoleLastPlateauMaxKPa, RoleLastLeakRate}
+
+// IsMeasured reports whether r is a measured value (a temperature or a
+// pressure) that has a plausible range.
+func (r Role) IsMeasured() bool {
+	return r == RoleChamberTemperature || r == RoleChamberPressure || isChannelRole(r)
+}
+
+func isChannelRole(r Role) bool { return slices.Contains(channelRoles, r) }
+
+func isFigureRole(r Role) bool { return slices.Contains(figureRoles, r) }
+
+// Range is a closed interval of plausible values.
+type Range struct{ Min, Max float64 }
+
+// Contains reports whether v is a number within the range.
+func (r Range) Contains(v float64) bool { return v >= r.Min && v <= r.Max }
+
+// DefaultPlausible returns the plausible range of a measured role when the
+// profile does not override it: a steam sterilizer's chamber never holds
+// less than −20 °C or more than 200 °C, nor more than 700 kPa absolute.
+// Other temperature channels share the chamber temperature's range.
+func DefaultPlausible(r Role) Range {
+	if r == RoleChamberPressure {
+		return Range{Min: 0, Max: 700}
+	}
+	return Range{Min: -20, Max: 200}
+}
+
+// Channel is one measured channel besides the chamber temperature and
+// pressure: its field (whose name is the channel's id) and its role.
+type Channel struct {
+	Field string
+	Role  Role
 }
 
 // AlarmBit is one alarm the device signals with a bit.
@@ -141,6 +204,12 @@ const (
 	EndOnCounterChange CycleEndOn = "counter_change"
 	// EndOnPhaseEnters: the phase role enters one of CycleEnd.Phases.
 	EndOnPhaseEnters CycleEndOn = "phase_enters"
+	// EndOnNextCycleStarts: for a device whose counter numbers the running
+	// cycle and whose last_result holds the verdict of the last finished
+	// one, but whose end phase may pass between two polls. A cycle's
+	// samples stop when the phase returns to an idle phase; its record is
+	// made when the counter moves on, with the last_result read then.
+	EndOnNextCycleStarts CycleEndOn = "next_cycle_starts"
 )
 
 // CycleEnd is how the end of a cycle is recognised.
@@ -171,8 +240,24 @@ type Profile struct {
 	CycleEnd   CycleEnd
 
 	// IdlePhases are phases in which no cycle is running (samples there
-	// are not part of any cycle for counter_change and phase_enters).
+	// are not part of any cycle for counter_change, phase_enters and
+	// next_cycle_starts).
 	IdlePhases []protocol.PhaseName
+	// ProgramPhases maps, per program code, device phase codes that mean
+	// something else in that program (a leak test that shows its vacuum
+	// hold with the air-removal code). They take precedence over Phases.
+	ProgramPhases map[int]map[int]protocol.PhaseName
+
+	// Channels are the measured channels besides the chamber temperature
+	// and pressure, in the order the roles name them.
+	Channels []Channel
+	// Plausible holds the plausible range of every measured role
+	// (defaults from DefaultPlausible, overridden by plausible:).
+	Plausible map[Role]Range
+	// MaxSampleGap is the longest stretch of a cycle without a sample
+	// that still counts as fully observed; 0 means the link's default
+	// (3 × the poll interval).
+	MaxSampleGap time.Duration
 
 	fieldIndex map[string]int
 }
@@ -188,8 +273,51 @@ func (p *Profile) Field(name string) (*Field, bool) {
 
 // HasRole reports whether the profile assigns a field to r.
 func (p *Profile) HasRole(r Role) bool {
-	_, ok := p.RoleField[r]
-	return ok
+	if _, ok := p.RoleField[r]; ok {
+		return true
+	}
+	for _, c := range p.Channels {
+		if c.Role == r {
+			return true
+		}
+	}
+	return false
+}
+
+// FieldRoles returns the roles of every field that has one, channels
+// included.
+func (p *Profile) FieldRoles() map[string][]Role {
+	out := map[string][]Role{}
+	for _, r := range allRoles {
+		if f, ok := p.RoleField[r]; ok {
+			out[f] = append(out[f], r)
+		}
+	}
+	for _, c := range p.Channels {
+		out[c.Field] = append(out[c.Field], c.Role)
+	}
+	return out
+}
+
+// PlausibleRange returns the plausible range of a measured role.
+func (p *Profile) PlausibleRange(r Role) Range {
+	if rg, ok := p.Plausible[r]; ok {
+		return rg
+	}
+	return DefaultPlausible(r)
+}
+
+// PhaseOf maps a device phase code to sterigate's vocabulary, taking the
+// running program's own meanings first (program_phases). ok is false for a
+// code the profile does not map (the phase is then unknown).
+func (p *Profile) PhaseOf(program int, hasProgram bool, code int) (ph protocol.PhaseName, ok bool) {
+	if hasProgram {
+		if ph, ok := p.ProgramPhases[program][code]; ok {
+			return ph, true
+		}
+	}
+	ph, ok = p.Phases[code]
+	return ph, ok
 }
 
 // IsIdle reports whether ph is one of the profile's idle phases.

@@ -107,6 +107,7 @@ func TestSimAutoclaveMatchesSimulatorMap(t *testing.T) {
 		"chamber_temp": {0, TypeI16, 0.1}, "jacket_temp": {1, TypeI16, 0.1}, "chamber_pressure": {2, TypeU16, 0.1},
 		"phase": {3, TypeU16, 1}, "program": {4, TypeU16, 1}, "cycle_counter": {5, TypeU32, 1}, "elapsed": {7, TypeU16, 1},
 		"alarm_bits": {8, TypeU16, 1}, "alarm_code": {9, TypeU16, 1}, "state": {10, TypeU16, 1}, "hold_remaining": {11, TypeU16, 1},
+		"drain_temp": {12, TypeI16, 0.1}, "load_temp": {13, TypeI16, 0.1},
 		"last_cycle": {16, TypeU32, 1}, "last_result": {18, TypeU16, 1}, "last_program": {19, TypeU16, 1},
 		"last_alarm_code": {20, TypeU16, 1}, "last_plateau_min": {21, TypeI16, 0.1}, "last_plateau_max": {22, TypeI16, 0.1},
 		"last_hold_seconds": {23, TypeU16, 1},
@@ -156,6 +157,8 @@ func TestSimAutoclaveMatchesSimulatorMap(t *testing.T) {
 	img[16], img[17] = 0x0001, 0x0001 // 65537
 	img[18] = 1
 	img[19] = 1
+	img[12], img[13] = 1349, 1338 // drain and load probes
+	img[20], img[21], img[22], img[23] = 92, 1346, 1361, 180
 	r, err := p.Decode([][]uint16{img})
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +171,16 @@ func TestSimAutoclaveMatchesSimulatorMap(t *testing.T) {
 	}
 	if len(r.Alarms) != 2 || r.Alarms[0].Code != 84 || r.Alarms[1].Code != 92 || r.Alarms[1].Text != "power interrupted" {
 		t.Errorf("alarms = %+v", r.Alarms)
+	}
+	wantCh := []Channel{{"drain_temp", RoleDrainTemperature}, {"load_temp", RoleLoadTemperature}, {"jacket_temp", RoleJacketTemperature}}
+	if len(p.Channels) != 3 || p.Channels[0] != wantCh[0] || p.Channels[1] != wantCh[1] || p.Channels[2] != wantCh[2] {
+		t.Errorf("channels = %+v, want %+v", p.Channels, wantCh)
+	}
+	if r.Channels["drain_temp"] != 134.9 || r.Channels["load_temp"] != 133.8 || r.Channels["jacket_temp"] != -1 {
+		t.Errorf("channel values = %v", r.Channels)
+	}
+	if f := r.Figures; !r.HasLastAlarm || r.LastAlarmCode != 92 || f == nil || *f.PlateauMinC != 134.6 || *f.PlateauMaxC != 136.1 || *f.HoldSeconds != 180 {
+		t.Errorf("latched alarm %d, figures %+v", r.LastAlarmCode, f)
 	}
 }
 
@@ -280,7 +293,7 @@ cycle_end: {on: counter_change}
 	}
 	nan := math.Float32bits(float32(math.NaN()))
 	r, err := p.Decode([][]uint16{{uint16(nan >> 16), uint16(nan), 1, 0, 2}})
-	if err != nil || r.BadMeasurement == nil || !strings.Contains(r.BadMeasurement.Error(), "field t: chamber_temperature reads NaN") || r.Counter != 1 {
+	if err != nil || !r.NoSample || len(r.Implausible) != 1 || !strings.Contains(r.Implausible[0].Error(), "field t (chamber_temperature) reads NaN") || r.Counter != 1 {
 		t.Errorf("NaN temperature: reading %+v, err %v; want the counter kept and the bad field named", r, err)
 	}
 	_, err = p.Decode([][]uint16{{0, 0, 1, 0, 3}})

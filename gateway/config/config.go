@@ -92,6 +92,10 @@ type Device struct {
 	Profile      string
 	PollInterval time.Duration
 	Timeout      time.Duration
+	// TimeScale is how many device seconds pass per wall-clock second:
+	// 1 for a real device; a simulator run with --speed N is N (Modbus).
+	// Records carry it so durations are judged in device time.
+	TimeScale float64
 	// PauseBetweenRequests is the extra silence kept on a shared RTU bus.
 	PauseBetweenRequests time.Duration
 	// OfflineAfter is how many consecutive failed polls make the device
@@ -232,6 +236,7 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 		field{"profile", d.str(&dev.Profile)},
 		field{"poll_interval", d.duration(&dev.PollInterval, 10*time.Millisecond)},
 		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
+		field{"time_scale", d.number(&dev.TimeScale, 0, 100000)},
 		field{"pause_between_requests", d.duration(&dev.PauseBetweenRequests, 0)},
 		field{"offline_after", d.integer(&dev.OfflineAfter, 1, 100)},
 		field{"template", d.str(&dev.Template)},
@@ -282,6 +287,9 @@ func (c *Config) applyDefaults() {
 		}
 		if dev.Timeout == 0 {
 			dev.Timeout = DefaultTimeout
+		}
+		if dev.TimeScale == 0 {
+			dev.TimeScale = 1
 		}
 		if dev.Unit == unitUnset {
 			dev.Unit = 1
@@ -405,6 +413,11 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 		d.fail(at("driver"), p+".driver", "is required: one of %s", strings.Join(drivers, ", "))
 	default:
 		d.fail(at("driver"), p+".driver", "%q is not one of %s", dev.Driver, strings.Join(drivers, ", "))
+	}
+	if dev.TimeScale != 1 && dev.Driver == DriverPrinter {
+		// The simulator prints on its own clock: a printout's times are
+		// already the device's, and scaling them again would be wrong.
+		d.fail(at("time_scale"), p+".time_scale", "is only used by Modbus drivers: a printout's times are the device's own")
 	}
 	switch dev.Driver {
 	case DriverModbusTCP, DriverModbusRTU, DriverModbusRTUTCP:

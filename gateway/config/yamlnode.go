@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +153,26 @@ func (d *decoder) integer(dst *int, lo, hi int) func(*yaml.Node, string) {
 			return
 		}
 		*dst = int(v)
+	}
+}
+
+// number decodes a finite number above lo (exclusive) and at most hi.
+func (d *decoder) number(dst *float64, lo, hi float64) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.scalar(n, path)
+		if !ok {
+			return
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			d.fail(n, path, "%q is not a number", s)
+			return
+		}
+		if v <= lo || v > hi {
+			d.fail(n, path, "%s is out of range (above %g, at most %g)", s, lo, hi)
+			return
+		}
+		*dst = v
 	}
 }
 

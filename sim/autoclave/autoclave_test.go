@@ -258,7 +258,11 @@ func TestRegistersEncodeTheMap(t *testing.T) {
 	if img[23] != 180 {
 		t.Errorf("hold seconds %d, want 180", img[23])
 	}
-	for a := 12; a <= 15; a++ {
+	chamber := float64(int16(img[0])) / 10
+	if drain, load := float64(int16(img[12]))/10, float64(int16(img[13]))/10; math.Abs(drain-chamber) > 0.5 || math.Abs(load-chamber) > 3 {
+		t.Errorf("drain %.1f and load %.1f °C, chamber %.1f °C", drain, load, chamber)
+	}
+	for a := 14; a <= 15; a++ {
 		if img[a] != 0 {
 			t.Errorf("reserved register %d = %d", a, img[a])
 		}

@@ -49,6 +49,18 @@ const (
 	wallTauS          = 120 // and the walls this slowly
 	sampleEveryS      = 10
 	jacketStandbyC    = 125
+	// The load probe sits in a pack: it follows the chamber with a
+	// first-order time constant of 20 s while the chamber heats, so it
+	// lags the heat-up by a few kelvin. On the plateau, saturated steam
+	// condensing on the colder pack heats it faster (6 s): it reaches the
+	// set point within the 15 s equilibration phase, as EN 285 asks of a
+	// small chamber, and sits within a few tenths of a kelvin after.
+	loadTauS        = 20
+	loadPlateauTauS = 6
+	// The drain probe is a second, independent sensor next to the
+	// controller's: it reads the same temperature, with its own noise
+	// and a small calibration offset.
+	drainOffsetK = -0.1
 )
 
 // Latched is the last-cycle block (registers 16–23).
@@ -70,6 +82,10 @@ type Config struct {
 	Stream uint64
 	// CounterStart is the cycle counter before the first cycle.
 	CounterStart uint32
+	// InstantFinish makes the device go straight back to idle when a
+	// cycle ends: no complete phase for 20 s, no stopped state after a
+	// failure. Its end then lasts less than any poll interval.
+	InstantFinish bool
 }
 
 type sensorMode int
@@ -100,14 +116,19 @@ type Device struct {
 	evap           float64
 
 	// sensors
-	tMeas, pMeas        float64
-	tMode, pMode        sensorMode
-	tRaw                int16
-	pRaw                uint16
-	tChangedAt, pAtT    float64
-	pChangedAt, tAtP    float64
-	tJacketMeas         float64
-	ctrlWalk, ctrlWalk2 float64
+	tMeas, pMeas     float64
+	tMode, pMode     sensorMode
+	tRaw             int16
+	pRaw             uint16
+	tChangedAt, pAtT float64
+	pChangedAt, tAtP float64
+	tJacketMeas      float64
+	// the independent probes: load (lagging the chamber) and drain, with
+	// their own noise stream so the controller's values stay as before
+	tLoad, tLoadMeas, tDrainMeas float64
+	probeRng                     *rand.Rand
+	instantFinish                bool
+	ctrlWalk, ctrlWalk2          float64
 
 	// controller
 	state       State
@@ -152,6 +173,11 @@ func New(cfg Config) *Device {
 		powered:     true,
 		counter:     cfg.CounterStart,
 		firstEnter:  map[Phase]float64{},
+		tLoad:       45,
+		// A stream of its own: adding the probes did not change any
+		// value the controller's sensors give for a seed.
+		probeRng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Stream^0x9e3779b97f4a7c15)),
+		instantFinish: cfg.InstantFinish,
 	}
 	d.last.Counter = cfg.CounterStart
 	d.measure()
@@ -183,6 +209,8 @@ func (d *Device) Busy() bool { return d.state == StateRunning || !d.powered }
 // Reading is what the device currently shows.
 type Reading struct {
 	TempC, JacketC, PressureKPa float64 // measured
+	DrainC, LoadC               float64 // the independent drain and load probes, measured
+	TrueLoadC                   float64
 	TrueTempC, TruePressureKPa  float64
 	Phase                       Phase
 	State                       State
@@ -197,6 +225,7 @@ type Reading struct {
 func (d *Device) Read() Reading {
 	r := Reading{
 		TempC: d.tMeas, JacketC: d.tJacketMeas, PressureKPa: d.pMeas,
+		DrainC: d.tDrainMeas, LoadC: d.tLoadMeas, TrueLoadC: d.tLoad,
 		TrueTempC: d.tTrue, TruePressureKPa: d.pSteam + d.pAir,
 		Phase: d.phase, State: d.state, Program: d.prog, Counter: d.counter,
 		AlarmBits: d.alarmBits, AlarmCode: d.alarmCode,
@@ -243,6 +272,8 @@ func (d *Device) Start(prog Program, faults []Fault) error {
 	}
 	d.rep = &Report{Counter: d.counter, Program: prog, Faults: names, StartS: d.clock,
 		PlateauTrueMinC: math.Inf(1), PlateauTrueMaxC: math.Inf(-1),
+		LoadPlateauMinC: math.Inf(1), LoadPlateauMaxC: math.Inf(-1),
+		chamberAtSetS: -1, loadAtSetS: -1,
 		PlateauMeasMinC: math.Inf(1), PlateauMeasMaxC: math.Inf(-1)}
 	d.enter(PhasePreparation)
 	return nil
@@ -314,6 +345,7 @@ func (d *Device) stepUnpowered(dt float64) *Report {
 	// Valves closed, heaters off: the chamber cools and its steam condenses.
 	d.tTrue += (40 - d.tTrue) * (1 - math.Exp(-dt/900))
 	d.tJacket += (40 - d.tJacket) * (1 - math.Exp(-dt/1800))
+	d.tLoad += (d.tTrue - d.tLoad) * (1 - math.Exp(-dt/loadTauS))
 	if ps := steam.PressureKPa(d.tTrue); d.pSteam > ps {
 		d.pSteam = ps
 	}
@@ -689,6 +721,11 @@ func (d *Device) plant(dt float64, act actuator) {
 		jacket = d.prog.SetC + 1
 	}
 	d.tJacket += (jacket - d.tJacket) * (1 - math.Exp(-dt/180))
+	loadTau := float64(loadTauS)
+	if d.phase == PhaseEquilibration || d.phase == PhaseSterilizing {
+		loadTau = loadPlateauTauS
+	}
+	d.tLoad += (d.tTrue - d.tLoad) * (1 - math.Exp(-dt/loadTau))
 	// The controller's wander: a bounded random walk.
 	d.ctrlWalk = math.Max(-0.15, math.Min(0.15, d.ctrlWalk+0.02*d.rng.NormFloat64()*math.Sqrt(dt)))
 }
@@ -708,6 +745,8 @@ func (d *Device) measure() {
 		d.pMeas = 6553.5
 	}
 	d.tJacketMeas = d.tJacket + 0.1*d.rng.NormFloat64()
+	d.tDrainMeas = d.tTrue + drainOffsetK + 0.05*d.probeRng.NormFloat64()
+	d.tLoadMeas = d.tLoad + 0.05*d.probeRng.NormFloat64()
 	if raw := int16(math.Round(d.tMeas * 10)); raw != d.tRaw {
 		d.tRaw, d.tChangedAt, d.pAtT = raw, d.clock, d.pMeas
 	}
@@ -789,9 +828,20 @@ func (d *Device) record(dt float64) {
 			d.heatRefAt, d.heatRefT = at, d.tTrue
 		}
 	}
+	switch d.phase {
+	case PhaseHeating, PhaseEquilibration, PhaseSterilizing:
+		if r.chamberAtSetS < 0 && d.tTrue >= d.prog.SetC {
+			r.chamberAtSetS = at
+		}
+		if r.loadAtSetS < 0 && d.tLoad >= d.prog.SetC {
+			r.loadAtSetS = at
+		}
+	}
 	if d.phase != PhaseSterilizing {
 		return
 	}
+	r.LoadPlateauMinC = math.Min(r.LoadPlateauMinC, d.tLoad)
+	r.LoadPlateauMaxC = math.Max(r.LoadPlateauMaxC, d.tLoad)
 	p := d.pSteam + d.pAir
 	r.PlateauTrueMinC = math.Min(r.PlateauTrueMinC, d.tTrue)
 	r.PlateauTrueMaxC = math.Max(r.PlateauTrueMaxC, d.tTrue)
@@ -826,16 +876,24 @@ func (d *Device) finish() *Report {
 		d.last.PlateauMinC, d.last.PlateauMaxC = r.PlateauMeasMinC, r.PlateauMeasMaxC
 	} else {
 		r.PlateauTrueMinC, r.PlateauTrueMaxC, r.PlateauMeasMinC, r.PlateauMeasMaxC = 0, 0, 0, 0
+		r.LoadPlateauMinC, r.LoadPlateauMaxC = 0, 0
+	}
+	r.EquilibrationS = -1
+	if r.chamberAtSetS >= 0 && r.loadAtSetS >= 0 {
+		r.EquilibrationS = r.loadAtSetS - r.chamberAtSetS
 	}
 	r.Result, r.AlarmCode, r.EndS = result, d.endAlarm, d.clock
 	r.ReportedHoldS = d.last.HoldSeconds
 	r.ReportedPlateauMinC, r.ReportedPlateauMaxC = d.last.PlateauMinC, d.last.PlateauMaxC
 	r.TruthPassed = r.physicsPass()
-	if result == ResultPassed {
+	switch {
+	case d.instantFinish:
+		d.state, d.phase = StateIdle, PhaseIdle
+	case result == ResultPassed:
 		d.state = StateIdle
 		d.phase = PhaseComplete
 		d.completeFor = completeShowS
-	} else {
+	default:
 		d.state = StateStopped
 		d.phase = PhaseFault
 	}

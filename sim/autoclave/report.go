@@ -51,6 +51,12 @@ type Report struct {
 	ReportedPlateauMinC, ReportedPlateauMaxC float64
 	ReportedHoldS                            float64
 
+	// The load probe, truly: its extremes over the hold, and the
+	// equilibration time (from the chamber reaching the set point to the
+	// load reaching it; -1 when either never did).
+	LoadPlateauMinC, LoadPlateauMaxC float64
+	EquilibrationS                   float64
+
 	MaxHeatingKMin float64 // steepest heat-up, K/min
 	F0             float64 // minutes at 121.1 °C equivalent (z = 10 K)
 
@@ -61,7 +67,8 @@ type Report struct {
 	// reports passed when this is false.
 	TruthPassed bool
 
-	nextSampleS float64
+	nextSampleS               float64
+	chamberAtSetS, loadAtSetS float64 // -1 until reached
 }
 
 func (r *Report) physicsPass() bool {
@@ -93,6 +100,8 @@ func (d *Device) Registers(img *[24]uint16) {
 	img[9] = r.AlarmCode
 	img[10] = uint16(r.State)
 	img[11] = uint16(math.Ceil(math.Min(r.HoldRemainingS, 65535)))
+	img[12] = uint16(scaled(r.DrainC))
+	img[13] = uint16(scaled(r.LoadC))
 	l := d.last
 	img[16], img[17] = uint16(l.Counter>>16), uint16(l.Counter)
 	img[18] = uint16(l.Result)
