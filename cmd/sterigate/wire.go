@@ -278,6 +278,13 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	log.Info("shutting down")
 	stopDrivers()
 	drivers.Wait()
+	// Nobody watches the devices from here on: say so before the gateway's
+	// own offline status.
+	unknownCtx, cancelUnknown := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := j.MarkDevicesUnknown(unknownCtx, "gateway stopped"); err != nil {
+		log.Warn("device statuses not marked unknown at shutdown", "err", err)
+	}
+	cancelUnknown()
 	stopPub()
 	services.Wait()
 	return nil

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,10 @@ type request struct {
 	// reqSaveState, reqRegister
 	state   []byte
 	devices []string
+	// reqRegister: allDevices marks every device with a status, and reason
+	// goes into their error.
+	allDevices bool
+	reason     string
 }
 
 type head struct {
@@ -604,12 +609,16 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 		}
 		return nil, nil
 	case reqRegister:
-		for _, d := range r.devices {
-			if _, ok := w.statusOf(st, d); ok {
-				continue
-			}
+		devices := r.devices
+		if r.allDevices {
+			devices = w.statusDevices(st)
+		}
+		for _, d := range devices {
 			err := w.applyStatus(ctx, st, d, func(s *protocol.DeviceStatus) bool {
-				s.State = protocol.DeviceUnknown
+				if s.State == protocol.DeviceUnknown && s.Error == r.reason && !s.At.IsZero() {
+					return false
+				}
+				s.State, s.Error = protocol.DeviceUnknown, r.reason
 				s.At = now.UTC()
 				return true
 			})
@@ -622,6 +631,21 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 	return fmt.Errorf("journal: unknown request kind %d", r.kind), nil
 }
 
+// statusDevices lists every device with a status, committed or staged.
+func (w *writer) statusDevices(st *staged) []string {
+	var out []string
+	for d := range w.statuses {
+		out = append(out, d)
+	}
+	for d := range st.statuses {
+		if _, ok := w.statuses[d]; !ok {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (w *writer) applyStatus(ctx context.Context, st *staged, device string, update func(*protocol.DeviceStatus) bool) error {
 	cur, ok := w.statusOf(st, device)
 	if !ok {
@@ -630,6 +654,7 @@ func (w *writer) applyStatus(ctx context.Context, st *staged, device string, upd
 	if !update(&cur) && ok {
 		return nil
 	}
+	cur.Gateway = w.j.opts.Gateway
 	b, err := json.Marshal(cur)
 	if err != nil {
 		return fmt.Errorf("journal: marshal status of %q: %w", device, err)

@@ -252,6 +252,18 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 	graceful := ctx.Err() != nil
 	if graceful {
 		s.drainInFlight(2*time.Second, lost)
+		// The device statuses the gateway changed while stopping ("unknown":
+		// nobody watches the devices any more) go out before the gateway's
+		// own offline, so a consumer never sees a stopped gateway next to
+		// a device still "online".
+		if s.firstFailure == nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if perr := s.publishStatuses(stopCtx, false); perr != nil {
+				p.log.Warn("mqtt: device statuses not published at shutdown", "err", perr)
+			}
+			cancel()
+			s.drainInFlight(2*time.Second, lost)
+		}
 		// Say goodbye before closing: the retained offline status, then a
 		// clean DISCONNECT (which suppresses the Last Will).
 		off := client.Publish(p.topics.GatewayStatus(p.opts.Gateway), 1, true, p.gatewayStatus(protocol.GatewayOffline))
