@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/sterigate/sterigate/drivers/rtu"
 	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/gateway/console"
+	"github.com/sterigate/sterigate/gateway/datadir"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/gateway/mqttpub"
 	"github.com/sterigate/sterigate/gateway/supervise"
@@ -220,9 +220,12 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 // closes with everything committed.
 func runGateway(ctx context.Context, o gatewayOptions) error {
 	cfg, log := o.cfg, o.log
-	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o750); err != nil {
-		return fmt.Errorf("gateway.data_dir: %w", err)
+	// One gateway per journal, held until this process ends.
+	lock, err := datadir.Acquire(cfg.Gateway.DataDir)
+	if err != nil {
+		return err
 	}
+	defer lock.Release()
 	j, err := journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal.db"), journal.Options{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
 		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
