@@ -37,6 +37,9 @@ type DeviceStatus struct {
 	// gateway's status is offline, this status is stale.
 	Gateway string `json:"gateway,omitempty"`
 	State   string `json:"state"`
+	// StateSince is when State began (for how long a device has been
+	// offline, or not reached since the gateway started).
+	StateSince time.Time `json:"state_since,omitzero"`
 	// Phase, Program and Cycle describe the cycle running now (Program and
 	// Cycle are absent between cycles); Since is when Phase began.
 	Phase   PhaseName `json:"phase,omitempty"`

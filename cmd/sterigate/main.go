@@ -12,12 +12,64 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version, when set at build time with -ldflags "-X main.version=...",
+// overrides the module version the Go toolchain records in the binary.
+var version = ""
+
+// build identifies the running binary.
+type build struct {
+	version   string // module version, or the -X override, or "dev"
+	revision  string // VCS revision, "" when the build did not record one
+	modified  bool   // built from a work tree with uncommitted changes
+	vcsTime   string
+	goVersion string
+}
+
+// readBuild reads what the toolchain recorded (runtime/debug.ReadBuildInfo):
+// a binary built from a git checkout knows its commit without any flag.
+func readBuild() build {
+	b := build{version: version, goVersion: runtime.Version()}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if b.version == "" && info.Main.Version != "(devel)" {
+			b.version = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				b.revision = s.Value
+			case "vcs.modified":
+				b.modified = s.Value == "true"
+			case "vcs.time":
+				b.vcsTime = s.Value
+			}
+		}
+	}
+	if b.version == "" {
+		b.version = "dev"
+	}
+	return b
+}
+
+// String is what 'sterigate version' prints.
+func (b build) String() string {
+	s := "sterigate " + b.version
+	if b.revision != "" {
+		s += "\nrevision " + b.revision
+		if b.modified {
+			s += " (with uncommitted changes)"
+		}
+		if b.vcsTime != "" {
+			s += ", committed " + b.vcsTime
+		}
+	}
+	return s + "\nbuilt with " + b.goVersion
+}
 
 // command is one subcommand; each lives in its own file.
 type command struct {
@@ -94,7 +146,18 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nRun 'sterigate <command> -h' for a command's flags.")
 }
 
-func cmdVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintln(stdout, "sterigate", version)
+func cmdVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sterigate version\n\nPrints the version, the VCS revision the binary was built from and the Go version.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("version: unexpected argument %q", fs.Arg(0))}
+	}
+	fmt.Fprintln(stdout, readBuild())
 	return nil
 }

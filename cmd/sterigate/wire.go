@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,9 +40,14 @@ type gatewayOptions struct {
 // link is one device-facing task: a TCP connection, an RTU bus or a
 // printer port, with the counters it exposes as metrics.
 type link struct {
-	name     string
-	run      supervise.Task
-	counters func(map[string]float64)
+	name    string
+	run     supervise.Task
+	metrics func(add func(console.Metric))
+}
+
+// deviceCounter is one per-device counter of a driver link on /metrics.
+func deviceCounter[N int64 | uint64](name, help, device string, v N) console.Metric {
+	return console.Metric{Name: name, Help: help, Type: console.Counter, Labels: map[string]string{"device": device}, Value: float64(v)}
 }
 
 // deviceFiles is what a device's profile or template resolved to.
@@ -125,17 +131,17 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		ucfgs = append(ucfgs, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver})
 	}
 	var units []*modbus.Unit
-	unitCounters := func(m map[string]float64) {
+	unitCounters := func(add func(console.Metric)) {
 		for _, u := range units {
 			s := u.Stats()
 			d := u.Config().Device
-			m[fmt.Sprintf("sterigate_polls_total{device=%q}", d)] = float64(s.Polls)
-			m[fmt.Sprintf("sterigate_good_polls_total{device=%q}", d)] = float64(s.GoodPolls)
-			m[fmt.Sprintf("sterigate_poll_timeouts_total{device=%q}", d)] = float64(s.Timeouts)
-			m[fmt.Sprintf("sterigate_poll_exceptions_total{device=%q}", d)] = float64(s.Exceptions)
-			m[fmt.Sprintf("sterigate_poll_crc_errors_total{device=%q}", d)] = float64(s.CRCErrors)
-			m[fmt.Sprintf("sterigate_poll_transport_errors_total{device=%q}", d)] = float64(s.TransportErrors)
-			m[fmt.Sprintf("sterigate_poll_decode_errors_total{device=%q}", d)] = float64(s.DecodeErrors)
+			add(deviceCounter("sterigate_polls_total", "Modbus polls of the device.", d, s.Polls))
+			add(deviceCounter("sterigate_good_polls_total", "Modbus polls of the device that were answered and decoded.", d, s.GoodPolls))
+			add(deviceCounter("sterigate_poll_timeouts_total", "Modbus polls of the device without a reply in time.", d, s.Timeouts))
+			add(deviceCounter("sterigate_poll_exceptions_total", "Modbus polls the device answered with an exception.", d, s.Exceptions))
+			add(deviceCounter("sterigate_poll_crc_errors_total", "Modbus RTU replies of the device with a bad CRC.", d, s.CRCErrors))
+			add(deviceCounter("sterigate_poll_transport_errors_total", "Modbus polls of the device that failed on the connection.", d, s.TransportErrors))
+			add(deviceCounter("sterigate_poll_decode_errors_total", "Modbus replies of the device its profile could not decode.", d, s.DecodeErrors))
 		}
 	}
 
@@ -151,7 +157,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
 		units = p.Units()
-		return link{name: "modbus-tcp " + first.Address, run: p.Run, counters: unitCounters}, nil
+		return link{name: "modbus-tcp " + first.Address, run: p.Run, metrics: unitCounters}, nil
 
 	case config.DriverModbusRTU, config.DriverModbusRTUTCP:
 		bc := rtu.BusConfig{Timeout: first.Timeout, PauseBetweenRequests: first.PauseBetweenRequests}
@@ -177,14 +183,14 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
-		return link{name: first.Driver + " " + first.BusKey(), run: b.Run, counters: func(m map[string]float64) {
-			unitCounters(m)
+		return link{name: first.Driver + " " + first.BusKey(), run: b.Run, metrics: func(add func(console.Metric)) {
+			unitCounters(add)
 			for _, us := range b.Stats().Units {
-				m[fmt.Sprintf("sterigate_rtu_requests_total{device=%q}", us.Device)] = float64(us.Requests)
-				m[fmt.Sprintf("sterigate_rtu_timeouts_total{device=%q}", us.Device)] = float64(us.Timeouts)
-				m[fmt.Sprintf("sterigate_rtu_crc_errors_total{device=%q}", us.Device)] = float64(us.CRCErrors)
-				m[fmt.Sprintf("sterigate_rtu_frame_errors_total{device=%q}", us.Device)] = float64(us.FrameErrors)
-				m[fmt.Sprintf("sterigate_rtu_exceptions_total{device=%q}", us.Device)] = float64(us.Exceptions)
+				add(deviceCounter("sterigate_rtu_requests_total", "Modbus RTU requests sent to the device.", us.Device, us.Requests))
+				add(deviceCounter("sterigate_rtu_timeouts_total", "Modbus RTU requests to the device without a reply in time.", us.Device, us.Timeouts))
+				add(deviceCounter("sterigate_rtu_crc_errors_total", "Modbus RTU replies from the device with a bad CRC.", us.Device, us.CRCErrors))
+				add(deviceCounter("sterigate_rtu_frame_errors_total", "Modbus RTU replies from the device that were not a valid frame.", us.Device, us.FrameErrors))
+				add(deviceCounter("sterigate_rtu_exceptions_total", "Modbus RTU exception replies from the device.", us.Device, us.Exceptions))
 			}
 		}}, nil
 
@@ -205,11 +211,11 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
-		return link{name: "printer " + first.ID, run: tap.Run, counters: func(m map[string]float64) {
+		return link{name: "printer " + first.ID, run: tap.Run, metrics: func(add func(console.Metric)) {
 			st := tap.Stats()
-			m[fmt.Sprintf("sterigate_printer_records_total{device=%q}", first.ID)] = float64(st.Records)
-			m[fmt.Sprintf("sterigate_printer_incomplete_records_total{device=%q}", first.ID)] = float64(st.Incomplete)
-			m[fmt.Sprintf("sterigate_printer_parse_errors_total{device=%q}", first.ID)] = float64(st.ParseErrors)
+			add(deviceCounter("sterigate_printer_records_total", "Printed reports of the device parsed into cycle records.", first.ID, st.Records))
+			add(deviceCounter("sterigate_printer_incomplete_records_total", "Printed reports of the device that were cut or incomplete.", first.ID, st.Incomplete))
+			add(deviceCounter("sterigate_printer_parse_errors_total", "Printed reports of the device the template could not parse.", first.ID, st.ParseErrors))
 		}}, nil
 	}
 	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)
@@ -268,12 +274,19 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		src := console.SourceFunc(func(ctx context.Context) (console.Snapshot, error) {
 			return snapshot(ctx, cfg, j, pub, links, drivers, started)
 		})
+		b := readBuild()
+		copts := console.Options{
+			Build:             console.BuildInfo{Version: b.version, Revision: b.revision, GoVersion: b.goVersion},
+			BrokerUnreachable: cfg.Gateway.Readiness.BrokerUnreachable,
+			DeviceOffline:     cfg.Gateway.Readiness.DeviceOffline,
+			Logger:            log.With("component", "console"),
+		}
 		services.Go("console", func(ctx context.Context) error {
-			return console.Serve(ctx, cfg.Gateway.Console, src, log.With("component", "console"))
+			return console.Serve(ctx, cfg.Gateway.Console, src, copts)
 		})
 	}
 	log.Info("sterigate running", "gateway", cfg.Gateway.ID, "site", cfg.Gateway.Site, "devices", len(cfg.Devices),
-		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", version)
+		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", readBuild().version)
 	if o.ready != nil {
 		o.ready()
 	}
@@ -312,21 +325,29 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 			devs = append(devs, protocol.DeviceStatus{Device: d.ID, State: protocol.DeviceUnknown})
 		}
 	}
-	counters := map[string]float64{}
+	var metrics []console.Metric
+	add := func(m console.Metric) { metrics = append(metrics, m) }
 	for _, l := range links {
-		if l.counters != nil {
-			l.counters(counters)
+		if l.metrics != nil {
+			l.metrics(add)
 		}
 	}
 	for name, n := range drivers.Restarts() {
-		counters[fmt.Sprintf("sterigate_task_restarts_total{task=%q}", name)] = float64(n)
+		add(console.Metric{Name: "sterigate_task_restarts_total", Help: "Restarts of a supervised task (a driver link) after it failed.",
+			Type: console.Counter, Labels: map[string]string{"task": name}, Value: float64(n)})
+	}
+	var cycles []console.CycleCount
+	for k, n := range j.CyclesJournaled() {
+		cycles = append(cycles, console.CycleCount{Device: k.Device, Result: k.Result, Count: n})
 	}
 	return console.Snapshot{
-		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: version, Started: started,
-		BrokerConnected: pub.Connected(),
-		Pending:         map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
-		JournalBytes:    st.FileBytes, JournalQuota: st.QuotaBytes,
-		Devices: devs, Counters: counters, Alarms: st.Alarms,
+		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: readBuild().version, Started: started,
+		BrokerConnected: pub.Connected(), BrokerUnreachableSince: pub.UnreachableSince(),
+		Pending:       map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
+		OldestPending: st.OldestPending,
+		JournalBytes:  st.FileBytes, JournalQuota: st.QuotaBytes,
+		JournalRefusesWrites: slices.Contains(st.Alarms, journal.AlarmDiskFull),
+		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: st.Alarms,
 	}, nil
 }
 
@@ -338,7 +359,7 @@ func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *
 	m := cfg.MQTT
 	return mqttpub.Options{
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
-		Version: version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
+		Version: readBuild().version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
 		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log,
 	}

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -634,5 +636,46 @@ func TestPendingReadIsBoundedByPayloadBytes(t *testing.T) {
 	// Tools and tests that ask for everything still get everything.
 	if all, err := j.Pending(ctx, 256); err != nil || len(all) != 10 {
 		t.Fatalf("Pending returned %d entries, %v", len(all), err)
+	}
+}
+
+// The metrics the console exposes: the age of the oldest undelivered entry
+// (whichever lane it is in) and the cycle records journaled by device and
+// result, where a record journaled twice counts once.
+func TestStatsOldestPendingAndCycleCounts(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Int64
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	clock.Store(t0.UnixMilli())
+	j := openTest(t, filepath.Join(t.TempDir(), "j.db"), Options{Now: func() time.Time { return time.UnixMilli(clock.Load()) }})
+	if st, err := j.Stats(ctx); err != nil || !st.OldestPending.IsZero() {
+		t.Fatalf("empty journal: oldest pending %s, %v; want zero", st.OldestPending, err)
+	}
+	if err := j.Telemetry(ctx, testTelemetry("ac-1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(int64(time.Minute / time.Millisecond))
+	failed := testRecord("ac-1", 8)
+	failed.Result = protocol.ResultFailed
+	for _, rec := range []protocol.CycleRecord{testRecord("ac-1", 7), failed, testRecord("ac-1", 7), testRecord("ac-2", 1)} {
+		if err := j.Cycle(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := j.Stats(ctx)
+	if err != nil || !st.OldestPending.Equal(t0) || st.PendingTelemetry != 1 || st.PendingUrgent != 3 {
+		t.Fatalf("stats %+v, %v; want the telemetry's time %s as the oldest pending, 1 + 3 pending", st, err, t0)
+	}
+	// Once the telemetry is delivered, the oldest is the first cycle record.
+	tele, _ := j.Entries(ctx, "ac-1", KindTelemetry)
+	if err := j.MarkDelivered(ctx, tele[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := j.Stats(ctx); !st.OldestPending.Equal(t0.Add(time.Minute)) {
+		t.Errorf("oldest pending %s after the telemetry was delivered, want %s", st.OldestPending, t0.Add(time.Minute))
+	}
+	want := map[CycleCount]int64{{"ac-1", protocol.ResultPassed}: 1, {"ac-1", protocol.ResultFailed}: 1, {"ac-2", protocol.ResultPassed}: 1}
+	if got := j.CyclesJournaled(); !maps.Equal(got, want) {
+		t.Errorf("cycles journaled %v, want %v", got, want)
 	}
 }

@@ -57,10 +57,11 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 	rec.Gateway = j.opts.Gateway
 	rec.Site = j.opts.Site
 	return j.submit(ctx, &request{
-		kind:      reqAppend,
-		device:    rec.Device,
-		entryKind: KindCycle,
-		cycleID:   rec.ID,
+		kind:        reqAppend,
+		device:      rec.Device,
+		entryKind:   KindCycle,
+		cycleID:     rec.ID,
+		cycleResult: rec.Result,
 		fill: func(seq uint64, prev string) (string, any) {
 			rec.Seq, rec.PrevHash = seq, prev
 			return rec.ID, &rec
