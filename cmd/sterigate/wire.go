@@ -303,6 +303,13 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	cancelUnknown()
 	stopPub()
 	services.Wait()
+	// What the next start will send first.
+	if st, err := j.Stats(context.Background()); err == nil {
+		log.Info("sterigate stopped", "pending", st.PendingUrgent+st.PendingTelemetry,
+			"pending_records_and_events", st.PendingUrgent, "pending_telemetry", st.PendingTelemetry)
+	} else {
+		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", err)
+	}
 	return nil
 }
 

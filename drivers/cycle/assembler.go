@@ -69,7 +69,9 @@ type Assembler struct {
 }
 
 // New returns an assembler for cfg.Device. Its saved state is loaded on the
-// first Observe or Unreachable.
+// first Observe or Unreachable. log must already name the device (the
+// Modbus unit adds device and unit): adding it again here would put the
+// key twice in every JSON log line.
 func New(cfg Config, sink protocol.Sink, store protocol.StateStore, log *slog.Logger) (*Assembler, error) {
 	switch {
 	case cfg.Device == "":
@@ -208,7 +210,7 @@ func (a *Assembler) load(ctx context.Context) error {
 	kept := st.Pending[:0]
 	for _, rec := range st.Pending {
 		if err := rec.Validate(); err != nil || rec.Device != a.cfg.Device {
-			a.log.Error("saved cycle record is damaged; dropping it", "device", a.cfg.Device, "cycle", rec.Cycle, "err", err)
+			a.log.Error("saved cycle record is damaged; dropping it", "cycle", rec.Cycle, "err", err)
 			a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: a.cfg.Now().UTC(), Cycle: rec.Cycle,
 				Text: fmt.Sprintf("the saved record of cycle %d was damaged and could not be delivered", rec.Cycle)})
 			continue
@@ -633,7 +635,7 @@ func (a *Assembler) recordLatchedOnly(counter uint64, r profile.Reading, now tim
 		}
 	}
 	a.log.Warn("cycle ran while the gateway could not see the device; recording the device's latched verdict only",
-		"device", a.cfg.Device, "cycle", counter, "result", rec.Result)
+		"cycle", counter, "result", rec.Result)
 	a.st.Recorded = max(a.st.Recorded, counter)
 	a.st.Pending = append(a.st.Pending, rec)
 }
@@ -671,14 +673,14 @@ func (a *Assembler) gapUpTo(last uint64, now time.Time, why string) {
 	if last > first {
 		text = fmt.Sprintf("cycles %d-%d %s", first, last, why)
 	}
-	a.log.Warn("device cycles without a record", "device", a.cfg.Device, "from", first, "to", last)
+	a.log.Warn("device cycles without a record", "from", first, "to", last)
 	a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: now.UTC(), Cycle: last, Text: text})
 	a.st.Recorded = last
 }
 
 func (a *Assembler) counterReset(to uint64, now time.Time) {
 	text := fmt.Sprintf("the device's cycle counter went back from %d to %d (counter reset or device replaced); counting restarts from there, with record ids in counter epoch %d", max(a.st.Recorded, a.st.LastCounter), to, a.st.Epoch+1)
-	a.log.Warn(text, "device", a.cfg.Device)
+	a.log.Warn(text)
 	a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: now.UTC(), Cycle: to, Text: text})
 }
 

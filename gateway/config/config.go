@@ -418,6 +418,9 @@ func (d *decoder) validate(root *yaml.Node, c *Config) {
 		if u.Port() == "" {
 			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
 		}
+		if tls := m.TLS; (tls.CAFile != "" || tls.CertFile != "" || tls.KeyFile != "") && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
+			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: mqtt.tls files are set but the scheme %q is plain TCP; use ssl://", b, u.Scheme)
+		}
 	}
 	if err := protocol.CheckTopicLevel("mqtt.topic_root", m.TopicRoot); err != nil {
 		d.fail(at("mqtt", "topic_root"), "mqtt.topic_root", "%s", strings.TrimPrefix(err.Error(), "mqtt.topic_root "))

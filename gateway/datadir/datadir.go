@@ -95,32 +95,30 @@ func (l *Lock) Release() error {
 
 // CheckCreatable reports whether dir exists as a writable directory or can
 // be created, without creating anything: 'sterigate check' must not change
-// the machine it checks.
+// the machine it checks. Errors name paths as dir names them.
 func CheckCreatable(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	for p := abs; ; p = filepath.Dir(p) {
+	target := filepath.Clean(dir)
+	for p := target; ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		switch {
 		case err == nil && !fi.IsDir():
-			if p == abs {
+			if p == target {
 				return fmt.Errorf("%s is not a directory", p)
 			}
 			return fmt.Errorf("cannot be created: %s is not a directory", p)
 		case err == nil:
 			if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
-				if p == abs {
+				if p == target {
 					return fmt.Errorf("%s is not writable: %w", p, err)
 				}
 				return fmt.Errorf("cannot be created in %s: %w", p, err)
 			}
 			return nil
-		case !errors.Is(err, os.ErrNotExist):
+		case !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
+			// ENOTDIR: a file further up; the walk up finds and names it.
 			return err
 		}
-		if p == filepath.Dir(p) {
+		if filepath.Dir(p) == p {
 			return fmt.Errorf("cannot be created: no existing parent directory")
 		}
 	}

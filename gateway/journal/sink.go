@@ -154,15 +154,16 @@ func (j *Journal) eventRequest(ev protocol.Event, withStatus bool) *request {
 		r.pre, r.preSchema, r.idPrefix = b, protocol.EventSchema, fmt.Sprintf("%s:%s:e", j.opts.Site, ev.Device)
 	}
 	if withStatus {
-		r.status = func(st *protocol.DeviceStatus) bool { return statusFromEvent(st, ev) }
+		r.status = func(st *protocol.DeviceStatus) bool { return StatusFromEvent(st, ev) }
 	}
 	return r
 }
 
-// statusFromEvent folds ev into st and reports whether st changed. A
-// phase event describes the cycle running now: its phase, program and
-// counter replace the status's, and Since moves when the phase changes.
-func statusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
+// StatusFromEvent folds ev into st, as the journal does for every event it
+// journals, and reports whether st changed. A phase event describes the
+// cycle running now: its phase, program and counter replace the status's,
+// and Since moves when the phase changes.
+func StatusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
 	before := *st
 	switch ev.Kind {
 	case protocol.EventOnline:
