@@ -12,18 +12,7 @@ import (
 	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/gateway/datadir"
 	"github.com/sterigate/sterigate/gateway/mqttpub"
-	"github.com/sterigate/sterigate/protocol"
 )
-
-// discard is a sink and state store that keeps nothing; 'check' builds
-// drivers with it but never runs them.
-type discard struct{}
-
-func (discard) Cycle(context.Context, protocol.CycleRecord) error   { return nil }
-func (discard) Telemetry(context.Context, protocol.Telemetry) error { return nil }
-func (discard) Event(context.Context, protocol.Event) error         { return nil }
-func (discard) LoadState(context.Context, string) ([]byte, error)   { return nil, nil }
-func (discard) SaveState(context.Context, string, []byte) error     { return nil }
 
 func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
@@ -53,7 +42,9 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	// without starting anything, so that what only a driver or the MQTT
 	// client checks is reported here too.
 	quiet := slog.New(slog.DiscardHandler)
-	if _, err := buildLinks(cfg, discard{}, quiet); err != nil {
+	// The links get a sink that keeps what it is given in memory: they are
+	// built, never run.
+	if _, err := buildLinks(cfg, &captureSink{}, quiet); err != nil {
 		return err
 	}
 	if err := mqttpub.CheckOptions(publisherOptions(cfg, nil, quiet)); err != nil {

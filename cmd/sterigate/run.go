@@ -188,7 +188,7 @@ func (r *recordingReader) ReadRegisters(ctx context.Context, unit, function byte
 }
 
 // captureSink keeps what a unit delivers instead of journaling it, and its
-// state in memory.
+// state in memory ('run --once'; 'check' builds links with it).
 type captureSink struct {
 	mu        sync.Mutex
 	events    []protocol.Event

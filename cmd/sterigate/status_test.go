@@ -75,6 +75,11 @@ devices:
 			t.Errorf("%s: last status %q (message %d), gateway offline at message %d; want unknown before offline", d, s, at, offlineAt)
 		}
 	}
+	if t.Failed() {
+		for i, m := range msgs {
+			t.Logf("message %d on %s: %s", i, m.Topic, m.Payload)
+		}
+	}
 	if !strings.Contains(gw.output(), "shutting down") {
 		t.Errorf("gateway log lacks the shutdown line:\n%s", gw.output())
 	}

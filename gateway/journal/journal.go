@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"sync"
@@ -349,11 +350,7 @@ func (j *Journal) countCycle(device string, result protocol.Result) {
 func (j *Journal) CyclesJournaled() map[CycleCount]int64 {
 	j.cyclesMu.Lock()
 	defer j.cyclesMu.Unlock()
-	out := make(map[CycleCount]int64, len(j.cycles))
-	for k, v := range j.cycles {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(j.cycles)
 }
 
 // Changed signals (coalesced) that new entries were committed or a device

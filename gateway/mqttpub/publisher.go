@@ -491,7 +491,6 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 	if !force && v == s.statusVersion {
 		return nil
 	}
-	s.statusVersion = v
 	alarms := p.j.Alarms()
 	if force || !slices.Equal(alarms, s.alarms) {
 		s.alarms = alarms
@@ -514,6 +513,10 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 		s.publish(p.topics.DeviceStatus(st.Device), b, true, nil)
 		s.published[st.Device] = st
 	}
+	// Only now: a read cut short (the shutdown cancels ctx while the
+	// stopping gateway's "unknown" statuses are being read) is retried by
+	// the next call instead of being taken as done.
+	s.statusVersion = v
 	return nil
 }
 

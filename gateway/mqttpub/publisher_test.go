@@ -364,24 +364,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// lockedBuffer is a log destination safe to read while the publisher logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The log says, once, when the replay of what waited in the journal is
 // over and how many entries it took; with one broker a lost connection
 // is "reconnecting", not "trying the next broker".
@@ -390,7 +372,7 @@ func TestLogsTheFinishedReplayAndReconnects(t *testing.T) {
 	fill(t, j, []string{"ac-1", "ac-2"}, 1, 3, 4)
 	total := pendingCount(t, j)
 	b := startMochi(t, "127.0.0.1:0")
-	var logs lockedBuffer
+	var logs syncBuffer
 	opts := testOptions(b.URL())
 	opts.Logger = newTextLogger(&logs)
 	p, err := New(opts, j)
@@ -414,7 +396,7 @@ func TestLogsTheFinishedReplayAndReconnects(t *testing.T) {
 	}
 
 	// One broker, unreachable: reconnecting, never "the next broker".
-	var logs2 lockedBuffer
+	var logs2 syncBuffer
 	opts = testOptions(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
 	opts.Logger = newTextLogger(&logs2)
 	p, err = New(opts, j)
