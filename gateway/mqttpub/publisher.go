@@ -266,6 +266,9 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		results: make(chan ackResult, 2*p.opts.Window+2),
 		queue:   make(chan inflight, p.opts.Window),
 		pace:    newPacer(p.opts.ReplayRate),
+		// Made here, not in loop: the shutdown publishes statuses even
+		// when loop ended before it began.
+		published: map[string]protocol.DeviceStatus{},
 	}
 	// The acknowledgement waiter outlives ctx so that, on shutdown, the
 	// PUBACKs already on their way still count.
@@ -602,7 +605,6 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 	}
 	s.boundary = boundary
 	s.replayStart = time.Now()
-	s.published = map[string]protocol.DeviceStatus{}
 	s.urgent = laneState{lane: journal.LaneUrgent}
 	s.live = laneState{lane: journal.LaneTelemetry, cursor: boundary}
 	s.backlog = laneState{lane: journal.LaneTelemetry, upTo: boundary, exhausted: boundary == 0}
