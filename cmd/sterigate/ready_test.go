@@ -84,10 +84,18 @@ devices:
 			t.Errorf("metric %s has no HELP", name)
 		}
 	}
-	for _, want := range []string{"sterigate_build_info", "sterigate_polls_total", "sterigate_device_online", "sterigate_journal_oldest_pending_age_seconds", "sterigate_ready"} {
+	for _, want := range []string{"sterigate_build_info", "sterigate_device_online", "sterigate_journal_oldest_pending_age_seconds", "sterigate_ready"} {
 		if _, ok := fams[want]; !ok {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// And the driver's own counters (whatever the driver names them).
+	polls := false
+	for name := range fams {
+		polls = polls || strings.HasSuffix(name, "polls_total")
+	}
+	if !polls {
+		t.Error("/metrics has no polls counter of the Modbus driver")
 	}
 
 	stopped := time.Now()
