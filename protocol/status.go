@@ -33,7 +33,13 @@ const (
 // Last Will), a consumer must treat it as stale.
 type DeviceStatus struct {
 	Device string `json:"device"`
-	State  string `json:"state"`
+	// Gateway is the id of the gateway that watches the device: while that
+	// gateway's status is offline, this status is stale.
+	Gateway string `json:"gateway,omitempty"`
+	State   string `json:"state"`
+	// StateSince is when State began (for how long a device has been
+	// offline, or not reached since the gateway started).
+	StateSince time.Time `json:"state_since,omitzero"`
 	// Phase, Program and Cycle describe the cycle running now (Program and
 	// Cycle are absent between cycles); Since is when Phase began.
 	Phase   PhaseName `json:"phase,omitempty"`

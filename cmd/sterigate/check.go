@@ -7,28 +7,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 
 	"github.com/sterigate/sterigate/gateway/config"
+	"github.com/sterigate/sterigate/gateway/datadir"
 	"github.com/sterigate/sterigate/gateway/mqttpub"
-	"github.com/sterigate/sterigate/protocol"
 )
-
-// discard is a sink and state store that keeps nothing; 'check' builds
-// drivers with it but never runs them.
-type discard struct{}
-
-func (discard) Cycle(context.Context, protocol.CycleRecord) error   { return nil }
-func (discard) Telemetry(context.Context, protocol.Telemetry) error { return nil }
-func (discard) Event(context.Context, protocol.Event) error         { return nil }
-func (discard) LoadState(context.Context, string) ([]byte, error)   { return nil, nil }
-func (discard) SaveState(context.Context, string, []byte) error     { return nil }
 
 func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration file to check (required)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sterigate check --config FILE\n\nValidates the config and every profile and template it names; lists every mistake. Flags:")
+		fmt.Fprintln(stderr, "usage: sterigate check --config FILE\n\n"+
+			"Validates the config and every profile, template, password and TLS file it names, and that its\n"+
+			"data_dir can be created; lists every mistake with file and line, and changes nothing. Flags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,24 +31,20 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return usageError{"check: --config is required"}
 	}
-	cfg, err := config.Load(*configPath)
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("check: unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := loadAndValidate(*configPath, stderr)
 	if err != nil {
 		return err
 	}
-	var problems []error
-	for i, dev := range cfg.Devices {
-		if _, err := resolveDeviceFiles(cfg, dev); err != nil {
-			problems = append(problems, fmt.Errorf("devices[%d] (%s): %w", i, dev.ID, err))
-		}
-	}
-	if len(problems) > 0 {
-		return errors.Join(problems...)
-	}
-	// Build every link and the publisher as 'run' would, without starting
-	// anything, so that what only a driver or the MQTT client checks is
-	// reported here too.
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := buildLinks(cfg, discard{}, quiet); err != nil {
+	// Build every link and the publisher's settings as 'run' would,
+	// without starting anything, so that what only a driver or the MQTT
+	// client checks is reported here too.
+	quiet := slog.New(slog.DiscardHandler)
+	// The links get a sink that keeps what it is given in memory: they are
+	// built, never run.
+	if _, err := buildLinks(cfg, &captureSink{}, quiet); err != nil {
 		return err
 	}
 	if err := mqttpub.CheckOptions(publisherOptions(cfg, nil, quiet)); err != nil {
@@ -64,4 +53,101 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "%s: ok: gateway %s at %s, %d device(s), %d broker(s)\n",
 		*configPath, cfg.Gateway.ID, cfg.Gateway.Site, len(cfg.Devices), len(cfg.MQTT.Brokers))
 	return nil
+}
+
+// loadAndValidate loads the config at path and checks everything 'run'
+// needs before it touches anything (see validate). It prints every
+// problem to stderr, one per line, and returns a reportedError when there
+// are any.
+func loadAndValidate(path string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.LoadPartial(path)
+	if cfg == nil {
+		return nil, err
+	}
+	problems := validate(cfg, err)
+	if len(problems) == 0 {
+		return cfg, nil
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stderr, p)
+	}
+	plural := "s"
+	if len(problems) == 1 {
+		plural = ""
+	}
+	return nil, reportedError{fmt.Sprintf("%d problem%s in %s", len(problems), plural, path)}
+}
+
+// validate lists, in the config file's order, every problem that would
+// stop 'run': the config's own mistakes (cfgErr), every profile or
+// template that does not load, the MQTT password and TLS files, and a
+// data directory that cannot be created. Each names the line of the
+// config key it is about. It changes nothing on the machine.
+func validate(cfg *config.Config, cfgErr error) []error {
+	var problems []*config.Error
+	var others []error
+	for _, err := range unjoin(cfgErr) {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			problems = append(problems, ce)
+		} else {
+			others = append(others, err)
+		}
+	}
+
+	// A profile several devices share is reported once, at its first use.
+	first := map[string]int{}
+	for i, dev := range cfg.Devices {
+		key, name := "profile", dev.Profile
+		if dev.Driver == config.DriverPrinter {
+			key, name = "template", dev.Template
+		}
+		if name == "" {
+			continue // the config's own check says it is missing
+		}
+		path := fmt.Sprintf("devices[%d].%s", i, key)
+		if j, seen := first[key+"\x00"+name]; seen {
+			if j >= 0 {
+				problems = append(problems, cfg.Errorf(path, "%s %q does not load: see devices[%d]", key, name, j))
+			}
+			continue
+		}
+		first[key+"\x00"+name] = -1
+		if _, err := resolveDeviceFiles(cfg, dev); err != nil {
+			first[key+"\x00"+name] = i
+			problems = append(problems, cfg.Errorf(path, "%v", err))
+		}
+	}
+
+	quiet := slog.New(slog.DiscardHandler)
+	for _, err := range mqttpub.CheckFiles(publisherOptions(cfg, nil, quiet)) {
+		var fe *mqttpub.FileError
+		if errors.As(err, &fe) {
+			problems = append(problems, cfg.Errorf("mqtt."+fe.Key, "%v", fe.Err))
+		} else {
+			others = append(others, err)
+		}
+	}
+
+	if err := datadir.CheckCreatable(cfg.Gateway.DataDir); err != nil {
+		problems = append(problems, cfg.Errorf("gateway.data_dir", "%q: %v", cfg.Gateway.DataDir, err))
+	}
+
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
+	out := make([]error, 0, len(problems)+len(others))
+	for _, p := range problems {
+		out = append(out, p)
+	}
+	return append(out, others...)
+}
+
+// unjoin returns the errors errors.Join put together, or err alone.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -4,7 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -17,48 +23,153 @@ func runCLI(args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
-func TestCheck(t *testing.T) {
-	dir := t.TempDir()
-	good := writeFile(t, filepath.Join(dir, "good.yaml"), `
-gateway: {id: gw, site: dax}
-mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
-devices:
-  - {id: a, driver: modbus-tcp, address: "127.0.0.1:1502", profile: sim-autoclave}
-  - {id: p, driver: printer, serial: {port: /dev/ttyS0}, template: dac-de}
-`)
-	out, _, err := runCLI("check", "--config", good)
-	if err != nil || !strings.Contains(out, "ok: gateway gw at dax, 2 device(s)") {
-		t.Fatalf("check good: %q, %v", out, err)
+// TestCommandsGolden runs each case under testdata/<command>/<case>: the
+// arguments in its args file (one per line; $CASE is the case's
+// directory), and compares what the command printed and its exit status
+// with the files stdout, stderr and exit there (go test -run
+// TestCommandsGolden -update rewrites them; read the diff before
+// committing). A command must leave its case directory as it found it:
+// check changes nothing, and run with a bad config or --once creates no
+// journal.
+func TestCommandsGolden(t *testing.T) {
+	cases, err := filepath.Glob("testdata/*/*/args")
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	for _, argsFile := range cases {
+		dir := filepath.Dir(argsFile)
+		t.Run(strings.TrimPrefix(dir, "testdata/"), func(t *testing.T) {
+			raw, err := os.ReadFile(argsFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var args []string
+			for _, a := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
+				if a != "" {
+					args = append(args, strings.ReplaceAll(a, "$CASE", dir))
+				}
+			}
+			before := listDir(t, dir)
+			var out, errOut bytes.Buffer
+			code := finish(dispatch(context.Background(), args, &out, &errOut), &errOut)
+			if after := listDir(t, dir); after != before {
+				t.Errorf("the command changed %s:\nbefore:\n%s\nafter:\n%s", dir, before, after)
+			}
+			got := map[string]string{"stdout": out.String(), "stderr": errOut.String(), "exit": fmt.Sprintln(code)}
+			for _, name := range []string{"stdout", "stderr", "exit"} {
+				golden := filepath.Join(dir, name)
+				if *updateGolden {
+					if err := os.WriteFile(golden, []byte(got[name]), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run with -update to create it)", err)
+				}
+				if got[name] != string(want) {
+					t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, golden, got[name], want)
+				}
+			}
+		})
+	}
+}
+
+func listDir(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if base := filepath.Base(path); base == "stdout" || base == "stderr" || base == "exit" {
+			return nil // the golden files themselves
+		}
+		fmt.Fprintln(&b, path)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// 'sterigate version' prints the module version and the VCS revision the
+// toolchain recorded in the binary, and -ldflags -X main.version still
+// overrides the version.
+func TestVersionNamesTheRevision(t *testing.T) {
+	info := &debug.BuildInfo{Main: debug.Module{Path: "github.com/sterigate/sterigate", Version: "v1.4.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123abcd"}, {Key: "vcs.modified", Value: "true"}, {Key: "vcs.time", Value: "2026-11-28T08:00:00Z"}}}
+	want := "sterigate v1.4.0\nrevision 0123abcd (with uncommitted changes), committed 2026-11-28T08:00:00Z\nbuilt with " + runtime.Version()
+	if got := buildFrom(info, "").String(); got != want {
+		t.Errorf("version:\n%s\nwant:\n%s", got, want)
+	}
+	if got := buildFrom(info, "v9.8.7").version; got != "v9.8.7" {
+		t.Errorf("-X main.version=v9.8.7 gives version %q", got)
+	}
+	if got := buildFrom(&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "").String(); got != "sterigate dev\nbuilt with "+runtime.Version() {
+		t.Errorf("a build without module version or VCS data: %q", got)
 	}
 
-	// A profile file with a mistake: check names the profile file's line.
-	writeFile(t, filepath.Join(dir, "vendor.yaml"), "name: vendor\nfields:\n  t: {address: 0, type: int17}\n")
-	bad := writeFile(t, filepath.Join(dir, "bad.yaml"), `
-gateway: {id: gw, site: dax}
-mqtt: {brokers: ["tcp://127.0.0.1:1883"]}
-devices:
-  - {id: a, driver: modbus-tcp, address: "127.0.0.1:1502", profile: vendor.yaml}
-  - {id: b, driver: modbus-tcp, address: "127.0.0.1:1503", profile: no-such-profile}
-`)
-	_, _, err = runCLI("check", "--config", bad)
-	if err == nil {
-		t.Fatal("check accepted a broken profile")
+	// The real binary: whatever the toolchain recorded is what it prints.
+	// (It records the revision when built with -buildvcs from a git
+	// checkout whose .git is a directory; a git worktree or GOFLAGS=
+	// -buildvcs=false records none.)
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"devices[0] (a):", "vendor.yaml:3", "int17", "devices[1] (b):", "no-such-profile"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("check error lacks %q:\n%v", want, err)
+	meta, err := exec.Command("go", "version", "-m", binary).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(meta), "\n") {
+		if rev, ok := strings.CutPrefix(strings.TrimSpace(line), "build\tvcs.revision="); ok && !strings.Contains(string(out), "revision "+rev) {
+			t.Errorf("the binary records revision %s; version printed:\n%s", rev, out)
 		}
 	}
-	// What only the MQTT client would notice is reported by check too.
-	tlsOnTCP := writeFile(t, filepath.Join(dir, "tls.yaml"), `
-gateway: {id: gw, site: dax}
-mqtt: {brokers: ["tcp://127.0.0.1:1883"], password_file: /nonexistent/pw, tls: {ca_file: /nonexistent/ca.pem}}
-`)
-	if _, _, err := runCLI("check", "--config", tlsOnTCP); err == nil || !strings.Contains(err.Error(), "password_file") && !strings.Contains(err.Error(), "TLS") {
-		t.Errorf("check accepted TLS files on tcp:// and a missing password file: %v", err)
+	if testing.Short() {
+		return
 	}
-	if _, _, err := runCLI("check"); exitCode(err) != 2 {
-		t.Errorf("check without --config: exit %d (%v), want 2", exitCode(err), err)
+	custom := filepath.Join(t.TempDir(), "sterigate")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7", "-o", custom, ".")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	out, err = exec.Command(custom, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "sterigate v9.8.7\n") {
+		t.Errorf("with -X main.version=v9.8.7: %q, %v", out, err)
+	}
+}
+
+// Every command answers -h with its usage and exit status 0.
+func TestEveryCommandHelpExitsZero(t *testing.T) {
+	for name := range commands() {
+		for _, h := range []string{"-h", "--help"} {
+			var out, errOut bytes.Buffer
+			if code := finish(dispatch(context.Background(), []string{name, h}, &out, &errOut), &errOut); code != 0 || !strings.Contains(out.String()+errOut.String(), "usage: sterigate "+name) {
+				t.Errorf("sterigate %s %s: exit %d, output:\n%s%s", name, h, code, out.String(), errOut.String())
+			}
+		}
+	}
+}
+
+// TLS files with a plain tcp:// broker are a config mistake.
+func TestCheckTLSOnPlainTCP(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, filepath.Join(dir, "tls.yaml"), fmt.Sprintf(`
+gateway: {id: gw, site: dax, data_dir: %q}
+mqtt: {brokers: ["tcp://127.0.0.1:1883"], tls: {ca_file: /nonexistent/ca.pem}}
+`, filepath.Join(dir, "data")))
+	_, errOut, err := runCLI("check", "--config", cfg)
+	for _, want := range []string{"tls.yaml:3: mqtt.brokers[0]: \"tcp://127.0.0.1:1883\": mqtt.tls files are set but the scheme \"tcp\" is plain TCP",
+		"tls.yaml:3: mqtt.tls.ca_file: open /nonexistent/ca.pem: no such file or directory"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("check output lacks %q:\n%s", want, errOut)
+		}
+	}
+	if exitCode(err) != 1 {
+		t.Errorf("exit %d, want 1", exitCode(err))
 	}
 }
 

@@ -59,7 +59,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		*dataDir = dir
 	}
 
-	broker, err := embedbroker.Start(*mqttAddr, log.With("component", "broker"))
+	broker, err := embedbroker.Start(*mqttAddr, log)
 	if err != nil {
 		return fmt.Errorf("demo: starting the embedded broker: %w", err)
 	}
@@ -78,7 +78,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg := &config.Config{
 		File: "demo",
 		Gateway: config.Gateway{ID: "demo-gw", Site: "demo", DataDir: *dataDir,
-			Journal: config.Journal{Retention: config.DefaultRetention}},
+			Journal:   config.Journal{Retention: config.DefaultRetention},
+			Readiness: config.Readiness{BrokerUnreachable: config.DefaultBrokerUnreachable, DeviceOffline: config.DefaultDeviceOffline}},
 		MQTT: config.MQTT{Brokers: []string{broker.URL()}, TopicRoot: config.DefaultTopicRoot, ClientID: "sterigate-demo-gw",
 			KeepAlive: config.DefaultKeepAlive, Inflight: config.DefaultInflight},
 	}

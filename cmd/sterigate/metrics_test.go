@@ -1,14 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/gateway/config"
+	"github.com/sterigate/sterigate/gateway/console"
 )
 
 // The Modbus metric table: one family per row, each with HELP text and
@@ -26,7 +29,7 @@ devices:
 	if err != nil {
 		t.Fatal(err)
 	}
-	links, err := buildLinks(cfg, discard{}, slog.New(slog.DiscardHandler))
+	links, err := buildLinks(cfg, &captureSink{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +65,31 @@ devices:
 				}
 			}
 		}
-		writeModbusMetrics(s, counters, gauges)
+		modbusConsoleMetrics(s, func(m console.Metric) {
+			key := m.Name
+			names := make([]string, 0, len(m.Labels))
+			for n := range m.Labels {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for i, n := range names {
+				sep := ","
+				if i == 0 {
+					sep = "{"
+				}
+				key += fmt.Sprintf("%s%s=%q", sep, n, m.Labels[n])
+			}
+			key += "}"
+			if m.Type == console.Gauge {
+				gauges[key] = m.Value
+			} else {
+				counters[key] = m.Value
+			}
+		})
 	}
 	for _, want := range []string{
 		`sterigate_modbus_errors_total{device="b",kind="timeout"}`,
-		`sterigate_modbus_exceptions_total{device="c",code="11"}`,
+		`sterigate_modbus_exceptions_total{code="11",device="c"}`,
 		`sterigate_modbus_link_opens_total{link="modbus-tcp 127.0.0.1:1502"}`,
 		`sterigate_modbus_link_errors_total{link="modbus-rtu serial:/dev/ttyUSB7"}`,
 	} {

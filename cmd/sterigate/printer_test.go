@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sterigate/sterigate/gateway/config"
+	"github.com/sterigate/sterigate/gateway/console"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
 )
@@ -192,9 +193,13 @@ devices:
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the second reprint to be counted", func() bool {
-		m := map[string]float64{}
-		g.link.counters(m)
-		return m[`sterigate_printer_reprints_total{device="ac1"}`] == 1
+		reprints := 0.0
+		g.link.metrics(func(m console.Metric) {
+			if m.Name == "sterigate_printer_reprints_total" && m.Labels["device"] == "ac1" {
+				reprints = m.Value
+			}
+		})
+		return reprints == 1
 	})
 	if n := len(g.cycles(t)); n != 2 {
 		t.Errorf("%d records after a reprint of a complete cycle, want 2", n)

@@ -8,8 +8,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +20,7 @@ import (
 	"github.com/sterigate/sterigate/drivers/rtu"
 	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/gateway/console"
+	"github.com/sterigate/sterigate/gateway/datadir"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/gateway/mqttpub"
 	"github.com/sterigate/sterigate/gateway/supervise"
@@ -40,10 +41,15 @@ type gatewayOptions struct {
 // serial bus, a connection to a serial device server) or a printer port,
 // with what it exposes as metrics.
 type link struct {
-	name     string
-	run      supervise.Task
-	modbus   *modbus.Link             // Modbus links: metrics from modbusMetrics
-	counters func(map[string]float64) // printer ports
+	name    string
+	run     supervise.Task
+	modbus  *modbus.Link // Modbus links
+	metrics func(add func(console.Metric))
+}
+
+// deviceCounter is one per-device counter of a driver link on /metrics.
+func deviceCounter[N int64 | uint64](name, help, device string, v N) console.Metric {
+	return console.Metric{Name: name, Help: help, Type: console.Counter, Labels: map[string]string{"device": device}, Value: float64(v)}
 }
 
 // modbusTransport builds the transport a Modbus device's link uses; probe
@@ -165,7 +171,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
-		return link{name: lc.Name, run: l.Run, modbus: l}, nil
+		return link{name: lc.Name, run: l.Run, modbus: l, metrics: func(add func(console.Metric)) { modbusConsoleMetrics(l.Stats(), add) }}, nil
 
 	case config.DriverPrinter:
 		files, err := resolveDeviceFiles(cfg, first)
@@ -189,16 +195,16 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		if err != nil {
 			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
 		}
-		return link{name: "printer " + first.ID, run: tap.Run, counters: func(m map[string]float64) {
+		return link{name: "printer " + first.ID, run: tap.Run, metrics: func(add func(console.Metric)) {
 			st := tap.Stats()
-			m[fmt.Sprintf("sterigate_printer_records_total{device=%q}", first.ID)] = float64(st.Records)
-			m[fmt.Sprintf("sterigate_printer_incomplete_records_total{device=%q}", first.ID)] = float64(st.Incomplete)
-			m[fmt.Sprintf("sterigate_printer_parse_errors_total{device=%q}", first.ID)] = float64(st.ParseErrors)
-			m[fmt.Sprintf("sterigate_printer_revisions_total{device=%q}", first.ID)] = float64(st.Revisions)
-			m[fmt.Sprintf("sterigate_printer_reprints_total{device=%q}", first.ID)] = float64(st.Reprints)
-			m[fmt.Sprintf("sterigate_printer_rejected_reports_total{device=%q}", first.ID)] = float64(st.Rejected)
-			m[fmt.Sprintf("sterigate_printer_garbage_bytes_total{device=%q}", first.ID)] = float64(st.GarbageBytes)
-			m[fmt.Sprintf("sterigate_printer_bytes_read_total{device=%q}", first.ID)] = float64(st.BytesRead)
+			add(deviceCounter("sterigate_printer_records_total", "Printed reports of the device parsed into cycle records.", first.ID, st.Records))
+			add(deviceCounter("sterigate_printer_incomplete_records_total", "Printed reports of the device that were cut or incomplete.", first.ID, st.Incomplete))
+			add(deviceCounter("sterigate_printer_parse_errors_total", "Printed reports of the device the template could not parse.", first.ID, st.ParseErrors))
+			add(deviceCounter("sterigate_printer_revisions_total", "Records of the device that superseded an earlier record of the same cycle (a complete reprint of a cut printout).", first.ID, st.Revisions))
+			add(deviceCounter("sterigate_printer_reprints_total", "Printed reports of the device marked as reprints (copies).", first.ID, st.Reprints))
+			add(deviceCounter("sterigate_printer_rejected_reports_total", "Printed reports of the device refused because the template's required fields did not parse.", first.ID, st.Rejected))
+			add(deviceCounter("sterigate_printer_garbage_bytes_total", "Bytes on the device's printer line that belonged to no report.", first.ID, st.GarbageBytes))
+			add(deviceCounter("sterigate_printer_bytes_read_total", "Bytes read from the device's printer line.", first.ID, st.BytesRead))
 		}}, nil
 	}
 	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)
@@ -209,9 +215,12 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 // closes with everything committed.
 func runGateway(ctx context.Context, o gatewayOptions) error {
 	cfg, log := o.cfg, o.log
-	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o750); err != nil {
-		return fmt.Errorf("gateway.data_dir: %w", err)
+	// One gateway per journal, held until this process ends.
+	lock, err := datadir.Acquire(cfg.Gateway.DataDir)
+	if err != nil {
+		return err
 	}
+	defer lock.Release()
 	j, err := journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal.db"), journal.Options{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
 		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
@@ -254,12 +263,19 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		src := console.SourceFunc(func(ctx context.Context) (console.Snapshot, error) {
 			return snapshot(ctx, cfg, j, pub, links, drivers, started)
 		})
+		b := readBuild()
+		copts := console.Options{
+			Build:             console.BuildInfo{Version: b.version, Revision: b.revision, GoVersion: b.goVersion},
+			BrokerUnreachable: cfg.Gateway.Readiness.BrokerUnreachable,
+			DeviceOffline:     cfg.Gateway.Readiness.DeviceOffline,
+			Logger:            log.With("component", "console"),
+		}
 		services.Go("console", func(ctx context.Context) error {
-			return console.Serve(ctx, cfg.Gateway.Console, src, log.With("component", "console"))
+			return console.Serve(ctx, cfg.Gateway.Console, src, copts)
 		})
 	}
 	log.Info("sterigate running", "gateway", cfg.Gateway.ID, "site", cfg.Gateway.Site, "devices", len(cfg.Devices),
-		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", version)
+		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", readBuild().version)
 	if o.ready != nil {
 		o.ready()
 	}
@@ -267,8 +283,22 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	log.Info("shutting down")
 	stopDrivers()
 	drivers.Wait()
+	// Nobody watches the devices from here on: say so before the gateway's
+	// own offline status.
+	unknownCtx, cancelUnknown := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := j.MarkDevicesUnknown(unknownCtx, "gateway stopped"); err != nil {
+		log.Warn("device statuses not marked unknown at shutdown", "err", err)
+	}
+	cancelUnknown()
 	stopPub()
 	services.Wait()
+	// What the next start will send first.
+	if st, err := j.Stats(context.Background()); err == nil {
+		log.Info("sterigate stopped", "pending", st.PendingUrgent+st.PendingTelemetry,
+			"pending_records_and_events", st.PendingUrgent, "pending_telemetry", st.PendingTelemetry)
+	} else {
+		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", err)
+	}
 	return nil
 }
 
@@ -291,24 +321,29 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 			devs = append(devs, protocol.DeviceStatus{Device: d.ID, State: protocol.DeviceUnknown})
 		}
 	}
-	counters, gauges := map[string]float64{}, map[string]float64{}
+	var metrics []console.Metric
+	add := func(m console.Metric) { metrics = append(metrics, m) }
 	for _, l := range links {
-		if l.counters != nil {
-			l.counters(counters)
-		}
-		if l.modbus != nil {
-			writeModbusMetrics(l.modbus.Stats(), counters, gauges)
+		if l.metrics != nil {
+			l.metrics(add)
 		}
 	}
 	for name, n := range drivers.Restarts() {
-		counters[fmt.Sprintf("sterigate_task_restarts_total{task=%q}", name)] = float64(n)
+		add(console.Metric{Name: "sterigate_task_restarts_total", Help: "Restarts of a supervised task (a driver link) after it failed.",
+			Type: console.Counter, Labels: map[string]string{"task": name}, Value: float64(n)})
+	}
+	var cycles []console.CycleCount
+	for k, n := range j.CyclesJournaled() {
+		cycles = append(cycles, console.CycleCount{Device: k.Device, Result: k.Result, Count: n})
 	}
 	return console.Snapshot{
-		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: version, Started: started,
-		BrokerConnected: pub.Connected(),
-		Pending:         map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
-		JournalBytes:    st.FileBytes, JournalQuota: st.QuotaBytes,
-		Devices: devs, Counters: counters, Gauges: gauges, Help: modbusMetricHelp(), Alarms: st.Alarms,
+		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: readBuild().version, Started: started,
+		BrokerConnected: pub.Connected(), BrokerUnreachableSince: pub.UnreachableSince(),
+		Pending:       map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
+		OldestPending: st.OldestPending,
+		JournalBytes:  st.FileBytes, JournalQuota: st.QuotaBytes,
+		JournalRefusesWrites: slices.Contains(st.Alarms, journal.AlarmDiskFull),
+		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: st.Alarms,
 	}, nil
 }
 
@@ -320,7 +355,7 @@ func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *
 	m := cfg.MQTT
 	return mqttpub.Options{
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
-		Version: version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
+		Version: readBuild().version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
 		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log,
 	}
@@ -440,35 +475,20 @@ func (m modbusMetric) samples(s modbus.LinkStats) []metricSample {
 	return out
 }
 
-// writeModbusMetrics adds one link's samples to the console's counters and
-// gauges, keyed as name{label="value",...}.
-func writeModbusMetrics(s modbus.LinkStats, counters, gauges map[string]float64) {
+// modbusConsoleMetrics hands the console every sample of one link's
+// stats, row by row of modbusMetrics.
+func modbusConsoleMetrics(s modbus.LinkStats, add func(console.Metric)) {
 	for _, m := range modbusMetrics {
-		into := counters
+		typ := console.Counter
 		if m.Kind == metricGauge {
-			into = gauges
+			typ = console.Gauge
 		}
 		for _, sm := range m.samples(s) {
-			var key strings.Builder
-			key.WriteString(m.Name)
+			labels := make(map[string]string, len(m.Labels))
 			for i, l := range m.Labels {
-				sep := ","
-				if i == 0 {
-					sep = "{"
-				}
-				fmt.Fprintf(&key, "%s%s=%q", sep, l, sm.Labels[i])
+				labels[l] = sm.Labels[i]
 			}
-			key.WriteString("}")
-			into[key.String()] = sm.Value
+			add(console.Metric{Name: m.Name, Help: m.Help, Type: typ, Labels: labels, Value: sm.Value})
 		}
 	}
-}
-
-// modbusMetricHelp is the HELP text of each Modbus metric, by name.
-func modbusMetricHelp() map[string]string {
-	help := make(map[string]string, len(modbusMetrics))
-	for _, m := range modbusMetrics {
-		help[m.Name] = m.Help
-	}
-	return help
 }

@@ -93,7 +93,9 @@ type Assembler struct {
 }
 
 // New returns an assembler for cfg.Device. Its saved state is loaded on the
-// first Observe, PollFailed or Unreachable.
+// first Observe, PollFailed or Unreachable. log must already name the
+// device (the Modbus unit adds device and unit): adding it again here would
+// put the key twice in every JSON log line.
 func New(cfg Config, sink protocol.Sink, store protocol.StateStore, log *slog.Logger) (*Assembler, error) {
 	switch {
 	case cfg.Device == "":

@@ -222,7 +222,7 @@ func (a *Assembler) stepNext(o obs) {
 			// idle phases or cycle_end do not fit this device. Whatever
 			// runs now is not taken into the ended cycle's record.
 			if a.prof.IsIdle(a.st.LastPhase) {
-				a.log.Warn("device runs again after its cycle ended without moving its counter; these samples belong to no record (check idle_phases and cycle_end)", "device", a.cfg.Device, "cycle", cur.Counter)
+				a.log.Warn("device runs again after its cycle ended without moving its counter; these samples belong to no record (check idle_phases and cycle_end)", "cycle", cur.Counter)
 				a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: o.now.UTC(), Cycle: cur.Counter,
 					Text: fmt.Sprintf("the device ran again (phase %s) after cycle %d had ended, without moving its counter; these readings belong to no record", r.Phase, cur.Counter)})
 			}

@@ -128,7 +128,7 @@ func (a *Assembler) recordLatchedOnly(counter uint64, r profile.Reading, now tim
 	rec := a.newRecord(counter, now, now)
 	a.applyLatched(&rec, latchedOf(r))
 	a.log.Warn("cycle ran while the gateway could not see the device; recording the device's latched verdict only",
-		"device", a.cfg.Device, "cycle", counter, "result", rec.Result)
+		"cycle", counter, "result", rec.Result)
 	a.st.Recorded = max(a.st.Recorded, counter)
 	a.st.Pending = append(a.st.Pending, rec)
 }
@@ -216,13 +216,13 @@ func (a *Assembler) gapUpTo(last uint64, now time.Time, why string) {
 	if last > first {
 		text = fmt.Sprintf("cycles %d-%d %s", first, last, why)
 	}
-	a.log.Warn("device cycles without a record", "device", a.cfg.Device, "from", first, "to", last)
+	a.log.Warn("device cycles without a record", "from", first, "to", last)
 	a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: now.UTC(), Cycle: last, Text: text})
 	a.st.Recorded = last
 }
 
 func (a *Assembler) counterReset(to uint64, now time.Time) {
 	text := fmt.Sprintf("the device's cycle counter went back from %d to %d (counter reset or device replaced); counting restarts from there, with record ids in counter epoch %d", max(a.st.Recorded, a.st.LastCounter), to, a.st.Epoch+1)
-	a.log.Warn(text, "device", a.cfg.Device)
+	a.log.Warn(text)
 	a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: now.UTC(), Cycle: to, Text: text})
 }

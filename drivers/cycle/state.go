@@ -282,7 +282,7 @@ func (a *Assembler) load(ctx context.Context) error {
 	kept := st.Pending[:0]
 	for _, rec := range st.Pending {
 		if err := rec.Validate(); err != nil || rec.Device != a.cfg.Device {
-			a.log.Error("saved cycle record is damaged; dropping it", "device", a.cfg.Device, "cycle", rec.Cycle, "err", err)
+			a.log.Error("saved cycle record is damaged; dropping it", "cycle", rec.Cycle, "err", err)
 			a.queueEvent(protocol.Event{Kind: protocol.EventGap, At: a.cfg.Now().UTC(), Cycle: rec.Cycle,
 				Text: fmt.Sprintf("the saved record of cycle %d was damaged and could not be delivered", rec.Cycle)})
 			continue

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
 // Problem is one mistake in a profile, located by file, line and the path
@@ -89,7 +90,8 @@ func Parse(file string, data []byte) (*Profile, error) {
 	ps := &parser{file: file}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ParseError{Problems: []Problem{{File: file, Line: yamlErrorLine(err), Msg: "not valid YAML: " + yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")}}}
+		line, msg := yamlsyntax.Locate(data, err)
+		return nil, &ParseError{Problems: []Problem{{File: file, Line: line, Msg: "not valid YAML: " + msg}}}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, &ParseError{Problems: []Problem{{File: file, Line: 1, Msg: "the file is empty; a profile needs at least fields, roles and cycle_end"}}}
@@ -101,16 +103,6 @@ func Parse(file string, data []byte) (*Profile, error) {
 	}
 	p.Origin = file
 	return p, nil
-}
-
-var yamlLine = regexp.MustCompile(`line (\d+): `)
-
-func yamlErrorLine(err error) int {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	return 1
 }
 
 type parser struct {

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
 // Config is the whole configuration of one gateway.
@@ -29,6 +30,32 @@ type Config struct {
 	Gateway Gateway
 	MQTT    MQTT
 	Devices []Device
+	// lines maps key paths ("devices[0].profile") to their line, so
+	// mistakes found later (a profile that does not load, a missing
+	// password file) are reported on the line that names them.
+	lines map[string]int
+}
+
+// Line returns the line of the key at path (e.g. "mqtt.password_file",
+// "devices[2].profile"), or of its closest enclosing key present in the
+// file; 0 when none is.
+func (c *Config) Line(path string) int {
+	for p := path; p != ""; {
+		if n, ok := c.lines[p]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+// Errorf returns an Error about the key at path, on its line.
+func (c *Config) Errorf(path, format string, args ...any) *Error {
+	return &Error{File: c.File, Line: c.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // Gateway holds the gateway's identity and local storage.
@@ -40,6 +67,19 @@ type Gateway struct {
 	// /metrics; empty disables it.
 	Console string
 	Journal Journal
+	// Readiness sets when the console's /readyz says the gateway is not
+	// ready.
+	Readiness Readiness
+}
+
+// Readiness holds the limits of the console's /readyz.
+type Readiness struct {
+	// BrokerUnreachable: not ready once no broker has been reachable for
+	// this long.
+	BrokerUnreachable time.Duration
+	// DeviceOffline: not ready once a device has not been online for this
+	// long.
+	DeviceOffline time.Duration
 }
 
 // Journal bounds the local journal.
@@ -139,9 +179,13 @@ const (
 	DefaultTimeout      = 2 * time.Second
 	DefaultKeepAlive    = 30 * time.Second
 	DefaultInflight     = 32
-	DefaultRetention    = 3650 * 24 * time.Hour // ten years: domain.md §5
-	DefaultModbusBaud   = 19200
-	DefaultPrinterBaud  = 9600
+	DefaultRetention    = 3650 * 24 * time.Hour // ten years of records
+	// A broker outage of a minute is worth a look; a device needs longer:
+	// a sterilizer switched off between cycles is offline on purpose.
+	DefaultBrokerUnreachable = 60 * time.Second
+	DefaultDeviceOffline     = 5 * time.Minute
+	DefaultModbusBaud        = 19200
+	DefaultPrinterBaud       = 9600
 	// MaxReportTimeout bounds a printer's report_timeout: a device that
 	// prints its report line by line as the cycle runs needs more than its
 	// longest phase, and no cycle phase lasts a day.
@@ -150,25 +194,47 @@ const (
 
 // Load reads and validates the config file at path.
 func Load(path string) (*Config, error) {
+	c, err := LoadPartial(path)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadPartial is Load for 'sterigate check': when the file is YAML but has
+// mistakes, it returns them together with what could be decoded (with
+// defaults filled in), so that the profiles and files the config names
+// can be checked in the same run. The Config is nil only when the file
+// cannot be read or is not YAML.
+func LoadPartial(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(path, data)
+	return parse(path, data)
 }
 
 // Parse validates data as the config file named file. It reports every
 // error it finds, joined.
 func Parse(file string, data []byte) (*Config, error) {
+	c, err := parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parse(file string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		line, msg := yamlsyntax.Locate(data, err)
+		return nil, &Error{File: file, Line: line, Msg: "not valid YAML: " + msg}
 	}
 	if len(root.Content) == 0 {
 		return nil, &Error{File: file, Msg: "the file is empty; see sterigate.example.yaml"}
 	}
-	d := &decoder{file: file}
-	c := &Config{File: file}
+	d := &decoder{file: file, lines: map[string]int{}}
+	c := &Config{File: file, lines: d.lines}
 	d.mapping(root.Content[0], "",
 		field{"gateway", func(n *yaml.Node, p string) { d.gateway(n, p, &c.Gateway) }},
 		field{"mqtt", func(n *yaml.Node, p string) { d.mqtt(n, p, &c.MQTT) }},
@@ -187,7 +253,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		sort.SliceStable(d.errs, func(i, j int) bool {
 			return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line
 		})
-		return nil, errors.Join(d.errs...)
+		return c, errors.Join(d.errs...)
 	}
 	return c, nil
 }
@@ -202,6 +268,12 @@ func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
 			d.mapping(n, p,
 				field{"quota", d.byteSize(&g.Journal.Quota)},
 				field{"retention", d.duration(&g.Journal.Retention, time.Hour)},
+			)
+		}},
+		field{"readiness", func(n *yaml.Node, p string) {
+			d.mapping(n, p,
+				field{"broker_unreachable", d.duration(&g.Readiness.BrokerUnreachable, time.Second)},
+				field{"device_offline", d.duration(&g.Readiness.DeviceOffline, time.Second)},
 			)
 		}},
 	)
@@ -267,6 +339,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Gateway.Journal.Retention == 0 {
 		c.Gateway.Journal.Retention = DefaultRetention
+	}
+	if c.Gateway.Readiness.BrokerUnreachable == 0 {
+		c.Gateway.Readiness.BrokerUnreachable = DefaultBrokerUnreachable
+	}
+	if c.Gateway.Readiness.DeviceOffline == 0 {
+		c.Gateway.Readiness.DeviceOffline = DefaultDeviceOffline
 	}
 	if c.MQTT.TopicRoot == "" {
 		c.MQTT.TopicRoot = DefaultTopicRoot
@@ -359,6 +437,9 @@ func (d *decoder) validate(root *yaml.Node, c *Config) {
 		}
 		if u.Port() == "" {
 			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
+		}
+		if tls := m.TLS; (tls.CAFile != "" || tls.CertFile != "" || tls.KeyFile != "") && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
+			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: mqtt.tls files are set but the scheme %q is plain TCP; use ssl://", b, u.Scheme)
 		}
 	}
 	if err := protocol.CheckTopicLevel("mqtt.topic_root", m.TopicRoot); err != nil {

@@ -33,6 +33,39 @@ func TestIssueExampleLoads(t *testing.T) {
 	if c.Gateway.Journal.Retention != DefaultRetention {
 		t.Errorf("retention = %v", c.Gateway.Journal.Retention)
 	}
+	if r := c.Gateway.Readiness; r.BrokerUnreachable != DefaultBrokerUnreachable || r.DeviceOffline != 10*time.Minute {
+		t.Errorf("readiness = %+v, want the default broker limit and 10m for devices", r)
+	}
+	// Keys found later to be wrong are reported on their own line.
+	if n := c.Line("devices[0].profile"); n != 5 {
+		t.Errorf("Line(devices[0].profile) = %d, want 5", n)
+	}
+	if n := c.Line("mqtt.password_file"); n != 2 {
+		t.Errorf("Line of an absent key = %d, want its section's line 2", n)
+	}
+	if e := c.Errorf("devices[0].profile", "%q is wrong", "x"); e.Error() != `testdata/good.yaml:5: devices[0].profile: "x" is wrong` {
+		t.Errorf("Errorf = %q", e)
+	}
+}
+
+// A YAML syntax error is reported on the line of the mistake, not where
+// yaml.v3 says (the line before the enclosing list began).
+func TestSyntaxErrorOnTheRightLine(t *testing.T) {
+	_, err := Parse("s.yaml", []byte("gateway: {id: gw, site: dax}\nmqtt:\n  brokers: [\"tcp://x:1\"]\ndevices:\n  - id: a\n    driver: modbus-tcp\n   profile: x\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "s.yaml:7: not valid YAML: ") {
+		t.Errorf("err = %v, want it on s.yaml:7", err)
+	}
+}
+
+// check goes on with what could be decoded from a config with mistakes.
+func TestLoadPartialKeepsWhatDecoded(t *testing.T) {
+	c, err := LoadPartial("testdata/bad.yaml")
+	if err == nil || c == nil || len(c.Devices) != 4 || c.Devices[0].Profile != "sim-autoclave" {
+		t.Fatalf("LoadPartial = %+v, %v; want the four devices and the errors", c, err)
+	}
+	if c, err := Load("testdata/bad.yaml"); c != nil || err == nil {
+		t.Errorf("Load returned a config with errors")
+	}
 }
 
 // The shipped configs must always load: they are what newcomers copy.

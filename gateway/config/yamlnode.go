@@ -39,8 +39,9 @@ func (e *Error) Error() string {
 // the library's own errors name neither the key path nor, for unknown keys,
 // the value; ours must name both.
 type decoder struct {
-	file string
-	errs []error
+	file  string
+	errs  []error
+	lines map[string]int // key path -> line, for Config.Line
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
@@ -78,6 +79,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields ...field) {
 			continue
 		}
 		seen[k.Value] = true
+		d.lines[p] = k.Line
 		var f *field
 		for j := range fields {
 			if fields[j].key == k.Value {
@@ -106,7 +108,9 @@ func (d *decoder) sequence(n *yaml.Node, path string, each func(i int, n *yaml.N
 		return
 	}
 	for i, item := range n.Content {
-		each(i, item, fmt.Sprintf("%s[%d]", path, i))
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.lines[p] = item.Line
+		each(i, item, p)
 	}
 }
 

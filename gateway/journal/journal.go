@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"sync"
@@ -107,6 +108,9 @@ type Journal struct {
 	statusVersion atomic.Uint64
 	alarmsMu      sync.Mutex
 	alarms        []string
+
+	cyclesMu sync.Mutex
+	cycles   map[CycleCount]int64 // records journaled since Open
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -322,6 +326,31 @@ func (j *Journal) Close() error {
 		j.closeErr = errors.Join(errW, errDB, errR)
 	})
 	return j.closeErr
+}
+
+// CycleCount keys the count of cycle records journaled since the journal
+// was opened, by device and the device's result.
+type CycleCount struct {
+	Device string
+	Result protocol.Result
+}
+
+func (j *Journal) countCycle(device string, result protocol.Result) {
+	j.cyclesMu.Lock()
+	defer j.cyclesMu.Unlock()
+	if j.cycles == nil {
+		j.cycles = map[CycleCount]int64{}
+	}
+	j.cycles[CycleCount{device, result}]++
+}
+
+// CyclesJournaled returns how many cycle records were journaled since the
+// journal was opened, by device and result (a record re-observed after a
+// restart and not journaled again does not count).
+func (j *Journal) CyclesJournaled() map[CycleCount]int64 {
+	j.cyclesMu.Lock()
+	defer j.cyclesMu.Unlock()
+	return maps.Clone(j.cycles)
 }
 
 // Changed signals (coalesced) that new entries were committed or a device

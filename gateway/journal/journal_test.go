@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -130,8 +132,9 @@ func TestAppendFillsIdsSeqAndChain(t *testing.T) {
 		t.Fatalf("entries per device %v, want ac-1:3 ac-2:1", counts)
 	}
 	sts, err := j.DeviceStatuses(ctx)
-	if err != nil || len(sts) != 2 || sts[0].Cycle != 41 || sts[0].Program != "134C prevacuum" {
-		t.Fatalf("status after a cycle record: %+v %v, want cycle 41 and its program", sts, err)
+	if err != nil || len(sts) != 2 || sts[0].LastCycle == nil || sts[0].LastCycle.Cycle != 41 || sts[0].LastCycle.Program != "134C prevacuum" ||
+		sts[0].LastCycle.ID != "dax:ac-1:41" || sts[0].Cycle != 0 || sts[0].Program != "" {
+		t.Fatalf("status after a cycle record: %+v %v, want last_cycle 41 with its program and no running cycle", sts, err)
 	}
 	wantIDs := []string{"dax:ac-1:41", "dax:ac-1:t2", "dax:ac-1:e3", "dax:ac-2:7"}
 	for i, e := range all {
@@ -300,6 +303,121 @@ func TestEventsUpdateDeviceStatus(t *testing.T) {
 	}
 	if s := sts[1]; s.State != protocol.DeviceOffline || s.Error != "i/o timeout" {
 		t.Fatalf("ac-2 status %+v", s)
+	}
+}
+
+// The status describes the cycle running now: during cycle 42 it shows
+// cycle 42's program and phase since the phase began, while last_cycle
+// summarises cycle 41. (It used to show cycle 41's program all through
+// cycle 42.)
+func TestStatusShowsCurrentProgramDuringACycle(t *testing.T) {
+	ctx := context.Background()
+	j := openTest(t, filepath.Join(t.TempDir(), "j.db"), Options{})
+	prev := testRecord("ac-1", 41)
+	prev.Program = "121-gravity"
+	if err := j.Cycle(ctx, prev); err != nil {
+		t.Fatal(err)
+	}
+	at := prev.EndedAt.Add(10 * time.Minute)
+	phase := func(p protocol.PhaseName, cycle uint64, program string, at time.Time) {
+		t.Helper()
+		if err := j.Event(ctx, protocol.Event{Device: "ac-1", Kind: protocol.EventPhase, Phase: p, Cycle: cycle, Program: program, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() protocol.DeviceStatus {
+		t.Helper()
+		sts, err := j.DeviceStatuses(ctx)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("statuses %+v, %v", sts, err)
+		}
+		return sts[0]
+	}
+	phase(protocol.PhaseAirRemoval, 42, "134-porous", at)
+	phase(protocol.PhaseSterilizing, 42, "134-porous", at.Add(12*time.Minute))
+	// A phase event that does not repeat the program keeps the cycle's.
+	phase(protocol.PhaseSterilizing, 42, "", at.Add(13*time.Minute))
+	st := status()
+	if st.Program != "134-porous" || st.Cycle != 42 || st.Phase != protocol.PhaseSterilizing || !st.Since.Equal(at.Add(12*time.Minute)) || st.State != protocol.DeviceOnline {
+		t.Errorf("during cycle 42: program %q cycle %d phase %s since %s state %s; want 134-porous, 42, sterilizing since %s, online",
+			st.Program, st.Cycle, st.Phase, st.Since, st.State, at.Add(12*time.Minute))
+	}
+	if lc := st.LastCycle; lc == nil || lc.Cycle != 41 || lc.Program != "121-gravity" || lc.Result != protocol.ResultPassed || !lc.Complete || !lc.EndedAt.Equal(prev.EndedAt) {
+		t.Errorf("during cycle 42: last_cycle %+v, want cycle 41 121-gravity passed complete", lc)
+	}
+	rec := testRecord("ac-1", 42)
+	rec.Program, rec.StartedAt, rec.EndedAt, rec.Result, rec.Complete = "134-porous", at, at.Add(30*time.Minute), protocol.ResultFailed, false
+	if err := j.Cycle(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	phase(protocol.PhaseIdle, 42, "", at.Add(31*time.Minute))
+	st = status()
+	if st.Program != "" || st.Cycle != 0 || st.Phase != protocol.PhaseIdle {
+		t.Errorf("between cycles: program %q cycle %d phase %s; want none, 0, idle", st.Program, st.Cycle, st.Phase)
+	}
+	if lc := st.LastCycle; lc == nil || lc.ID != "dax:ac-1:42" || lc.Result != protocol.ResultFailed || lc.Complete {
+		t.Errorf("after cycle 42: last_cycle %+v, want dax:ac-1:42 failed incomplete", lc)
+	}
+	// A reprint of an older cycle journaled late does not become the last cycle.
+	old := testRecord("ac-1", 40)
+	if err := j.Cycle(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if lc := status().LastCycle; lc == nil || lc.Cycle != 42 {
+		t.Errorf("after a late record of cycle 40: last_cycle %+v, want still 42", lc)
+	}
+}
+
+// A stopping gateway marks every device unknown (nobody watches them), and
+// a starting one too until its drivers reach them: a status left online by
+// a gateway that died is never announced again as fresh.
+func TestDevicesUnknownWhenTheGatewayStopsAndStarts(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "j.db")
+	j := openTest(t, path, Options{})
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for _, d := range []string{"ac-1", "ac-2"} {
+		if err := j.Event(ctx, protocol.Event{Device: d, Kind: protocol.EventPhase, Phase: protocol.PhaseHeating, Cycle: 7, Program: "134-porous", At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := j.StatusVersion()
+	if err := j.MarkDevicesUnknown(ctx, "gateway stopped"); err != nil {
+		t.Fatal(err)
+	}
+	if j.StatusVersion() == v {
+		t.Error("StatusVersion did not move: the publisher would not publish the unknown statuses")
+	}
+	sts, err := j.DeviceStatuses(ctx)
+	if err != nil || len(sts) != 2 {
+		t.Fatalf("statuses %+v, %v", sts, err)
+	}
+	for _, st := range sts {
+		if st.State != protocol.DeviceUnknown || st.Error != "gateway stopped" || st.Phase != protocol.PhaseHeating || !st.At.After(at) {
+			t.Errorf("after stop: %+v, want unknown (gateway stopped) keeping the last phase", st)
+		}
+	}
+	j.Close()
+
+	// A gateway that died left ac-1 online; the next start says unknown.
+	j = openTest(t, path, Options{})
+	if err := j.Event(ctx, protocol.Event{Device: "ac-1", Kind: protocol.EventOnline, At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.RegisterDevices(ctx, "ac-1", "ac-3"); err != nil {
+		t.Fatal(err)
+	}
+	sts, err = j.DeviceStatuses(ctx)
+	if err != nil || len(sts) != 3 {
+		t.Fatalf("statuses %+v, %v", sts, err)
+	}
+	for _, st := range sts {
+		if st.State != protocol.DeviceUnknown {
+			t.Errorf("after start: %s is %s, want unknown", st.Device, st.State)
+		}
+	}
+	if sts[0].Error != "" {
+		t.Errorf("a registered device keeps the error %q of the stop", sts[0].Error)
 	}
 }
 
@@ -518,5 +636,46 @@ func TestPendingReadIsBoundedByPayloadBytes(t *testing.T) {
 	// Tools and tests that ask for everything still get everything.
 	if all, err := j.Pending(ctx, 256); err != nil || len(all) != 10 {
 		t.Fatalf("Pending returned %d entries, %v", len(all), err)
+	}
+}
+
+// The metrics the console exposes: the age of the oldest undelivered entry
+// (whichever lane it is in) and the cycle records journaled by device and
+// result, where a record journaled twice counts once.
+func TestStatsOldestPendingAndCycleCounts(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Int64
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	clock.Store(t0.UnixMilli())
+	j := openTest(t, filepath.Join(t.TempDir(), "j.db"), Options{Now: func() time.Time { return time.UnixMilli(clock.Load()) }})
+	if st, err := j.Stats(ctx); err != nil || !st.OldestPending.IsZero() {
+		t.Fatalf("empty journal: oldest pending %s, %v; want zero", st.OldestPending, err)
+	}
+	if err := j.Telemetry(ctx, testTelemetry("ac-1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(int64(time.Minute / time.Millisecond))
+	failed := testRecord("ac-1", 8)
+	failed.Result = protocol.ResultFailed
+	for _, rec := range []protocol.CycleRecord{testRecord("ac-1", 7), failed, testRecord("ac-1", 7), testRecord("ac-2", 1)} {
+		if err := j.Cycle(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := j.Stats(ctx)
+	if err != nil || !st.OldestPending.Equal(t0) || st.PendingTelemetry != 1 || st.PendingUrgent != 3 {
+		t.Fatalf("stats %+v, %v; want the telemetry's time %s as the oldest pending, 1 + 3 pending", st, err, t0)
+	}
+	// Once the telemetry is delivered, the oldest is the first cycle record.
+	tele, _ := j.Entries(ctx, "ac-1", KindTelemetry)
+	if err := j.MarkDelivered(ctx, tele[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := j.Stats(ctx); !st.OldestPending.Equal(t0.Add(time.Minute)) {
+		t.Errorf("oldest pending %s after the telemetry was delivered, want %s", st.OldestPending, t0.Add(time.Minute))
+	}
+	want := map[CycleCount]int64{{"ac-1", protocol.ResultPassed}: 1, {"ac-1", protocol.ResultFailed}: 1, {"ac-2", protocol.ResultPassed}: 1}
+	if got := j.CyclesJournaled(); !maps.Equal(got, want) {
+		t.Errorf("cycles journaled %v, want %v", got, want)
 	}
 }

@@ -162,27 +162,35 @@ func (j *Journal) Entries(ctx context.Context, device string, kind Kind) ([]Entr
 	return scanEntries(rows)
 }
 
-// Stats is a snapshot for metrics and the console.
+// Stats is a snapshot for metrics and the console. Reading it costs
+// about the number of undelivered entries, never the size of the history
+// kept for retention.
 type Stats struct {
 	PendingUrgent    int64 // undelivered cycle records and events
 	PendingTelemetry int64
-	Delivered        int64 // delivered entries still kept for local history
-	OldestPending    time.Time
-	UsedBytes        int64 // live pages
-	FileBytes        int64 // database file plus WAL on disk
-	QuotaBytes       int64
-	Alarms           []string
+	// OldestPending is when the oldest undelivered entry was journaled
+	// (zero when everything is delivered).
+	OldestPending time.Time
+	UsedBytes     int64 // live pages
+	FileBytes     int64 // database file plus WAL on disk
+	QuotaBytes    int64
+	Alarms        []string
 }
 
 // Stats reads the journal's counters.
 func (j *Journal) Stats(ctx context.Context) (Stats, error) {
 	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms()}
+	// The oldest undelivered entry is the first of either lane in outbox
+	// order: two lookups in the pending index instead of a scan of every
+	// undelivered row for MIN(created_at).
 	var oldest sql.NullInt64
 	err := j.rdb.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM entries WHERE delivered_at IS NULL AND urgent = 1),
 		(SELECT COUNT(*) FROM entries WHERE delivered_at IS NULL AND urgent = 0),
-		(SELECT COUNT(*) FROM entries WHERE delivered_at IS NOT NULL),
-		(SELECT MIN(created_at) FROM entries WHERE delivered_at IS NULL)`).Scan(&s.PendingUrgent, &s.PendingTelemetry, &s.Delivered, &oldest)
+		(SELECT MIN(t) FROM (
+			SELECT * FROM (SELECT created_at AS t FROM entries WHERE delivered_at IS NULL AND urgent = 1 ORDER BY id LIMIT 1)
+			UNION ALL
+			SELECT * FROM (SELECT created_at AS t FROM entries WHERE delivered_at IS NULL AND urgent = 0 ORDER BY id LIMIT 1)))`).Scan(&s.PendingUrgent, &s.PendingTelemetry, &oldest)
 	if err != nil {
 		return s, fmt.Errorf("journal: read stats: %w", err)
 	}
@@ -201,6 +209,16 @@ func (j *Journal) Stats(ctx context.Context) (Stats, error) {
 		}
 	}
 	return s, nil
+}
+
+// DeliveredKept counts the delivered entries kept for local history. It
+// reads every one of them: for tools and tests, not for every scrape.
+func (j *Journal) DeliveredKept(ctx context.Context) (int64, error) {
+	var n int64
+	if err := j.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM entries WHERE delivered_at IS NOT NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("journal: count delivered entries: %w", err)
+	}
+	return n, nil
 }
 
 // Maintain runs retention pruning, the quota and incremental vacuum now

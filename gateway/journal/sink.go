@@ -57,23 +57,34 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 	rec.Gateway = j.opts.Gateway
 	rec.Site = j.opts.Site
 	return j.submit(ctx, &request{
-		kind:      reqAppend,
-		device:    rec.Device,
-		entryKind: KindCycle,
-		cycleID:   rec.ID,
+		kind:        reqAppend,
+		device:      rec.Device,
+		entryKind:   KindCycle,
+		cycleID:     rec.ID,
+		cycleResult: rec.Result,
 		fill: func(seq uint64, prev string) (string, any) {
 			rec.Seq, rec.PrevHash = seq, prev
 			return rec.ID, &rec
 		},
-		// The status shows the last finished cycle and its program.
-		status: func(st *protocol.DeviceStatus) bool {
-			if st.Cycle == rec.Cycle && st.Program == rec.Program {
-				return false
-			}
-			st.Cycle, st.Program, st.At = rec.Cycle, rec.Program, rec.EndedAt.UTC()
-			return true
-		},
+		status: func(st *protocol.DeviceStatus) bool { return lastCycleFromRecord(st, &rec) },
 	})
+}
+
+// lastCycleFromRecord makes rec the status's last cycle unless the status
+// already summarises a later one (a reprint of an old cycle journaled
+// after a newer cycle). It leaves Phase, Program and Cycle alone: they
+// describe the cycle running now, which phase events report.
+func lastCycleFromRecord(st *protocol.DeviceStatus, rec *protocol.CycleRecord) bool {
+	if lc := st.LastCycle; lc != nil && lc.Cycle != rec.Cycle && rec.EndedAt.Before(lc.EndedAt) {
+		return false
+	}
+	// Verdict and Disagreement come with the verification of the record.
+	st.LastCycle = &protocol.LastCycle{
+		ID: rec.ID, Cycle: rec.Cycle, Program: rec.Program, EndedAt: rec.EndedAt.UTC(),
+		Result: rec.Result, Complete: rec.Complete,
+	}
+	st.At = rec.EndedAt.UTC()
+	return true
 }
 
 // Telemetry journals a batch of samples. Concurrent calls share commits.
@@ -143,13 +154,16 @@ func (j *Journal) eventRequest(ev protocol.Event, withStatus bool) *request {
 		r.pre, r.preSchema, r.idPrefix = b, protocol.EventSchema, fmt.Sprintf("%s:%s:e", j.opts.Site, ev.Device)
 	}
 	if withStatus {
-		r.status = func(st *protocol.DeviceStatus) bool { return statusFromEvent(st, ev) }
+		r.status = func(st *protocol.DeviceStatus) bool { return StatusFromEvent(st, ev) }
 	}
 	return r
 }
 
-// statusFromEvent folds ev into st and reports whether st changed.
-func statusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
+// StatusFromEvent folds ev into st, as the journal does for every event it
+// journals, and reports whether st changed. A phase event describes the
+// cycle running now: its phase, program and counter replace the status's,
+// and Since moves when the phase changes.
+func StatusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
 	before := *st
 	switch ev.Kind {
 	case protocol.EventOnline:
@@ -157,12 +171,23 @@ func statusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
 	case protocol.EventOffline:
 		st.State, st.Error = protocol.DeviceOffline, ev.Text
 	case protocol.EventPhase:
+		if st.Phase != ev.Phase || st.Since.IsZero() {
+			st.Since = ev.At.UTC()
+		}
 		st.Phase = ev.Phase
-		if ev.Cycle != 0 {
-			st.Cycle = ev.Cycle
+		switch {
+		case ev.Phase == protocol.PhaseIdle:
+			// Between cycles: no program, no cycle.
+			st.Program, st.Cycle = "", 0
+		case ev.Program != "":
+			st.Program, st.Cycle = ev.Program, ev.Cycle
+		case ev.Cycle != st.Cycle:
+			// Another cycle whose program the event does not name: the
+			// previous cycle's program would be wrong.
+			st.Program, st.Cycle = "", ev.Cycle
 		}
 		if st.State == protocol.DeviceUnknown || st.State == "" {
-			st.State = protocol.DeviceOnline
+			st.State, st.Error = protocol.DeviceOnline, ""
 		}
 	default:
 		return false
@@ -174,9 +199,11 @@ func statusFromEvent(st *protocol.DeviceStatus, ev protocol.Event) bool {
 	return true
 }
 
-// RegisterDevices gives every listed device without a status row an
-// "unknown" status, so the publisher announces configured devices before
-// their drivers reach them.
+// RegisterDevices marks every listed device "unknown" (the gateway has not
+// reached it yet), so the publisher announces configured devices before
+// their drivers reach them, and a status left "online" by a gateway that
+// died is not announced again as if it were fresh. The last known phase,
+// program, cycle and last cycle stay in the status.
 func (j *Journal) RegisterDevices(ctx context.Context, devices ...string) error {
 	for _, d := range devices {
 		if err := protocol.CheckTopicLevel("device id", d); err != nil {
@@ -184,6 +211,14 @@ func (j *Journal) RegisterDevices(ctx context.Context, devices ...string) error 
 		}
 	}
 	return j.submit(ctx, &request{kind: reqRegister, devices: devices})
+}
+
+// MarkDevicesUnknown marks every device the journal has a status for
+// "unknown", with reason in its error, for a gateway that stops: nobody
+// watches the devices any more. The publisher publishes these statuses
+// before the gateway's own "offline".
+func (j *Journal) MarkDevicesUnknown(ctx context.Context, reason string) error {
+	return j.submit(ctx, &request{kind: reqRegister, allDevices: true, reason: reason})
 }
 
 // SaveState stores a driver's opaque working state for device

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ type request struct {
 	device    string
 	entryKind Kind
 	cycleID   string // cycles only: the id to de-duplicate on
+	// cycleResult is the device's verdict of a cycle record (for the log
+	// line and the cycle counter); journaled is set once it is written.
+	cycleResult protocol.Result
+	journaled   bool
 	// pre, when set, is the payload marshalled by the caller with an empty
 	// id, seq 0 and no prev_hash; the writer splices those in (see
 	// spliceChain), which keeps marshalling off the single writer.
@@ -70,6 +75,10 @@ type request struct {
 	// reqSaveState, reqRegister
 	state   []byte
 	devices []string
+	// reqRegister: allDevices marks every device with a status, and reason
+	// goes into their error.
+	allDevices bool
+	reason     string
 }
 
 type head struct {
@@ -364,6 +373,9 @@ type staged struct {
 // request was answered.
 func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 	st := staged{heads: map[string]head{}, statuses: map[string]protocol.DeviceStatus{}, results: make([]error, len(batch))}
+	for _, r := range batch {
+		r.journaled = false
+	}
 	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("journal: begin: %w", err)
 	}
@@ -398,14 +410,21 @@ func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 	for d, s := range st.statuses {
 		w.statuses[d] = s
 	}
+	// The version moves before anyone is answered: a caller that changed a
+	// status (a stopping gateway marking its devices unknown) and then asks
+	// the publisher to publish must find the new version.
+	if st.statusMove {
+		w.j.statusVersion.Add(1)
+	}
 	for i, r := range batch {
 		if r.kind == reqAppend && r.cycleID != "" {
 			delete(w.cycleIDs, r.cycleID)
+			if r.journaled {
+				w.j.countCycle(r.device, r.cycleResult)
+				w.j.log.Info("cycle record journaled", "device", r.device, "id", r.cycleID, "result", r.cycleResult)
+			}
 		}
 		r.finish(st.results[i])
-	}
-	if st.statusMove {
-		w.j.statusVersion.Add(1)
 	}
 	if st.appended || st.statusMove {
 		w.j.signalChanged()
@@ -568,6 +587,7 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 			if _, err := w.insertCycle.ExecContext(ctx, r.cycleID, id, now.UnixMilli()); err != nil {
 				return nil, fmt.Errorf("journal: insert cycle id %s: %w", recordID, err)
 			}
+			r.journaled = true
 		}
 		st.heads[r.device] = head{seq: seq, hash: hash}
 		st.appended = true
@@ -604,13 +624,23 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 		}
 		return nil, nil
 	case reqRegister:
-		for _, d := range r.devices {
-			if _, ok := w.statusOf(st, d); ok {
-				continue
-			}
+		devices := r.devices
+		if r.allDevices {
+			devices = w.statusDevices(st)
+		}
+		for _, d := range devices {
 			err := w.applyStatus(ctx, st, d, func(s *protocol.DeviceStatus) bool {
-				s.State = protocol.DeviceUnknown
+				if r.allDevices && s.State == protocol.DeviceUnknown && s.Error == r.reason {
+					return false
+				}
+				s.State, s.Error = protocol.DeviceUnknown, r.reason
 				s.At = now.UTC()
+				if !r.allDevices {
+					// A new watch begins: the device has its whole grace
+					// period to be reached (readiness), however long it
+					// was unknown before.
+					s.StateSince = s.At
+				}
 				return true
 			})
 			if err != nil {
@@ -622,13 +652,33 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 	return fmt.Errorf("journal: unknown request kind %d", r.kind), nil
 }
 
+// statusDevices lists every device with a status, committed or staged.
+func (w *writer) statusDevices(st *staged) []string {
+	var out []string
+	for d := range w.statuses {
+		out = append(out, d)
+	}
+	for d := range st.statuses {
+		if _, ok := w.statuses[d]; !ok {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (w *writer) applyStatus(ctx context.Context, st *staged, device string, update func(*protocol.DeviceStatus) bool) error {
 	cur, ok := w.statusOf(st, device)
 	if !ok {
 		cur = protocol.DeviceStatus{Device: device, State: protocol.DeviceUnknown}
 	}
+	before := cur.State
 	if !update(&cur) && ok {
 		return nil
+	}
+	cur.Gateway = w.j.opts.Gateway
+	if cur.State != before || !ok || cur.StateSince.IsZero() {
+		cur.StateSince = cur.At
 	}
 	b, err := json.Marshal(cur)
 	if err != nil {

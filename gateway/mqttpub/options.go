@@ -151,19 +151,30 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
+// FileError is a secret or TLS file (or variable) that cannot be used.
+// Key names the config key under mqtt (password_file, password_env,
+// tls.ca_file, tls.cert_file), so a caller can point at its line.
+type FileError struct {
+	Key string
+	Err error
+}
+
+func (e *FileError) Error() string { return "mqtt: " + e.Key + ": " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
 // password resolves the configured secret. The value is never logged.
 func (o Options) password() (string, error) {
 	switch {
 	case o.PasswordFile != "":
 		b, err := os.ReadFile(o.PasswordFile)
 		if err != nil {
-			return "", fmt.Errorf("mqtt: password_file: %w", err)
+			return "", &FileError{"password_file", err}
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	case o.PasswordEnv != "":
 		v, ok := os.LookupEnv(o.PasswordEnv)
 		if !ok {
-			return "", fmt.Errorf("mqtt: password_env: environment variable %q is not set", o.PasswordEnv)
+			return "", &FileError{"password_env", fmt.Errorf("environment variable %q is not set", o.PasswordEnv)}
 		}
 		return v, nil
 	}
@@ -177,18 +188,18 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("mqtt: ca_file: %w", err)
+			return nil, &FileError{"tls.ca_file", err}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt: ca_file %q holds no PEM certificate", o.CAFile)
+			return nil, &FileError{"tls.ca_file", fmt.Errorf("%q holds no PEM certificate", o.CAFile)}
 		}
 		cfg.RootCAs = pool
 	}
 	if o.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("mqtt: client certificate %q / key %q: %w", o.CertFile, o.KeyFile, err)
+			return nil, &FileError{"tls.cert_file", fmt.Errorf("client certificate %q / key %q: %w", o.CertFile, o.KeyFile, err)}
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

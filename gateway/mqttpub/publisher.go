@@ -3,8 +3,9 @@
 // It uses paho.mqtt.golang with AutoReconnect, ConnectRetry and persistent
 // sessions off and a new client per connection attempt, because with those
 // settings a QoS 1 token that completes with a nil error means the broker
-// sent its PUBACK on that connection (../shared/reference/libraries.md §2).
-// Only then is an entry marked delivered. Any failure drops the connection
+// sent its PUBACK on that connection (with paho's own auto-reconnect, a
+// publish made before a reconnect is reported successful without any
+// PUBACK). Only then is an entry marked delivered. Any failure drops the connection
 // and the next one restarts from the oldest undelivered entry, so delivery
 // is at least once; consumers de-duplicate by the payload's id.
 //
@@ -49,6 +50,10 @@ type Publisher struct {
 	log       *slog.Logger
 	connected atomic.Bool
 	running   atomic.Bool
+	// downSince is when the broker became unreachable (Unix ns; 0 while
+	// connected): from Run's start until the first connection, and from
+	// the end of each connection until the next.
+	downSince atomic.Int64
 }
 
 // New checks opts and prepares a publisher; it does not connect.
@@ -88,6 +93,15 @@ func New(opts Options, j *journal.Journal) (*Publisher, error) {
 // Connected reports whether a broker connection is up (for metrics).
 func (p *Publisher) Connected() bool { return p.connected.Load() }
 
+// UnreachableSince returns when the broker became unreachable, or the
+// zero time while a connection is up or before Run started.
+func (p *Publisher) UnreachableSince() time.Time {
+	if ns := p.downSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Run connects, publishes and reconnects until ctx ends; then it publishes
 // the retained "offline" gateway status, disconnects and returns nil.
 func (p *Publisher) Run(ctx context.Context) error {
@@ -95,6 +109,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return errors.New("mqtt: Run called twice on one publisher")
 	}
 	defer p.running.Store(false)
+	p.downSince.Store(time.Now().UnixNano())
+	defer p.downSince.Store(0)
 	failures := 0
 	for i := 0; ; i = (i + 1) % len(p.opts.Brokers) {
 		broker := p.opts.Brokers[i]
@@ -107,7 +123,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		delay := p.backoff(failures)
 		failures++
-		p.log.Warn("mqtt connection ended; trying the next broker", "broker", broker, "err", err, "retry_in", delay.Round(time.Millisecond))
+		what := "mqtt connection ended; reconnecting"
+		if len(p.opts.Brokers) > 1 {
+			what = "mqtt connection ended; trying the next broker"
+		}
+		p.log.Warn(what, "broker", broker, "err", err, "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -230,7 +250,11 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		return false, fmt.Errorf("connect to %s: %w", broker, err)
 	}
 	p.connected.Store(true)
-	defer p.connected.Store(false)
+	p.downSince.Store(0)
+	defer func() {
+		p.connected.Store(false)
+		p.downSince.Store(time.Now().UnixNano())
+	}()
 	p.log.Info("mqtt connected", "broker", broker, "client_id", p.opts.ClientID)
 
 	s := &sessionState{
@@ -242,6 +266,9 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		results: make(chan ackResult, 2*p.opts.Window+2),
 		queue:   make(chan inflight, p.opts.Window),
 		pace:    newPacer(p.opts.ReplayRate),
+		// Made here, not in loop: the shutdown publishes statuses even
+		// when loop ended before it began.
+		published: map[string]protocol.DeviceStatus{},
 	}
 	// The acknowledgement waiter outlives ctx so that, on shutdown, the
 	// PUBACKs already on their way still count.
@@ -252,6 +279,18 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 	graceful := ctx.Err() != nil
 	if graceful {
 		s.drainInFlight(2*time.Second, lost)
+		// The device statuses the gateway changed while stopping ("unknown":
+		// nobody watches the devices any more) go out before the gateway's
+		// own offline, so a consumer never sees a stopped gateway next to
+		// a device still "online".
+		if s.firstFailure == nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if perr := s.publishStatuses(stopCtx, false); perr != nil {
+				p.log.Warn("mqtt: device statuses not published at shutdown", "err", perr)
+			}
+			cancel()
+			s.drainInFlight(2*time.Second, lost)
+		}
 		// Say goodbye before closing: the retained offline status, then a
 		// clean DISCONNECT (which suppresses the Last Will).
 		off := client.Publish(p.topics.GatewayStatus(p.opts.Gateway), 1, true, p.gatewayStatus(protocol.GatewayOffline))
@@ -303,6 +342,12 @@ type sessionState struct {
 	published             map[string]protocol.DeviceStatus
 	pace                  *pacer
 	firstFailure          error
+
+	// The replay: entries journaled before this connection. replayed were
+	// acknowledged, replayOutstanding wait for their PUBACK.
+	replayStart                 time.Time
+	replayed, replayOutstanding int
+	replayLogged                bool
 }
 
 type laneState struct {
@@ -353,6 +398,9 @@ func isDone(tok paho.Token) bool {
 
 func (s *sessionState) publish(topic string, payload []byte, retained bool, e *journal.Entry) {
 	tok := s.client.Publish(topic, 1, retained, payload)
+	if e != nil && e.ID <= s.boundary {
+		s.replayOutstanding++
+	}
 	s.count++
 	s.bytes += len(payload)
 	s.queue <- inflight{entry: e, topic: topic, size: len(payload), tok: tok}
@@ -371,8 +419,27 @@ func (s *sessionState) takeResult(r ackResult) error {
 	}
 	if r.entry != nil {
 		s.acked = append(s.acked, *r.entry)
+		if r.entry.ID <= s.boundary {
+			s.replayed++
+			s.replayOutstanding--
+		}
 	}
 	return nil
+}
+
+// noteReplayFinished logs, once per connection, how many entries the
+// replay of what was journaled before the connection delivered, when the
+// last of them is acknowledged.
+func (s *sessionState) noteReplayFinished() {
+	if s.replayLogged || s.replayed == 0 || s.replayOutstanding > 0 {
+		return
+	}
+	urgentDone := s.urgent.cursor >= s.boundary || (s.urgent.exhausted && len(s.urgent.queue) == 0)
+	backlogDone := s.backlog.exhausted && len(s.backlog.queue) == 0
+	if urgentDone && backlogDone {
+		s.replayLogged = true
+		s.p.log.Info("replay finished", "entries", s.replayed, "took", time.Since(s.replayStart).Round(time.Millisecond))
+	}
 }
 
 func (s *sessionState) flushAcks(ctx context.Context) error {
@@ -427,7 +494,6 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 	if !force && v == s.statusVersion {
 		return nil
 	}
-	s.statusVersion = v
 	alarms := p.j.Alarms()
 	if force || !slices.Equal(alarms, s.alarms) {
 		s.alarms = alarms
@@ -450,6 +516,10 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 		s.publish(p.topics.DeviceStatus(st.Device), b, true, nil)
 		s.published[st.Device] = st
 	}
+	// Only now: a read cut short (the shutdown cancels ctx while the
+	// stopping gateway's "unknown" statuses are being read) is retried by
+	// the next call instead of being taken as done.
+	s.statusVersion = v
 	return nil
 }
 
@@ -534,7 +604,7 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 		return err
 	}
 	s.boundary = boundary
-	s.published = map[string]protocol.DeviceStatus{}
+	s.replayStart = time.Now()
 	s.urgent = laneState{lane: journal.LaneUrgent}
 	s.live = laneState{lane: journal.LaneTelemetry, cursor: boundary}
 	s.backlog = laneState{lane: journal.LaneTelemetry, upTo: boundary, exhausted: boundary == 0}
@@ -572,6 +642,7 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 			}
 			s.publish(s.topicOf(e), s.payloadOf(e), false, e)
 		}
+		s.noteReplayFinished()
 		select {
 		case r := <-s.results:
 			if err := s.takeResult(r); err != nil {

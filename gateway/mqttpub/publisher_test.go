@@ -115,12 +115,12 @@ func TestBrokerThatNeverAcknowledgesGetsNothingMarkedDelivered(t *testing.T) {
 			if n := pendingCount(t, j); n != 9 {
 				t.Fatalf("%d entries pending after a broker that never acknowledged, want all 9", n)
 			}
-			st, err := j.Stats(context.Background())
+			delivered, err := j.DeliveredKept(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Delivered != 0 || marked.Load() != 0 {
-				t.Fatalf("%d entries marked delivered (%d callbacks) without a PUBACK", st.Delivered, marked.Load())
+			if delivered != 0 || marked.Load() != 0 {
+				t.Fatalf("%d entries marked delivered (%d callbacks) without a PUBACK", delivered, marked.Load())
 			}
 			fake.mu.Lock()
 			first := fake.publishes
@@ -362,4 +362,53 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The log says, once, when the replay of what waited in the journal is
+// over and how many entries it took; with one broker a lost connection
+// is "reconnecting", not "trying the next broker".
+func TestLogsTheFinishedReplayAndReconnects(t *testing.T) {
+	j := openJournal(t)
+	fill(t, j, []string{"ac-1", "ac-2"}, 1, 3, 4)
+	total := pendingCount(t, j)
+	b := startMochi(t, "127.0.0.1:0")
+	var logs syncBuffer
+	opts := testOptions(b.URL())
+	opts.Logger = newTextLogger(&logs)
+	p, err := New(opts, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPublisher(t, p)
+	eventually(t, 10*time.Second, "the replay-finished line", func() bool { return strings.Contains(logs.String(), "replay finished") })
+	eventually(t, 5*time.Second, "the replay marked delivered", func() bool { return pendingCount(t, j) == 0 })
+	if want := fmt.Sprintf("entries=%d", total); !strings.Contains(logs.String(), want) {
+		t.Errorf("replay line lacks %s:\n%s", want, logs.String())
+	}
+	// A record journaled live is not a replay: no second line.
+	if err := j.Cycle(context.Background(), cycleRecord("ac-1", 100)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the live record delivered", func() bool { return pendingCount(t, j) == 0 })
+	stop()
+	if n := strings.Count(logs.String(), "replay finished"); n != 1 {
+		t.Errorf("%d replay-finished lines, want 1:\n%s", n, logs.String())
+	}
+
+	// One broker, unreachable: reconnecting, never "the next broker".
+	var logs2 syncBuffer
+	opts = testOptions(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	opts.Logger = newTextLogger(&logs2)
+	p, err = New(opts, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPublisher(t, p)
+	eventually(t, 10*time.Second, "a failed connection logged", func() bool { return strings.Contains(logs2.String(), "mqtt connection ended") })
+	if strings.Contains(logs2.String(), "next broker") || !strings.Contains(logs2.String(), "reconnecting") {
+		t.Errorf("with one broker the log says:\n%s", logs2.String())
+	}
+	if p.UnreachableSince().IsZero() || p.Connected() {
+		t.Errorf("UnreachableSince %s, Connected %v with no broker", p.UnreachableSince(), p.Connected())
+	}
 }
