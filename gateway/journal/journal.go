@@ -133,8 +133,6 @@ var ErrClosed = errors.New("journal is closed")
 // de-duplicated by its id.
 var ErrNotDurable = errors.New("journal: entry held in memory, not yet durable")
 
-const schemaVersion = 1
-
 func dsn(path string, readOnly, creating bool) string {
 	q := url.Values{}
 	if creating {
@@ -249,68 +247,6 @@ func Open(path string, opts Options) (*Journal, error) {
 		w.run(runCtx)
 	}()
 	return j, nil
-}
-
-func migrate(ctx context.Context, conn *sql.Conn) error {
-	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_version: %w", err)
-	}
-	var version int
-	err := conn.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
-		version = 0
-	} else if err != nil {
-		return fmt.Errorf("read schema_version: %w", err)
-	}
-	if version > schemaVersion {
-		return fmt.Errorf("schema_version %d is newer than this sterigate understands (%d): upgrade sterigate", version, schemaVersion)
-	}
-	if version == schemaVersion {
-		return nil
-	}
-	stmts := []string{
-		`CREATE TABLE entries (
-			id           INTEGER PRIMARY KEY AUTOINCREMENT,
-			device       TEXT    NOT NULL,
-			kind         TEXT    NOT NULL CHECK (kind IN ('cycle','telemetry','event')),
-			seq          INTEGER NOT NULL,
-			record_id    TEXT    NOT NULL,
-			urgent       INTEGER NOT NULL,
-			payload      BLOB    NOT NULL,
-			hash         TEXT    NOT NULL,
-			created_at   INTEGER NOT NULL,
-			delivered_at INTEGER
-		)`,
-		// No (device, seq) index: the single writer assigns seq from
-		// device_heads, and maintaining one more b-tree cost a third of
-		// the group-commit throughput (it dirties a page per device per
-		// commit). Entries() sorts instead; it is for tools and tests.
-		`CREATE INDEX entries_pending ON entries (urgent, id) WHERE delivered_at IS NULL`,
-		`CREATE INDEX entries_delivered ON entries (delivered_at) WHERE delivered_at IS NOT NULL`,
-		// cycle_ids outlives retention pruning so a re-observed cycle is
-		// never journaled twice.
-		`CREATE TABLE cycle_ids (record_id TEXT PRIMARY KEY, entry_id INTEGER NOT NULL, journaled_at INTEGER NOT NULL) WITHOUT ROWID`,
-		// device_heads outlives pruning too: it carries the chain on.
-		`CREATE TABLE device_heads (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL) WITHOUT ROWID`,
-		`CREATE TABLE device_status (device TEXT PRIMARY KEY, status BLOB NOT NULL) WITHOUT ROWID`,
-		`CREATE TABLE device_state (device TEXT PRIMARY KEY, state BLOB NOT NULL, saved_at INTEGER NOT NULL) WITHOUT ROWID`,
-		`DELETE FROM schema_version`,
-		`INSERT INTO schema_version (version) VALUES (1)`,
-	}
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	for _, s := range stmts {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			conn.ExecContext(ctx, "ROLLBACK")
-			return fmt.Errorf("migrate to schema_version 1: %w", err)
-		}
-	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		conn.ExecContext(ctx, "ROLLBACK")
-		return fmt.Errorf("migrate to schema_version 1: commit: %w", err)
-	}
-	return nil
 }
 
 // Close stops the writer after it committed every request already queued,
