@@ -65,6 +65,10 @@ type Options struct {
 	PrinterBaud       int    // bytes are paced at this rate, default 9600 (8N1)
 	PrinterLineEnding string // "\r\n" (default), "\n" or "\r"
 	PrinterCharset    string // cp850, cp437, latin1 or ascii; default per style
+
+	// Shuffle, if set, serves every device's registers in this other
+	// layout (NewShuffle) over TCP and RTU, instead of docs/simulator.md's.
+	Shuffle *Shuffle
 }
 
 // Simulator runs the devices and their servers.
@@ -136,6 +140,7 @@ func New(opts Options) (*Simulator, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Simulator{opts: opts, log: log, bank: NewBank(opts.Devices), epoch: opts.Epoch}
+	s.bank.shuffle = opts.Shuffle
 	if s.epoch.IsZero() {
 		s.epoch = time.Now().UTC().Truncate(time.Second)
 	}

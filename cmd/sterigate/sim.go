@@ -30,6 +30,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	printerBaud := fs.Int("printer-baud", 9600, "printer line speed (bytes are paced to it)")
 	printerEOL := fs.String("printer-eol", "crlf", "printer line ending: crlf, lf or cr")
 	printerCharset := fs.String("printer-charset", "", "printer code page: cp850, cp437, latin1 or ascii (default per style)")
+	shuffle := fs.Int64("shuffle", 0, "serve the registers in another layout drawn from this `seed` (moved, re-typed, re-ordered; for testing 'sterigate learn')")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -67,6 +68,12 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Logger: log, RTU: *rtu, RTUBaud: *rtuBaud,
 		Printer: *printer, PrinterStyle: *printerStyle, PrinterBaud: *printerBaud,
 		PrinterLineEnding: eol, PrinterCharset: *printerCharset,
+	}
+	shuffled := false
+	fs.Visit(func(f *flag.Flag) { shuffled = shuffled || f.Name == "shuffle" })
+	if shuffled {
+		opts.Shuffle = sim.NewShuffle(*shuffle)
+		log.Info("registers shuffled", "seed", *shuffle, "layout", opts.Shuffle.String())
 	}
 	if *scenarioPath != "" {
 		if opts.Scenario, err = scenario.Load(*scenarioPath); err != nil {
