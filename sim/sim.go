@@ -51,6 +51,9 @@ type Options struct {
 	// Tick is the real interval between simulation steps; default 100 ms,
 	// shorter at high speed (at most 10 simulated seconds per tick).
 	Tick time.Duration
+	// Shuffle, if set, serves every device's registers in this other
+	// layout (NewShuffle) over TCP and RTU, instead of docs/simulator.md's.
+	Shuffle *Shuffle
 
 	// RTU, if set, is the path of a symlink to a pseudo-terminal on which
 	// all devices answer as Modbus RTU units 1..N of one bus.
@@ -65,10 +68,6 @@ type Options struct {
 	PrinterBaud       int    // bytes are paced at this rate, default 9600 (8N1)
 	PrinterLineEnding string // "\r\n" (default), "\n" or "\r"
 	PrinterCharset    string // cp850, cp437, latin1 or ascii; default per style
-
-	// Shuffle, if set, serves every device's registers in this other
-	// layout (NewShuffle) over TCP and RTU, instead of docs/simulator.md's.
-	Shuffle *Shuffle
 }
 
 // Simulator runs the devices and their servers.

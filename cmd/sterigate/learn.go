@@ -316,7 +316,7 @@ func (p *learnProgress) record(pr learn.Progress) {
 	}
 	phases := strings.Join(names, " → ")
 	if phases == "" {
-		phases = "none yet"
+		phases = "none yet (they show once the plateau has lasted a minute)"
 	}
 	state := ""
 	if pr.EndSeen {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -289,5 +290,38 @@ func TestLearnFlagsAreDocumented(t *testing.T) {
 	}
 	if n < 15 {
 		t.Fatalf("found %d flags in the usage:\n%s", n, usage)
+	}
+}
+
+// TestSimShuffleFlag: 'sterigate sim --shuffle SEED' serves the layout of
+// sim.NewShuffle(SEED): its chamber temperature where the layout says, and
+// exception 2 where the standard map would have it.
+func TestSimShuffleFlag(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &simConsole{}, &simConsole{}
+	done := make(chan error, 1)
+	go func() {
+		done <- cmdSim(ctx, []string{"--modbus-tcp", "127.0.0.1:0", "--shuffle", "3"}, stdout, stderr)
+	}()
+	listening := regexp.MustCompile(`modbus-tcp listening on (\S+) units`)
+	waitFor(t, 10*time.Second, "the simulator to listen", func() bool { return listening.MatchString(stdout.String()) })
+	addr := listening.FindStringSubmatch(stdout.String())[1]
+	var temp sim.ShuffledField
+	for _, f := range sim.NewShuffle(3).Fields {
+		if f.Name == "chamber_temp" {
+			temp = f
+		}
+	}
+	out, _, err := runCLI("probe", "--tcp", addr, "--function", fmt.Sprint(temp.Function), "--address", fmt.Sprint(temp.Address), "--count", "2")
+	if err != nil {
+		t.Fatalf("reading the shuffled temperature: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI("probe", "--tcp", addr, "--function", "3", "--address", "0", "--count", "24"); err == nil || !strings.Contains(err.Error(), "exception 2") {
+		t.Errorf("the standard map's address 0 answers in a shuffled map: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("sim: %v", err)
 	}
 }

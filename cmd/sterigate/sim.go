@@ -21,6 +21,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	devices := fs.Int("devices", 1, "number of autoclaves (1 to 247)")
 	speed := fs.Float64("speed", 1, "simulated seconds per real second (60: a 28 min cycle in 28 s)")
 	seed := fs.Int64("seed", 1, "random seed: the same seed and scenario give the same run")
+	shuffle := fs.Int64("shuffle", 0, "serve the registers in another layout drawn from this `seed` (moved, re-typed, re-ordered; for testing 'sterigate learn')")
 	scenarioPath := fs.String("scenario", "", "scenario YAML file (default: 134-porous back to back; see docs/simulator.md)")
 	truthPath := fs.String("truth", "", "write one JSON line per finished cycle (the ground truth) to this file")
 	rtu := fs.String("rtu", "", "serve Modbus RTU (units 1..N) on a pseudo-terminal linked at this path")
@@ -30,7 +31,6 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	printerBaud := fs.Int("printer-baud", 9600, "printer line speed (bytes are paced to it)")
 	printerEOL := fs.String("printer-eol", "crlf", "printer line ending: crlf, lf or cr")
 	printerCharset := fs.String("printer-charset", "", "printer code page: cp850, cp437, latin1 or ascii (default per style)")
-	shuffle := fs.Int64("shuffle", 0, "serve the registers in another layout drawn from this `seed` (moved, re-typed, re-ordered; for testing 'sterigate learn')")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -69,16 +69,16 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Printer: *printer, PrinterStyle: *printerStyle, PrinterBaud: *printerBaud,
 		PrinterLineEnding: eol, PrinterCharset: *printerCharset,
 	}
+	if *scenarioPath != "" {
+		if opts.Scenario, err = scenario.Load(*scenarioPath); err != nil {
+			return err
+		}
+	}
 	shuffled := false
 	fs.Visit(func(f *flag.Flag) { shuffled = shuffled || f.Name == "shuffle" })
 	if shuffled {
 		opts.Shuffle = sim.NewShuffle(*shuffle)
 		log.Info("registers shuffled", "seed", *shuffle, "layout", opts.Shuffle.String())
-	}
-	if *scenarioPath != "" {
-		if opts.Scenario, err = scenario.Load(*scenarioPath); err != nil {
-			return err
-		}
 	}
 	// One writer for the console: the simulator's lines must not interleave.
 	console := &lockedWriter{w: stdout}

@@ -66,8 +66,8 @@ type Result struct {
 	PlateauKPa float64 `json:"plateau_kpa,omitempty"`
 	// EndSeen: the recording holds the end of a cycle (the pressure back
 	// at rest after the plateau, or a latched counter that stepped).
-	EndSeen bool `json:"end_seen"`
-	EndAt   float64
+	EndSeen bool    `json:"end_seen"`
+	EndAt   float64 `json:"end_at_s,omitempty"`
 
 	// Missing names required roles that were not found, with why.
 	Missing []string `json:"missing,omitempty"`
@@ -127,10 +127,17 @@ func Analyse(rec *Recording) *Result {
 	if n := len(tb.t); n > 0 {
 		res.Seconds = tb.t[n-1] - tb.t[0]
 	}
+	mirrors := 0
 	for _, c := range tb.cols {
 		if !c.constant {
 			res.Changed++
+			if c.mirror {
+				mirrors++
+			}
 		}
+	}
+	if mirrors > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d input registers (function 4) read like the holding registers (function 3) at the same addresses: the device serves its table as both; learn uses function 3", mirrors))
 	}
 	if len(tb.t) < 30 {
 		res.Missing = append(res.Missing, fmt.Sprintf("everything: %d samples are too few; record a whole cycle", len(tb.t)))
@@ -457,6 +464,18 @@ func (a *analysis) counters() {
 			}
 		}
 	}
+	if len(pairs) == 0 {
+		// The running counter may not have moved at all: the recording
+		// began after the cycle had started, and ended before the next.
+		for _, l := range latches {
+			_, v, _ := l.stepAfter(tb, a.plTo)
+			for _, r := range a.constantReadings(v) {
+				if !overlap(r.s.field, l.s.field) {
+					pairs = append(pairs, pairing{r, l})
+				}
+			}
+		}
+	}
 	step := func(c counterCand) string {
 		ch := c.s.changes[0]
 		s := fmt.Sprintf("stepped %.0f → %.0f at %s", ch.before, ch.after, clock(tb.t[ch.i]-tb.t[0]))
@@ -490,14 +509,20 @@ func (a *analysis) counters() {
 		res.CycleEnd = profile.EndOnLastCycleChange
 		res.CycleEndEvidence = fmt.Sprintf("the running cycle's counter read %.0f during the plateau, and a latched copy took that value when the cycle ended", v)
 		res.EndSeen, res.EndAt = true, tb.t[firstEnd]
-		runWhen := "during the whole cycle (it stepped before the recording began)"
-		if i := p.run.s.changes[0].i; tb.t[i] < a.plFrom {
+		runWhen := "during the whole recording (it stepped before the recording began)"
+		if len(p.run.s.changes) == 0 {
+			// as said
+		} else if i := p.run.s.changes[0].i; tb.t[i] < a.plFrom {
 			runWhen = step(p.run) + ", before the plateau (the cycle's start)"
 		} else if tb.t[i] > a.plTo {
 			runWhen = fmt.Sprintf("during the plateau; %s, when the next cycle started", step(p.run))
 		}
 		ev, check := withNote(fmt.Sprintf("%s: read %.0f %s; the latched last cycle took the same value at the end", fieldRef(p.run.s.field), v, runWhen), widerNote(p.run, cands, mid))
-		a.claim(counterFinding("cycle_counter", profile.RoleCycleCounter, p.run.s.field, "high", check, ev))
+		conf := "high"
+		if len(p.run.s.changes) == 0 {
+			conf, check = "medium", true // a register that never moved may hold that number by chance
+		}
+		a.claim(counterFinding("cycle_counter", profile.RoleCycleCounter, p.run.s.field, conf, check, ev))
 		ev, check = withNote(fmt.Sprintf("%s: %s, after the plateau: the number of the cycle that just finished", fieldRef(p.latch.s.field), step(p.latch)), widerNote(p.latch, cands, firstEnd))
 		a.claim(counterFinding("last_cycle", profile.RoleLastCycle, p.latch.s.field, "high", check, ev))
 	case len(latches) > 0:
@@ -558,6 +583,35 @@ func (a *analysis) endSeen() {
 	}
 }
 
+// constantReadings are the readings of registers that never changed and
+// read v: u16, and u32 in every order.
+func (a *analysis) constantReadings(v float64) []counterCand {
+	tb := a.tb
+	var out []counterCand
+	try := func(f profile.Field) {
+		if a.isClaimed(f) {
+			return
+		}
+		vals := make([]float64, len(tb.t))
+		if tb.decode(&f, vals) && firstGood(vals, 0, len(vals)) == v {
+			out = append(out, counterCand{s: intSeries{field: f, v: vals}})
+		}
+	}
+	for ci := range tb.cols {
+		c := &tb.cols[ci]
+		if !c.usable() || !c.constant {
+			continue
+		}
+		try(profile.Field{Function: c.key.fn, Address: c.key.addr, Type: profile.TypeU16, Order: profile.OrderABCD, Scale: 1})
+		if next := tb.col(regKey{c.key.fn, c.key.addr + 1}); c.key.addr < math.MaxUint16 && next != nil && next.usable() && next.constant {
+			for _, o := range []profile.Order{profile.OrderABCD, profile.OrderCDAB, profile.OrderBADC, profile.OrderDCBA} {
+				try(profile.Field{Function: c.key.fn, Address: c.key.addr, Type: profile.TypeU32, Order: o, Scale: 1})
+			}
+		}
+	}
+	return out
+}
+
 func counterFinding(name string, role profile.Role, f profile.Field, conf string, check bool, evidence string) *Finding {
 	return &Finding{Name: name, Role: role, Function: f.Function, Address: f.Address, Type: f.Type, Order: f.Order, Scale: 1,
 		Confidence: conf, Check: check, Evidence: evidence}
@@ -578,7 +632,7 @@ func (a *analysis) mapped(ph protocol.PhaseName) bool {
 // and beyond.
 func (a *analysis) program() {
 	tb, res := a.tb, a.res
-	from, to := res.Cycle.From, res.Cycle.To
+	from := res.Cycle.From
 	// Words of counters step at the start too; they are no program code.
 	counting := map[regKey]bool{}
 	for _, c := range counterCands(a.views, func(profile.Field) bool { return false }) {
@@ -611,7 +665,6 @@ func (a *analysis) program() {
 	if check {
 		conf = "low"
 	}
-	_ = to
 	a.claim(&Finding{Name: "program", Role: profile.RoleProgram, Function: s.field.Function, Address: s.field.Address, Type: profile.TypeU16,
 		Order: profile.OrderABCD, Scale: 1, Confidence: conf, Check: check,
 		Evidence: fmt.Sprintf("u16: changed %.0f → %.0f when the cycle started (%s) and held to the end%s", c.before, c.after, clock(tb.t[c.i]-tb.t[0]), others(len(cands)-1))})
@@ -719,7 +772,7 @@ func (a *analysis) plateauExtremes(endFrom, endTo float64) {
 		c := &tb.cols[ci]
 		f := a.temp.field
 		f.Function, f.Address = c.key.fn, c.key.addr
-		if c.key.fn < 3 || a.isClaimed(f) {
+		if !c.usable() || a.isClaimed(f) {
 			continue
 		}
 		// A latched value changes once or twice: leave the registers that
@@ -763,7 +816,7 @@ func (a *analysis) timers() {
 	unit := map[string]string{"s": "second", "min": "minute"}
 	for ci := range tb.cols {
 		c := &tb.cols[ci]
-		if c.key.fn < 3 || c.changes < 20 {
+		if !c.usable() || c.changes < 20 {
 			continue
 		}
 		f := profile.Field{Function: c.key.fn, Address: c.key.addr, Type: profile.TypeU16, Order: profile.OrderABCD, Scale: 1}
@@ -831,7 +884,7 @@ func (a *analysis) extras() {
 func (a *analysis) unexplained() {
 	tb, res := a.tb, a.res
 	for _, c := range tb.cols {
-		if c.constant {
+		if c.constant || c.mirror {
 			continue
 		}
 		if _, ok := a.claimed[c.key]; ok {

@@ -132,3 +132,27 @@ func TestFindsADeviceClock(t *testing.T) {
 		t.Errorf("device clock %+v; findings %+v", f, res.Findings)
 	}
 }
+
+// TestMirroredTablesAreReadOnce: a device that serves one table as both
+// holding and input registers (the simulator does) gets a draft that
+// reads function 3 only, with no doubt raised by the copies.
+func TestMirroredTablesAreReadOnce(t *testing.T) {
+	rec := synthRecording(t, learnScenario(t, "bowie-dick", 50), 25*60, []Block{{3, 0, 24}, {4, 0, 24}}, standardPlace(0), 20*60)
+	// The input registers are read a request after the holding ones: now
+	// and then the device has moved on in between.
+	for k := 0; k+1 < len(rec.Samples); k += 3 {
+		rec.Samples[k].Values[1] = rec.Samples[k+1].Values[0]
+	}
+	res := Analyse(rec)
+	for _, f := range res.Findings {
+		if f.Function != 3 {
+			t.Errorf("%s read from function %d", f.Name, f.Function)
+		}
+		if f.Role == profile.RoleChamberTemperature && (f.Check || f.Confidence != "high") {
+			t.Errorf("chamber temperature %s, check %v: %s", f.Confidence, f.Check, f.Evidence)
+		}
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "serves its table as both") {
+		t.Errorf("notes %q", res.Notes)
+	}
+}

@@ -38,7 +38,7 @@ func (tb *table) integerViews(maxChanges int) []intSeries {
 	}
 	for ci := range tb.cols {
 		c := &tb.cols[ci]
-		if c.key.fn < 3 {
+		if !c.usable() {
 			continue
 		}
 		if c.changes >= 1 && c.changes <= maxChanges {
@@ -157,23 +157,6 @@ func fieldRef(f profile.Field) string {
 		s += " " + string(f.Order)
 	}
 	return fmt.Sprintf("%s at %d:%d", s, f.Function, f.Address)
-}
-
-// steady reports whether s holds one value over the samples [i, j), and
-// which.
-func steady(v []float64, i, j int) (float64, bool) {
-	val := math.NaN()
-	for k := i; k < j; k++ {
-		if !good(v[k]) {
-			continue
-		}
-		if !good(val) {
-			val = v[k]
-		} else if v[k] != val {
-			return 0, false
-		}
-	}
-	return val, good(val)
 }
 
 // timeStretch is a stretch of samples over which a register counts time.

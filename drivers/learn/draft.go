@@ -18,7 +18,10 @@ type DraftOptions struct {
 	Source string // where the recording is, for the header comment
 }
 
-var profileName = regexp.MustCompile(`^[^\s/\\]+$`)
+var (
+	profileName = regexp.MustCompile(`^[^\s/\\]+$`)
+	changedTo   = regexp.MustCompile(`→ (\d+)`)
+)
 
 // ErrIncomplete is returned (wrapped) by Draft when required roles are
 // missing: the draft is still written, for a person to finish.
@@ -217,7 +220,7 @@ func writeDraft(res *Result, rec *Recording, opts DraftOptions, maxGap, maxRegs 
 // lastCodeOf pulls the value a code register changed to out of its
 // evidence ("changed 0 → 3 …").
 func lastCodeOf(evidence string) string {
-	if m := regexp.MustCompile(`→ (\d+)`).FindStringSubmatch(evidence); m != nil {
+	if m := changedTo.FindStringSubmatch(evidence); m != nil {
 		return m[1]
 	}
 	return "N"

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sterigate/sterigate/drivers/modbus"
 	"github.com/sterigate/sterigate/drivers/profile"
-	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/sim"
 	"github.com/sterigate/sterigate/sim/autoclave"
 	"github.com/sterigate/sterigate/sim/rtuslave"
@@ -205,6 +204,3 @@ func checkDecodes(t testing.TB, sr simRecording, p *profile.Profile) {
 		t.Logf("layout:\n%s", sr.shuffle)
 	}
 }
-
-// phaseName maps a sim phase code to its name (for messages).
-func phaseName(code int) protocol.PhaseName { return autoclave.Phase(code).Name() }

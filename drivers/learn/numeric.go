@@ -134,7 +134,7 @@ func (tb *table) numericDecodes() []profile.Field {
 	var out []profile.Field
 	for ci := range tb.cols {
 		c := &tb.cols[ci]
-		if c.key.fn < 3 {
+		if !c.usable() {
 			continue
 		}
 		if !c.constant {
@@ -542,15 +542,4 @@ func preferField(a, b profile.Field, signed bool) bool {
 		return a.Function < b.Function
 	}
 	return a.Address < b.Address
-}
-
-// sameSeries reports whether two candidates read the same values (within
-// tol) in every sample.
-func sameSeries(a, b []float64, tol float64) bool {
-	for i := range a {
-		if good(a[i]) != good(b[i]) || (good(a[i]) && math.Abs(a[i]-b[i]) > tol) {
-			return false
-		}
-	}
-	return true
 }

@@ -208,48 +208,67 @@ func (sc *scanner) scanRange(ctx context.Context, rg Range) (found []Range, unsu
 	return set.ranges(rg.Function), false, nil
 }
 
-// follow extends the readable address a to its whole run [s, e): forward
-// in requests as large as allowed, then a bisection on the request that
-// was refused; the same backwards.
+// follow extends the readable address a to its whole run [s, e).
 func (sc *scanner) follow(ctx context.Context, rg Range, a int, set, refusedAt *rangeSet) (int, int, error) {
-	limit := func() int {
-		if rg.Function <= 2 {
-			return 2000
-		}
-		return sc.maxReg
-	}
-	s, e := a, a+1
 	sc.found++
-	// Forward.
-	for e < rg.End && !sc.outOfBudget {
-		if set.contains(e) {
-			e = set.endOf(e)
-			continue
+	e, err := sc.grow(ctx, rg, a+1, +1, set, refusedAt)
+	if err != nil {
+		return a, e, err
+	}
+	s, err := sc.grow(ctx, rg, a, -1, set, refusedAt)
+	return s, e, err
+}
+
+// grow moves the edge of a readable run forwards (dir +1: edge is the
+// first address after the run) or backwards (dir −1: edge is its first
+// address) in requests as large as allowed; on a refused request, a
+// bisection on its size finds the last readable address. It returns the
+// new edge.
+func (sc *scanner) grow(ctx context.Context, rg Range, edge, dir int, set, refusedAt *rangeSet) (int, error) {
+	for !sc.outOfBudget {
+		next, room := edge, rg.End-edge // the address the run would grow into, and how far it may
+		if dir < 0 {
+			next, room = edge-1, edge-rg.Start
 		}
-		if refusedAt.contains(e) {
+		if room <= 0 || refusedAt.contains(next) {
 			break
 		}
-		n := min(limit(), rg.End-e)
-		ans, err := sc.try(ctx, rg.Function, e, n)
+		if set.contains(next) {
+			if edge = set.endOf(next); dir < 0 {
+				edge = set.startOf(next)
+			}
+			continue
+		}
+		limit := 2000 // bits
+		if rg.Function > 2 {
+			limit = sc.maxReg // may have shrunk on an exception 3
+		}
+		read := func(k int) (answer, error) {
+			if dir > 0 {
+				return sc.try(ctx, rg.Function, edge, k)
+			}
+			return sc.try(ctx, rg.Function, edge-k, k)
+		}
+		n := min(limit, room)
+		ans, err := read(n)
 		if err != nil {
-			return s, e, err
+			return edge, err
 		}
 		if ans == tooLarge && n > 1 {
 			sc.shrink(n)
 			continue
 		}
 		if ans == readable {
-			e += n
+			edge += dir * n
 			sc.found += n
 			continue
 		}
-		// Bisect: [e, e+ok) is readable, [e, e+bad) is not.
-		ok, bad := 0, n
+		ok, bad := 0, n // reading ok addresses works, reading bad does not
 		for bad-ok > 1 {
 			mid := (ok + bad) / 2
-			ans, err := sc.try(ctx, rg.Function, e, mid)
+			ans, err := read(mid)
 			if err != nil {
-				return s, e + ok, err
+				return edge + dir*ok, err
 			}
 			if ans == readable {
 				ok = mid
@@ -257,53 +276,16 @@ func (sc *scanner) follow(ctx context.Context, rg Range, a int, set, refusedAt *
 				bad = mid
 			}
 		}
-		e += ok
+		edge += dir * ok
 		sc.found += ok
-		refusedAt.add(e, e+1)
+		if dir > 0 {
+			refusedAt.add(edge, edge+1)
+		} else {
+			refusedAt.add(edge-1, edge)
+		}
 		break
 	}
-	// Backward.
-	for s > rg.Start && !sc.outOfBudget {
-		if set.contains(s - 1) {
-			s = set.startOf(s - 1)
-			continue
-		}
-		if refusedAt.contains(s - 1) {
-			break
-		}
-		n := min(limit(), s-rg.Start)
-		ans, err := sc.try(ctx, rg.Function, s-n, n)
-		if err != nil {
-			return s, e, err
-		}
-		if ans == tooLarge && n > 1 {
-			sc.shrink(n)
-			continue
-		}
-		if ans == readable {
-			s -= n
-			sc.found += n
-			continue
-		}
-		ok, bad := 0, n
-		for bad-ok > 1 {
-			mid := (ok + bad) / 2
-			ans, err := sc.try(ctx, rg.Function, s-mid, mid)
-			if err != nil {
-				return s - ok, e, err
-			}
-			if ans == readable {
-				ok = mid
-			} else {
-				bad = mid
-			}
-		}
-		s -= ok
-		sc.found += ok
-		refusedAt.add(s-1, s)
-		break
-	}
-	return s, e, nil
+	return edge, nil
 }
 
 func (sc *scanner) shrink(n int) {

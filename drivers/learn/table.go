@@ -20,7 +20,15 @@ type column struct {
 	v        []uint16
 	constant bool // the same value in every good sample
 	changes  int  // number of times the value changed between good samples
+	// mirror: an input register (function 4) of a device that serves its
+	// table as both holding and input registers (findMirrors). Only the
+	// holding register is considered.
+	mirror bool
 }
+
+// usable reports whether the analysis looks at the column as a register:
+// bits and mirrors are left out.
+func (c *column) usable() bool { return c.key.fn >= 3 && !c.mirror }
 
 // table is a recording turned into columns, the form the analysis reads.
 type table struct {
@@ -78,7 +86,44 @@ func newTable(rec *Recording) *table {
 		}
 		c.constant = c.changes == 0
 	}
+	tb.findMirrors()
 	return tb
+}
+
+// findMirrors marks the input registers (function 4) as mirrors when the
+// device serves one table as both holding and input registers: most input
+// registers that have a holding register at the same address read the
+// same (a varying one at least half the time: the two are read a request
+// apart, and a fast value moves in between).
+func (tb *table) findMirrors() {
+	var pairs [][2]*column
+	agree := 0
+	for ci := range tb.cols {
+		c := &tb.cols[ci]
+		h := tb.col(regKey{3, c.key.addr})
+		if c.key.fn != 4 || h == nil {
+			continue
+		}
+		pairs = append(pairs, [2]*column{c, h})
+		both, same := 0, 0
+		for i := range c.v {
+			if tb.blockOK[c.block][i] && tb.blockOK[h.block][i] {
+				both++
+				if c.v[i] == h.v[i] {
+					same++
+				}
+			}
+		}
+		if both > 0 && same*2 >= both {
+			agree++
+		}
+	}
+	if len(pairs) == 0 || agree*10 < len(pairs)*8 {
+		return
+	}
+	for _, p := range pairs {
+		p[0].mirror = true
+	}
 }
 
 func (tb *table) col(k regKey) *column {
