@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sterigate/sterigate/drivers/profile"
 	"github.com/sterigate/sterigate/sim"
 	"github.com/sterigate/sterigate/sim/scenario"
 )
@@ -77,16 +78,10 @@ func synthRecording(t testing.TB, sc *scenario.Scenario, seconds int, blocks []B
 	return rec
 }
 
-func prionScenario(t testing.TB) *scenario.Scenario {
-	sc, err := scenario.Parse("bench.yaml", []byte("pause: 1m\ndevices:\n  - device: default\n    counter_start: 812\n    repeat: false\n    cycles:\n      - program: 134-prion\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sc
-}
-
 // bigRecording is 45 minutes at 1 Hz of 2000 holding registers, the
-// simulator's 24 among them at 1000–1023.
+// simulator's 24 among them at 1000–1023: two minutes of idle, then a
+// 40-minute 121 °C cycle, after a warm-up cycle that left the latched
+// block holding a finished one.
 func bigRecording(t testing.TB) *Recording {
 	var blocks []Block
 	for a := 0; a < 2000; a += 125 {
@@ -96,7 +91,7 @@ func bigRecording(t testing.TB) *Recording {
 	for i := 0; i < sim.RegisterCount; i++ {
 		place[i] = 1000 + i
 	}
-	return synthRecording(t, prionScenario(t), 45*60, blocks, place, 0)
+	return synthRecording(t, learnScenario(t, "121-15", 812), 45*60, blocks, place, 20*60)
 }
 
 // peakHeap samples the live heap while fn runs and returns its maximum.
@@ -151,8 +146,11 @@ func BenchmarkAnalyse45Minutes2000Registers(b *testing.B) {
 			if _, err := Draft(res, back, DraftOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			if f := res.Find("chamber_temperature"); f == nil || f.Address != 1000 {
-				b.Fatalf("chamber temperature not found at 1000: %+v", res.Findings)
+			for role, addr := range map[profile.Role]uint16{profile.RoleChamberTemperature: 1000, profile.RoleChamberPressure: 1002,
+				profile.RolePhase: 1003, profile.RoleCycleCounter: 1006, profile.RoleLastCycle: 1017} {
+				if f := res.Find(role); f == nil || f.Address != addr {
+					b.Fatalf("%s not found at %d: %+v", role, addr, f)
+				}
 			}
 		})
 		peak = max(peak, p)

@@ -3,7 +3,9 @@ package learn
 import (
 	"fmt"
 	"math"
+	"strings"
 
+	"github.com/sterigate/sterigate/drivers/profile"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -294,4 +296,169 @@ func phaseCodes(runs []run) []PhaseCode {
 		}
 	}
 	return out
+}
+
+// events are the moments a phase register should change at: the pressure
+// leaving rest, the plateau's start and end, the pressure back at rest.
+func (a *analysis) events() (depart, settle float64, ok bool) {
+	tb, p := a.tb, a.press.v
+	di, si := -1, -1
+	for i, v := range p {
+		if good(v) && math.Abs(v-a.rest) > 10 {
+			if di < 0 {
+				di = i
+			}
+			si = i
+		}
+	}
+	if di < 0 {
+		return 0, 0, false
+	}
+	settle = tb.t[si]
+	if si+1 < len(tb.t) {
+		settle = tb.t[si+1]
+	}
+	return tb.t[di], settle, true
+}
+
+// phase looks for the phase register: a 16-bit code with a few values,
+// not a timer, that changes near the moments a cycle's phases turn (at
+// least two of the pressure leaving rest, the plateau's start and end, the
+// pressure back at rest), and names its codes (namePhases).
+func (a *analysis) phase() {
+	tb, res := a.tb, a.res
+	depart, settle, _ := a.events()
+	events := []float64{depart, a.plFrom, a.plTo, settle}
+	eventNames := []string{"the pressure leaves rest", "the plateau starts", "the plateau ends", "the pressure is back at rest"}
+	near := func(s intSeries, at float64) bool {
+		for _, c := range s.changes {
+			if math.Abs(tb.t[c.i]-at) <= 30 {
+				return true
+			}
+		}
+		return false
+	}
+	var best *intSeries
+	bestScore := 0.0
+	for i := range a.views {
+		s := &a.views[i]
+		if s.field.Type != profile.TypeU16 || a.isClaimed(s.field) {
+			continue
+		}
+		distinct := map[float64]bool{}
+		for _, v := range s.v {
+			if good(v) {
+				distinct[v] = true
+			}
+			if len(distinct) > 40 {
+				break
+			}
+		}
+		nd := len(distinct)
+		if nd < 3 || nd > 40 || len(s.changes)+1 > 3*nd+3 {
+			continue
+		}
+		if _, ok := tb.countsTime(s.v, 1); ok {
+			continue // a timer read every few seconds has few values too
+		}
+		if _, ok := tb.countsTime(s.v, -1); ok {
+			continue
+		}
+		matched := 0
+		for _, e := range events {
+			if near(*s, e) {
+				matched++
+			}
+		}
+		if matched < 2 {
+			continue
+		}
+		score := float64(matched) + float64(nd)/100
+		if best == nil || score > bestScore {
+			best, bestScore = s, score
+		}
+	}
+	var when []string
+	for i, e := range events {
+		if best != nil && near(*best, e) {
+			when = append(when, fmt.Sprintf("%s (%s)", eventNames[i], clock(e-tb.t[0])))
+		}
+	}
+	if best == nil {
+		res.Notes = append(res.Notes, "no phase register found: no register with a few codes changes where the pressure starts, the plateau begins and ends, and the pressure comes back; the draft records every sample as phase unknown")
+		return
+	}
+	a.runs = tb.runsOf(best.v, a.temp.v, a.press.v, a.plFrom, a.plTo)
+	namePhases(a.runs, a.level, a.rest)
+	res.PhaseCodes = phaseCodes(a.runs)
+	for _, r := range a.runs {
+		if n := len(res.PhasesSeen); n == 0 || res.PhasesSeen[n-1] != r.name {
+			res.PhasesSeen = append(res.PhasesSeen, r.name)
+		}
+	}
+	unsure := 0
+	for _, pc := range res.PhaseCodes {
+		if pc.Check || pc.Phase == protocol.PhaseUnknown {
+			unsure++
+		}
+	}
+	conf := "high"
+	if unsure > 0 {
+		conf = "medium"
+	}
+	a.claim(&Finding{Name: "phase", Role: profile.RolePhase, Function: best.field.Function, Address: best.field.Address, Type: profile.TypeU16,
+		Order: profile.OrderABCD, Scale: 1, Confidence: conf,
+		Evidence: fmt.Sprintf("u16: %d codes in %d runs; changes within 30 s of where %s; %d of %d codes named with certainty",
+			len(res.PhaseCodes), len(a.runs), strings.Join(when, ", "), len(res.PhaseCodes)-unsure, len(res.PhaseCodes))})
+}
+
+// cycleWindow is when the cycle ran: from the pressure leaving rest (or
+// the phase leaving idle, whichever first) to the pressure back at rest
+// (or the last phase of the cycle ending, whichever last).
+func (a *analysis) cycleWindow() (float64, float64) {
+	depart, settle, _ := a.events()
+	from, to := depart, settle
+	for _, r := range a.runs {
+		if r.name != protocol.PhaseIdle && r.start < a.plFrom {
+			from = math.Min(from, r.start)
+			break
+		}
+	}
+	for i := len(a.runs) - 1; i >= 0; i-- {
+		if r := a.runs[i]; r.name != protocol.PhaseIdle && r.end > a.plTo {
+			to = math.Max(to, r.end)
+			break
+		}
+	}
+	return from, to
+}
+
+// endSeen decides whether the recording holds the end of the cycle: a
+// latched counter stepped (set by counters), or the phase came back to
+// complete or idle after the plateau, or, without a phase register, the
+// pressure has been back at rest for five minutes.
+func (a *analysis) endSeen() {
+	res, tb := a.res, a.tb
+	if res.EndSeen {
+		return
+	}
+	// The last run is still going on: it could be an atmospheric drying
+	// taken for "complete". Only a run that ended, or that went on for
+	// ten minutes, tells the cycle is over.
+	for k, r := range a.runs {
+		ended := k < len(a.runs)-1 || r.seconds() >= 600
+		if (r.name == protocol.PhaseIdle || r.name == protocol.PhaseComplete) && r.start > a.plTo && ended {
+			res.EndSeen, res.EndAt = true, r.start
+			if r.name == protocol.PhaseComplete && k < len(a.runs)-1 {
+				res.EndAt = a.runs[k+1].start
+			}
+			return
+		}
+	}
+	if len(a.runs) == 0 {
+		_, settle, _ := a.events()
+		if settle > a.plTo && tb.t[len(tb.t)-1]-settle >= 300 {
+			res.EndSeen, res.EndAt = true, settle
+		}
+	}
 }
