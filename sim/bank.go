@@ -27,6 +27,9 @@ type Bank struct {
 	comm    []*scenario.CommFault // active communication fault, nil when none
 	served  []atomic.Uint64       // requests seen while a comm fault is active (for "every")
 	writes  []atomic.Uint64
+	// shuffle, when set, serves every unit through another register map
+	// (sim/shuffle.go); the images stay in the standard layout.
+	shuffle *Shuffle
 }
 
 // NewBank returns a bank of n devices, all powered, all registers 0.
@@ -78,6 +81,12 @@ func (b *Bank) ReadRegisters(unit byte, function byte, address, quantity uint16)
 	}
 	if function != 3 && function != 4 {
 		return nil, rtuslave.ErrIllegalFunction
+	}
+	if b.shuffle != nil {
+		if quantity == 0 || quantity > 125 {
+			return nil, rtuslave.ErrIllegalAddress
+		}
+		return b.shuffle.read(&b.images[i], function, address, quantity)
 	}
 	if quantity == 0 || quantity > 125 || int(address)+int(quantity) > RegisterCount {
 		return nil, rtuslave.ErrIllegalAddress

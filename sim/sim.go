@@ -51,6 +51,9 @@ type Options struct {
 	// Tick is the real interval between simulation steps; default 100 ms,
 	// shorter at high speed (at most 10 simulated seconds per tick).
 	Tick time.Duration
+	// Shuffle, if set, serves every device's registers in this other
+	// layout (NewShuffle) over TCP and RTU, instead of docs/simulator.md's.
+	Shuffle *Shuffle
 
 	// RTU, if set, is the path of a symlink to a pseudo-terminal on which
 	// all devices answer as Modbus RTU units 1..N of one bus.
@@ -144,6 +147,7 @@ func New(opts Options) (*Simulator, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Simulator{opts: opts, log: log, bank: NewBank(opts.Devices), epoch: opts.Epoch}
+	s.bank.shuffle = opts.Shuffle
 	if s.epoch.IsZero() {
 		s.epoch = time.Now().UTC().Truncate(time.Second)
 	}

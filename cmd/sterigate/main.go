@@ -95,6 +95,7 @@ func commands() map[string]command {
 		"check":        {"validate a config file and every profile and template it names", cmdCheck},
 		"ports":        {"list serial ports with USB VID:PID, serial number and product", cmdPorts},
 		"probe":        {"read registers from a Modbus device and print raw and decoded values", cmdProbe},
+		"learn":        {"draft a profile for an undocumented Modbus sterilizer by watching one cycle", cmdLearn},
 		"tap":          {"show a printer stream live, raw and parsed through a template", cmdTap},
 		"profiles":     {"list the built-in profiles and printout templates, or print one", cmdProfiles},
 		"verify-cycle": {"judge cycle records again (from mosquitto_sub) and compare verdicts", cmdVerifyCycle},

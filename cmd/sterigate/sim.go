@@ -21,6 +21,7 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	devices := fs.Int("devices", 1, "number of autoclaves (1 to 247)")
 	speed := fs.Float64("speed", 1, "simulated seconds per real second (60: a 28 min cycle in 28 s)")
 	seed := fs.Int64("seed", 1, "random seed: the same seed and scenario give the same run")
+	shuffle := fs.Int64("shuffle", 0, "serve the registers in another layout drawn from this `seed` (moved, re-typed, re-ordered; for testing 'sterigate learn')")
 	scenarioPath := fs.String("scenario", "", "scenario YAML file (default: 134-porous back to back; see docs/simulator.md)")
 	truthPath := fs.String("truth", "", "write one JSON line per finished cycle (the ground truth) to this file")
 	rtu := fs.String("rtu", "", "serve Modbus RTU (units 1..N) on a pseudo-terminal linked at this path")
@@ -73,6 +74,12 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if opts.Scenario, err = scenario.Load(*scenarioPath); err != nil {
 			return err
 		}
+	}
+	shuffled := false
+	fs.Visit(func(f *flag.Flag) { shuffled = shuffled || f.Name == "shuffle" })
+	if shuffled {
+		opts.Shuffle = sim.NewShuffle(*shuffle)
+		log.Info("registers shuffled", "seed", *shuffle, "layout", opts.Shuffle.String())
 	}
 	// One writer for the console: the simulator's lines must not interleave.
 	console := &lockedWriter{w: stdout}
