@@ -55,13 +55,13 @@ type sessions struct {
 	idle     time.Duration
 	now      func() time.Time
 	// dummyHash is checked against for an unknown name, so timing does
-	// not tell which names exist.
+	// not tell which names exist; made at the first such login.
+	dummyOnce sync.Once
 	dummyHash []byte
 }
 
 func newSessions(idle time.Duration, now func() time.Time) *sessions {
-	dummy, _ := bcrypt.GenerateFromPassword([]byte(randomToken()), bcryptCost)
-	return &sessions{byID: map[string]*session{}, failures: map[string]*failures{}, idle: idle, now: now, dummyHash: dummy}
+	return &sessions{byID: map[string]*session{}, failures: map[string]*failures{}, idle: idle, now: now}
 }
 
 func randomToken() string {
@@ -104,6 +104,7 @@ func (s *sessions) login(users []User, name, password string) (*session, string,
 	if user != nil {
 		ok = bcrypt.CompareHashAndPassword([]byte(user.Hash), []byte(password)) == nil
 	} else {
+		s.dummyOnce.Do(func() { s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(randomToken()), bcryptCost) })
 		bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
 	}
 	s.mu.Lock()
