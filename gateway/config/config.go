@@ -68,7 +68,7 @@ type Gateway struct {
 	Console string
 	// ConsoleAccess holds the console's accounts, TLS and sessions.
 	ConsoleAccess ConsoleAccess
-	Journal Journal
+	Journal       Journal
 	// Readiness sets when the console's /readyz says the gateway is not
 	// ready.
 	Readiness Readiness

@@ -49,10 +49,12 @@ var templateFuncs = template.FuncMap{
 	"pair": func(l *lang, v any) struct {
 		L *lang
 		V string
-	} { return struct {
-		L *lang
-		V string
-	}{l, fmt.Sprint(v)} },
+	} {
+		return struct {
+			L *lang
+			V string
+		}{l, fmt.Sprint(v)}
+	},
 	"sub":     func(a, b float64) float64 { return a - b },
 	"mb":      func(b int64) float64 { return float64(b) / 1e6 },
 	"since2":  func(a, b time.Time) time.Duration { return b.Sub(a) },
