@@ -55,6 +55,12 @@ func cycleIndexMigration() migration {
 		`CREATE INDEX cycle_index_result ON cycle_index (result, ended_at, entry_id)`,
 		`CREATE INDEX cycle_index_verdict ON cycle_index (verdict, ended_at, entry_id)`,
 		`CREATE INDEX cycle_index_release ON cycle_index (release, ended_at, entry_id)`,
+		// A sterilizer's records by result, verdict or release state: the
+		// combined filter a person uses most, which either index alone
+		// would answer by scanning all of one device's records.
+		`CREATE INDEX cycle_index_device_result ON cycle_index (device, result, ended_at, entry_id)`,
+		`CREATE INDEX cycle_index_device_verdict ON cycle_index (device, verdict, ended_at, entry_id)`,
+		`CREATE INDEX cycle_index_device_release ON cycle_index (device, release, ended_at, entry_id)`,
 		`CREATE INDEX cycle_index_supersedes ON cycle_index (supersedes) WHERE supersedes != ''`,
 		`CREATE TABLE cycle_releases (
 			event_id   TEXT    PRIMARY KEY,
