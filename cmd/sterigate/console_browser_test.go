@@ -19,16 +19,8 @@ import (
 
 // chromiumPath finds Debian's chromium; CI installs it (scripts/test).
 func chromiumPath(t *testing.T) string {
-	for _, p := range []string{"chromium", "/usr/bin/chromium", "chromium-browser"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; scripts/test installs it")
-	}
-	t.Skip("chromium is not installed: the browser test of the console needs Debian's chromium (scripts/test installs it)")
-	return ""
+	return toolPath(t, "chromium is not installed: the browser test of the console needs Debian's chromium (scripts/test installs it)",
+		"chromium", "/usr/bin/chromium", "chromium-browser")
 }
 
 // artifactDir is where the browser test leaves its screenshots and PDF:
@@ -102,12 +94,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Skip("slow: a simulator, Mosquitto, the gateway and Chromium")
 	}
 	for _, tool := range []string{"pdftotext", "pdfinfo"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed; scripts/test installs poppler-utils", tool)
-			}
-			t.Skipf("%s is not installed: the browser test reads the PDF with poppler-utils (scripts/test installs it)", tool)
-		}
+		toolPath(t, tool+" is not installed: the browser test reads the PDF with poppler-utils (scripts/test installs it)", tool)
 	}
 	browser := newBrowser(t)
 	artifacts := artifactDir(t)

@@ -144,35 +144,26 @@ func (l *lang) Int(v any) string {
 // Time is a date and 24-hour time in the console's time zone:
 // dd/mm/yyyy in French, yyyy-mm-dd in English.
 func (l *lang) Time(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	t = t.In(l.loc)
-	if l.Code == "fr" {
-		return t.Format("02/01/2006 15:04:05")
-	}
-	return t.Format("2006-01-02 15:04:05")
+	return l.format(t, "2006-01-02 15:04:05", "02/01/2006 15:04:05")
 }
 
 // Date is the date alone.
-func (l *lang) Date(t time.Time) string {
+func (l *lang) Date(t time.Time) string { return l.format(t, "2006-01-02", "02/01/2006") }
+
+// format writes t in the console's zone with the language's layout; a
+// zero time is "—".
+func (l *lang) format(t time.Time, en, fr string) string {
 	if t.IsZero() {
 		return "—"
 	}
-	t = t.In(l.loc)
 	if l.Code == "fr" {
-		return t.Format("02/01/2006")
+		return t.In(l.loc).Format(fr)
 	}
-	return t.Format("2006-01-02")
+	return t.In(l.loc).Format(en)
 }
 
 // Clock is the time of day alone.
-func (l *lang) Clock(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.In(l.loc).Format("15:04:05")
-}
+func (l *lang) Clock(t time.Time) string { return l.format(t, "15:04:05", "15:04:05") }
 
 // Now is the time the page is made.
 func (l *lang) Now() time.Time { return l.now }

@@ -282,17 +282,7 @@ func TestReleaseRefusedWhileDiskFull(t *testing.T) {
 	if err := j.Cycle(ctx, verified(testRecord("ac-1", 1), protocol.VerdictPass, true)); err != nil {
 		t.Fatal(err)
 	}
-	var pages int64
-	if err := j.rdb.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.exec(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
-		t.Fatal(err)
-	}
-	appendTelemetryConcurrently(t, j, "ac-1", 200)
-	if !slices.Contains(j.Alarms(), AlarmDiskFull) {
-		t.Fatalf("alarms %v, want %s", j.Alarms(), AlarmDiskFull)
-	}
+	fillDisk(t, j, "ac-1")
 	if _, err := j.Release(ctx, ReleaseDecision{RecordID: "dax:ac-1:1", Decision: protocol.DecisionReleased, Operator: "marie"}); err == nil {
 		t.Fatal("a release decision was accepted while the disk refuses writes")
 	}
