@@ -46,7 +46,23 @@ const (
 	// EventVerificationDisagreement: sterigate's own verdict on a cycle
 	// does not agree with the device's; Cycle and Text say which and why.
 	EventVerificationDisagreement EventKind = "verification_disagreement"
+	// EventRelease: a person recorded a release decision on a cycle record
+	// in the local console: RecordID, RecordHash, Decision, Operator, Note,
+	// LoadRef, Supersedes and Confirmed say which, who and why.
+	EventRelease EventKind = "release"
 )
+
+// Release decisions (Event.Decision of a release event).
+const (
+	DecisionReleased    = "released"    // the load may be used
+	DecisionRejected    = "rejected"    // the load must be reprocessed
+	DecisionQuarantined = "quarantined" // held until someone decides
+)
+
+// Decisions lists the release decisions in a stable order.
+func Decisions() []string {
+	return []string{DecisionReleased, DecisionRejected, DecisionQuarantined}
+}
 
 // Event is something that happened at one instant.
 type Event struct {
@@ -71,8 +87,27 @@ type Event struct {
 	Value     *float64 `json:"value,omitempty"`
 	Registers []uint16 `json:"registers,omitempty"`
 	// Count is how many bytes or items the event is about (garbage).
-	Count    int    `json:"count,omitempty"`
-	Seq      uint64 `json:"seq"`
-	PrevHash string `json:"prev_hash,omitempty"`
-	Replay   bool   `json:"replay,omitempty"` // see CycleRecord.Replay
+	Count int `json:"count,omitempty"`
+	// RecordID and RecordHash name the cycle record a release decision is
+	// about: its id and the hex SHA-256 of its journaled payload, so the
+	// decision is tied to the exact bytes the person looked at.
+	RecordID   string `json:"record_id,omitempty"`
+	RecordHash string `json:"record_hash,omitempty"`
+	// Decision is released, rejected or quarantined (release events).
+	Decision string `json:"decision,omitempty"`
+	// Operator is the console account that made the decision.
+	Operator string `json:"operator,omitempty"`
+	// Note is the operator's note; LoadRef the load or batch reference.
+	Note    string `json:"note,omitempty"`
+	LoadRef string `json:"load_ref,omitempty"`
+	// Supersedes is the id of the earlier release event of the same record
+	// that this decision replaces; decisions are never edited or deleted.
+	Supersedes string `json:"supersedes,omitempty"`
+	// Confirmed is true when the operator explicitly confirmed a release of
+	// a load whose record is not conforming (sterigate's verdict not pass,
+	// the device's result not passed, or the record incomplete).
+	Confirmed bool   `json:"confirmed,omitempty"`
+	Seq       uint64 `json:"seq"`
+	PrevHash  string `json:"prev_hash,omitempty"`
+	Replay    bool   `json:"replay,omitempty"` // see CycleRecord.Replay
 }

@@ -230,7 +230,7 @@ func TestDemoDeliversRecords(t *testing.T) {
 		}
 		return strings.Count(out.String(), "] delivered demo:autoclave-") >= 2
 	})
-	for _, want := range []string{"MQTT broker (embedded): tcp://127.0.0.1:", "mosquitto_sub -h 127.0.0.1 -p ", "Status page: http://127.0.0.1:", "134-porous, passed"} {
+	for _, want := range []string{"MQTT broker (embedded): tcp://127.0.0.1:", "mosquitto_sub -h 127.0.0.1 -p ", "Console: http://127.0.0.1:", "log in to record release decisions as demo / ", "134-porous, passed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

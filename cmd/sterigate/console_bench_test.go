@@ -41,7 +41,7 @@ devices:
 		for end := time.Now().Add(runFor); time.Now().Before(end); <-tick.C {
 			mustRun(b, gw)
 			if withConsole {
-				for _, p := range []string{"/metrics", "/readyz", "/"} {
+				for _, p := range []string{"/metrics", "/readyz", "/", "/tiles", "/cycles", "/cycles?device=autoclave-3&verdict=none"} {
 					if code, body := httpGet("http://" + consoleAddr + p); code == 0 {
 						b.Fatalf("console %s: %s", p, body)
 					}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,10 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/sterigate/sterigate/gateway/config"
+	"github.com/sterigate/sterigate/gateway/console"
 	"github.com/sterigate/sterigate/gateway/embedbroker"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
@@ -28,7 +31,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	speed := fs.Float64("speed", 120, "simulated seconds per real second (120: a 134 °C cycle in about 20 s)")
 	devices := fs.Int("devices", 1, "number of simulated autoclaves")
 	mqttAddr := fs.String("mqtt", "127.0.0.1:0", "address of the embedded MQTT broker (port 0: any free port)")
-	consoleAddr := fs.String("console", "127.0.0.1:0", "address of the local status page (empty: off)")
+	consoleAddr := fs.String("console", "127.0.0.1:0", "address of the local console (empty: off)")
 	dataDir := fs.String("data-dir", "", "journal directory (default: a temporary directory removed at exit)")
 	verbose := fs.Bool("v", false, "show the gateway's log")
 	fs.Usage = func() {
@@ -83,9 +86,24 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		MQTT: config.MQTT{Brokers: []string{broker.URL()}, TopicRoot: config.DefaultTopicRoot, ClientID: "sterigate-demo-gw",
 			KeepAlive: config.DefaultKeepAlive, Inflight: config.DefaultInflight},
 	}
+	consoleLogin := ""
 	if *consoleAddr != "" {
 		if cfg.Gateway.Console, err = resolveListenAddr(*consoleAddr); err != nil {
 			return err
+		}
+		// One account, so release decisions can be tried: a fresh random
+		// password, printed below (a reused data dir keeps its accounts).
+		users := filepath.Join(*dataDir, "console-users")
+		cfg.Gateway.ConsoleAccess.UsersFile = users
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			return err
+		}
+		if _, err := os.Stat(users); os.IsNotExist(err) {
+			password := rand.Text()[:12]
+			if err := console.AddUser(users, "demo", console.RoleAdmin, []byte(password), false); err != nil {
+				return fmt.Errorf("demo: %w", err)
+			}
+			consoleLogin = "demo / " + password
 		}
 	}
 	// Poll about every 25 simulated seconds, so a 3-minute plateau gets
@@ -100,7 +118,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "MQTT broker (embedded): %s\n", broker.URL())
 	fmt.Fprintf(stdout, "  watch it:  mosquitto_sub -h 127.0.0.1 -p %s -t 'sterigate/#' -v\n", portOf(broker.Addr()))
 	if cfg.Gateway.Console != "" {
-		fmt.Fprintf(stdout, "Status page: http://%s/\n", cfg.Gateway.Console)
+		fmt.Fprintf(stdout, "Console: http://%s/\n", cfg.Gateway.Console)
+		if consoleLogin != "" {
+			fmt.Fprintf(stdout, "  log in to record release decisions as %s\n", consoleLogin)
+		}
 	}
 	fmt.Fprintf(stdout, "Journal: %s/journal.db\nWaiting for the first cycle to finish (Ctrl-C to stop)...\n", *dataDir)
 

@@ -99,6 +99,7 @@ func commands() map[string]command {
 		"tap":          {"show a printer stream live, raw and parsed through a template", cmdTap},
 		"profiles":     {"list the built-in profiles and printout templates, or print one", cmdProfiles},
 		"verify-cycle": {"judge cycle records again (from mosquitto_sub) and compare verdicts", cmdVerifyCycle},
+		"user":         {"add, remove or list the console's accounts (release decisions)", cmdUser},
 		"version":      {"print the version", cmdVersion},
 	}
 }

@@ -162,15 +162,23 @@ func (p *proc) stop(within time.Duration) error {
 }
 
 func mosquittoPath(t testing.TB) string {
-	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
+	return toolPath(t, "mosquitto is not installed; run scripts/test, which installs it", "mosquitto", "/usr/sbin/mosquitto")
+}
+
+// toolPath finds a program a test needs under one of names. Missing, the
+// test is skipped with why locally, and fails in CI, whose scripts/test
+// installs it.
+func toolPath(t testing.TB, why string, names ...string) string {
+	t.Helper()
+	for _, p := range names {
 		if path, err := exec.LookPath(p); err == nil {
 			return path
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatal("mosquitto is not installed; scripts/test installs it")
+		t.Fatal(why)
 	}
-	t.Skip("mosquitto is not installed; run scripts/test, which installs it")
+	t.Skip(why)
 	return ""
 }
 

@@ -8,10 +8,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sterigate/sterigate/drivers/modbus"
@@ -239,11 +242,21 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return err
 	}
 
-	pub, err := newPublisher(cfg, j, log, o.onDelivered)
+	// The console's overview shows when the broker last acknowledged
+	// something, and what the drivers delivered last.
+	var lastAck atomic.Int64
+	onDelivered := func(e journal.Entry) {
+		lastAck.Store(time.Now().UnixMilli())
+		if o.onDelivered != nil {
+			o.onDelivered(e)
+		}
+	}
+	pub, err := newPublisher(cfg, j, log, onDelivered)
 	if err != nil {
 		return err
 	}
-	links, err := buildLinks(cfg, j, log)
+	live := newLiveJournal(j)
+	links, err := buildLinks(cfg, live, log)
 	if err != nil {
 		return err
 	}
@@ -261,14 +274,16 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	started := time.Now()
 	if cfg.Gateway.Console != "" {
 		src := console.SourceFunc(func(ctx context.Context) (console.Snapshot, error) {
-			return snapshot(ctx, cfg, j, pub, links, drivers, started)
+			s, err := snapshot(ctx, cfg, j, pub, links, drivers, started)
+			s.Live = live.snapshot()
+			if ms := lastAck.Load(); ms != 0 {
+				s.LastAck = time.UnixMilli(ms)
+			}
+			return s, err
 		})
-		b := readBuild()
-		copts := console.Options{
-			Build:             console.BuildInfo{Version: b.version, Revision: b.revision, GoVersion: b.goVersion},
-			BrokerUnreachable: cfg.Gateway.Readiness.BrokerUnreachable,
-			DeviceOffline:     cfg.Gateway.Readiness.DeviceOffline,
-			Logger:            log.With("component", "console"),
+		copts, err := consoleOptions(cfg, j, log.With("component", "console"))
+		if err != nil {
+			return err
 		}
 		services.Go("console", func(ctx context.Context) error {
 			return console.Serve(ctx, cfg.Gateway.Console, src, copts)
@@ -300,6 +315,79 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", err)
 	}
 	return nil
+}
+
+// consoleOptions turns the config's console settings into the console's
+// options: accounts, TLS (generating the self-signed certificate on first
+// start), time zone, and each printer device's charset for its printouts.
+func consoleOptions(cfg *config.Config, j *journal.Journal, log *slog.Logger) (console.Options, error) {
+	b := readBuild()
+	a := cfg.Gateway.ConsoleAccess
+	o := console.Options{
+		Build:             console.BuildInfo{Version: b.version, Revision: b.revision, GoVersion: b.goVersion},
+		Gateway:           cfg.Gateway.ID,
+		Site:              cfg.Gateway.Site,
+		BrokerUnreachable: cfg.Gateway.Readiness.BrokerUnreachable,
+		DeviceOffline:     cfg.Gateway.Readiness.DeviceOffline,
+		Records:           j,
+		SessionIdle:       a.SessionIdle,
+		Logger:            log,
+	}
+	rel := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) {
+			return filepath.Join(filepath.Dir(cfg.File), p)
+		}
+		return p
+	}
+	o.UsersFile = rel(a.UsersFile)
+	if a.TimeZone != "" {
+		loc, err := time.LoadLocation(a.TimeZone)
+		if err != nil {
+			return o, fmt.Errorf("gateway.console.time_zone: %w", err)
+		}
+		o.Location = loc
+	}
+	if a.TLSSelfSigned || a.TLSCertFile != "" {
+		certFile, keyFile := rel(a.TLSCertFile), rel(a.TLSKeyFile)
+		if a.TLSSelfSigned {
+			certFile, keyFile = filepath.Join(cfg.Gateway.DataDir, "console-cert.pem"), filepath.Join(cfg.Gateway.DataDir, "console-key.pem")
+		}
+		hosts := []string{}
+		if h, _, err := net.SplitHostPort(cfg.Gateway.Console); err == nil {
+			hosts = append(hosts, h)
+		}
+		if name, err := os.Hostname(); err == nil {
+			hosts = append(hosts, name)
+		}
+		tc, fingerprint, created, err := console.LoadOrCreateCertificate(certFile, keyFile, a.TLSSelfSigned, hosts, time.Now())
+		if err != nil {
+			return o, err
+		}
+		if created {
+			log.Warn("console: generated a self-signed certificate; compare its fingerprint with what the browser shows before trusting it",
+				"cert", certFile, "sha256", fingerprint)
+		} else {
+			log.Info("console: TLS certificate", "cert", certFile, "sha256", fingerprint)
+		}
+		o.TLSConfig = tc
+	}
+	charsets := map[string]string{}
+	for _, dev := range cfg.Devices {
+		if dev.Driver != config.DriverPrinter {
+			continue
+		}
+		if f, err := resolveDeviceFiles(cfg, dev); err == nil {
+			charsets[dev.ID] = f.template.Charset()
+		}
+	}
+	o.DecodePrintout = func(device string, raw []byte) (string, bool) {
+		cs, ok := charsets[device]
+		if !ok {
+			return "", false
+		}
+		return printer.DecodePrintout(raw, cs), true
+	}
+	return o, nil
 }
 
 func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *mqttpub.Publisher, links []link,

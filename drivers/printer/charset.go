@@ -1,6 +1,7 @@
 package printer
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -213,4 +214,17 @@ func Visible(line []byte) string {
 		}
 	}
 	return b.String()
+}
+
+// DecodePrintout turns a record's raw printout into text as the template
+// with charset reads it, line by line: control sequences removed, bytes
+// decoded from the code page, a byte the charset cannot map shown as '?'.
+// The console shows printouts this way.
+func DecodePrintout(raw []byte, charset string) string {
+	var b strings.Builder
+	for line := range bytes.SplitSeq(raw, []byte{'\n'}) {
+		b.WriteString(decodeLine(line, charset))
+		b.WriteByte('\n')
+	}
+	return strings.TrimRight(b.String(), "\n")
 }

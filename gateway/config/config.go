@@ -63,13 +63,34 @@ type Gateway struct {
 	ID      string
 	Site    string
 	DataDir string
-	// Console is the listen address of the local status page and
-	// /metrics; empty disables it.
+	// Console is the listen address of the local console (overview,
+	// cycle records, release decisions, /metrics); empty disables it.
 	Console string
-	Journal Journal
+	// ConsoleAccess holds the console's accounts, TLS and sessions.
+	ConsoleAccess ConsoleAccess
+	Journal       Journal
 	// Readiness sets when the console's /readyz says the gateway is not
 	// ready.
 	Readiness Readiness
+}
+
+// ConsoleAccess configures who may use the console and how it is served.
+type ConsoleAccess struct {
+	// UsersFile is the accounts file ('sterigate user add'); relative to
+	// the config file's directory. Empty: nobody can log in, no release
+	// decision can be recorded.
+	UsersFile string
+	// TLSCertFile and TLSKeyFile serve the console over HTTPS.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSSelfSigned serves HTTPS with a certificate generated on first
+	// start in the data directory.
+	TLSSelfSigned bool
+	// SessionIdle ends a login unused for that long (0: the console's
+	// default, 30 min).
+	SessionIdle time.Duration
+	// TimeZone is the IANA zone times are shown in (empty: the system's).
+	TimeZone string
 }
 
 // Readiness holds the limits of the console's /readyz.
@@ -263,7 +284,28 @@ func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
 		field{"id", d.str(&g.ID)},
 		field{"site", d.str(&g.Site)},
 		field{"data_dir", d.str(&g.DataDir)},
-		field{"console", d.str(&g.Console)},
+		field{"console", func(n *yaml.Node, p string) {
+			// A plain "host:port", or a mapping with the listen address
+			// and the console's access settings.
+			if n.Kind == yaml.ScalarNode {
+				d.str(&g.Console)(n, p)
+				return
+			}
+			a := &g.ConsoleAccess
+			d.mapping(n, p,
+				field{"listen", d.str(&g.Console)},
+				field{"users_file", d.str(&a.UsersFile)},
+				field{"session_idle", d.duration(&a.SessionIdle, time.Minute)},
+				field{"time_zone", d.str(&a.TimeZone)},
+				field{"tls", func(n *yaml.Node, p string) {
+					d.mapping(n, p,
+						field{"cert_file", d.str(&a.TLSCertFile)},
+						field{"key_file", d.str(&a.TLSKeyFile)},
+						field{"self_signed", d.boolean(&a.TLSSelfSigned)},
+					)
+				}},
+			)
+		}},
 		field{"journal", func(n *yaml.Node, p string) {
 			d.mapping(n, p,
 				field{"quota", d.byteSize(&g.Journal.Quota)},
@@ -416,6 +458,22 @@ func (d *decoder) validate(root *yaml.Node, c *Config) {
 	if gw.Console != "" {
 		if _, _, err := net.SplitHostPort(gw.Console); err != nil {
 			d.fail(at("gateway", "console"), "gateway.console", "%q is not host:port (e.g. 127.0.0.1:8080)", gw.Console)
+		}
+	}
+	if n := at("gateway", "console"); n != nil && n.Kind == yaml.MappingNode && gw.Console == "" {
+		d.fail(n, "gateway.console.listen", "is required: the console's host:port, e.g. 127.0.0.1:8080")
+	}
+	if a := gw.ConsoleAccess; a != (ConsoleAccess{}) {
+		if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
+			d.fail(at("gateway", "console", "tls"), "gateway.console.tls", "cert_file and key_file go together")
+		}
+		if a.TLSSelfSigned && a.TLSCertFile != "" {
+			d.fail(at("gateway", "console", "tls"), "gateway.console.tls", "give cert_file and key_file, or self_signed: true, not both")
+		}
+		if a.TimeZone != "" {
+			if _, err := time.LoadLocation(a.TimeZone); err != nil {
+				d.fail(at("gateway", "console", "time_zone"), "gateway.console.time_zone", "%q is not a time zone (e.g. Europe/Paris): %v", a.TimeZone, err)
+			}
 		}
 	}
 

@@ -1,16 +1,19 @@
-// Package console serves the gateway's local status page, Prometheus
-// metrics, liveness and readiness checks over plain net/http. It is what a
-// biomedical engineer opens on the industrial PC when the hospital network
-// is down: it needs nothing but the gateway itself. docs/console.md says
-// what each endpoint checks and lists every metric.
+// Package console serves the gateway's local console over plain net/http
+// (or TLS): the live overview of the sterilizers, the cycle records with
+// their trace plots, the printable release record, the release decisions
+// of CSSD staff (with local accounts), Prometheus metrics, liveness and
+// readiness checks. It is what the staff and the biomedical engineer open
+// on the industrial PC when the hospital network is down: it needs nothing
+// but the gateway itself, no script, font or style from elsewhere, and
+// works without JavaScript. It speaks English and French.
+// docs/console.md says what each page and endpoint does.
 package console
 
 import (
 	"context"
-	"embed"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net"
@@ -50,6 +53,20 @@ type Snapshot struct {
 	// links, supervised tasks).
 	Metrics []Metric
 	Alarms  []string
+	// Live holds what the drivers delivered last, by device: the latest
+	// sample and the alarms of the running cycle.
+	Live map[string]Live
+	// LastAck is when the broker last acknowledged (PUBACK) a journal
+	// entry; zero when none since the gateway started.
+	LastAck time.Time
+}
+
+// Live is the latest a device's driver delivered.
+type Live struct {
+	// Sample is the latest chamber reading; nil before the first.
+	Sample *protocol.Sample
+	// Alarms are the alarm events of the running cycle, newest last.
+	Alarms []protocol.Event
 }
 
 // CycleCount is how many cycle records of one device with one result
@@ -101,12 +118,33 @@ type BuildInfo struct {
 // Options configures the console.
 type Options struct {
 	Build BuildInfo
+	// Gateway and Site name the gateway on the pages and the printed
+	// release record.
+	Gateway, Site string
 	// BrokerUnreachable: /readyz fails once the broker has been
 	// unreachable this long (0: never; the config's default is 60 s).
 	BrokerUnreachable time.Duration
 	// DeviceOffline: /readyz fails once a device has not been online for
 	// this long (0: never; the config's default is 5 min).
 	DeviceOffline time.Duration
+	// Records gives the cycle pages the journal's records and takes
+	// release decisions; nil serves the overview, health and metrics only.
+	Records Records
+	// UsersFile is the accounts file ('sterigate user add'); read at each
+	// login, so accounts added while the gateway runs work at once. Empty:
+	// nobody can log in, and no release decision can be made.
+	UsersFile string
+	// TLSConfig, when set, makes Serve serve HTTPS with it (cookies are
+	// then Secure); see LoadOrCreateCertificate.
+	TLSConfig *tls.Config
+	// SessionIdle ends a session unused for that long (default 30 min).
+	SessionIdle time.Duration
+	// Location is the time zone times are shown in (default time.Local).
+	Location *time.Location
+	// DecodePrintout turns a printer-tap record's raw printout into text
+	// with the charset of the device's template; ok is false when the
+	// device's charset is not known (the bytes are then shown as ASCII).
+	DecodePrintout func(device string, raw []byte) (text string, ok bool)
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -116,30 +154,16 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.SessionIdle <= 0 {
+		o.SessionIdle = DefaultSessionIdle
+	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o
-}
-
-//go:embed page.html
-var pageFS embed.FS
-
-var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-	"mb":    func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) },
-	"clock": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.Format("2006-01-02 15:04:05Z07:00")
-	},
-}).ParseFS(pageFS, "page.html"))
-
-// pageData is what the status page shows.
-type pageData struct {
-	Snapshot
-	Ready Readiness
 }
 
 // Handler returns the console's HTTP handler.
@@ -160,17 +184,8 @@ func Handler(src Source, opts Options) http.Handler {
 	})
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		s, err := src.Snapshot(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := page.Execute(w, pageData{Snapshot: s, Ready: o.readiness(s, o.Now())}); err != nil {
-			log.Debug("console page not fully written", "err", err)
-		}
-	})
+	h := newHandler(src, o)
+	h.routes(mux)
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		// Liveness: the gateway answers and can read its journal. A
@@ -197,7 +212,7 @@ func Handler(src Source, opts Options) http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(ready)
 	})
-	return mux
+	return securityHeaders(mux)
 }
 
 // promLogger passes promhttp's errors (an inconsistent metric) to slog.
@@ -266,8 +281,14 @@ func Serve(ctx context.Context, addr string, src Source, opts Options) error {
 		return fmt.Errorf("console: %w", err)
 	}
 	o := opts.withDefaults()
-	srv := &http.Server{Handler: Handler(src, o), ReadHeaderTimeout: 5 * time.Second}
-	o.Logger.Info("console listening", "url", "http://"+ln.Addr().String()+"/")
+	srv := &http.Server{Handler: Handler(src, o), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	scheme := "http"
+	if o.TLSConfig != nil {
+		ln = tls.NewListener(ln, o.TLSConfig)
+		scheme = "https"
+	}
+	o.Logger.Info("console listening", "url", scheme+"://"+ln.Addr().String()+"/")
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

@@ -43,6 +43,10 @@ func (w *writer) hold(r *request, cause error) {
 		r.finish(fmt.Errorf("journal: save state of %q: %w", r.device, cause))
 		return
 	case reqAppend:
+		if r.durableOnly {
+			r.finish(fmt.Errorf("journal: not saved, the disk refuses writes: %w", cause))
+			return
+		}
 		if r.cycleID != "" && w.cycleIDs[r.cycleID] {
 			r.finish(fmt.Errorf("%w: cycle %s is already held: %v", ErrNotDurable, r.cycleID, cause))
 			return

@@ -140,18 +140,7 @@ func TestDiskFullHoldsInMemoryAndCatchesUp(t *testing.T) {
 	if err := j.Cycle(ctx, testRecord("ac-1", 1)); err != nil {
 		t.Fatal(err)
 	}
-	// Simulate a full disk: SQLite may not grow the file any more.
-	var pages int64
-	if err := j.rdb.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.exec(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
-		t.Fatal(err)
-	}
-	appendTelemetryConcurrently(t, j, "ac-1", 200)
-	if !slices.Contains(j.Alarms(), AlarmDiskFull) {
-		t.Fatalf("alarms %v, want %s", j.Alarms(), AlarmDiskFull)
-	}
+	fillDisk(t, j, "ac-1")
 	err := j.Cycle(ctx, testRecord("ac-1", 2))
 	if !errors.Is(err, ErrNotDurable) {
 		t.Fatalf("Cycle while the disk is full: %v, want ErrNotDurable", err)
@@ -296,5 +285,24 @@ func appendTelemetryConcurrently(t *testing.T, j *Journal, device string, n int)
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
+	}
+}
+
+// fillDisk makes the disk refuse j's writes, as a full disk would: SQLite
+// may not grow the file any more, and telemetry of device fills what is
+// left until the journal raises its disk-full alarm.
+func fillDisk(t *testing.T, j *Journal, device string) {
+	t.Helper()
+	ctx := context.Background()
+	var pages int64
+	if err := j.rdb.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.exec(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	appendTelemetryConcurrently(t, j, device, 200)
+	if !slices.Contains(j.Alarms(), AlarmDiskFull) {
+		t.Fatalf("alarms %v, want %s", j.Alarms(), AlarmDiskFull)
 	}
 }

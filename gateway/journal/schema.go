@@ -45,6 +45,7 @@ func migrations() []migration {
 			`CREATE TABLE device_status (device TEXT PRIMARY KEY, status BLOB NOT NULL) WITHOUT ROWID`,
 			`CREATE TABLE device_state (device TEXT PRIMARY KEY, state BLOB NOT NULL, saved_at INTEGER NOT NULL) WITHOUT ROWID`,
 		}},
+		cycleIndexMigration(),
 	}
 }
 

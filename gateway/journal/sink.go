@@ -66,7 +66,8 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 			rec.Seq, rec.PrevHash = seq, prev
 			return rec.ID, &rec
 		},
-		status: func(st *protocol.DeviceStatus) bool { return lastCycleFromRecord(st, &rec) },
+		status:  func(st *protocol.DeviceStatus) bool { return lastCycleFromRecord(st, &rec) },
+		indexed: indexCycle(&rec),
 	})
 }
 

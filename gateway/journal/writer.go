@@ -59,6 +59,19 @@ type request struct {
 	fill func(seq uint64, prevHash string) (recordID string, v any)
 	// status updates the device status; reports whether it changed.
 	status func(st *protocol.DeviceStatus) bool
+	// check, when set, runs inside the transaction before the entry is
+	// added; its error refuses this request alone (a release decision on
+	// an unknown record, or superseding a decision that is no longer the
+	// latest).
+	check func(ctx context.Context, conn *sql.Conn) error
+	// indexed, when set, runs inside the same transaction once the entry's
+	// seq, record id and hash are known, so the tables the console reads
+	// (cycle_index, cycle_releases) never disagree with the entries.
+	indexed func(ctx context.Context, conn *sql.Conn, e indexedEntry) error
+	// durableOnly refuses the request while the disk refuses writes
+	// instead of holding it in memory: a person was told "saved" only for
+	// what is on disk.
+	durableOnly bool
 	// samples is the telemetry's sample count and time span, for gap events.
 	samples     int
 	first, last time.Time
@@ -531,6 +544,14 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 				return nil, fmt.Errorf("journal: look up cycle %s: %w", r.cycleID, err)
 			}
 		}
+		if r.check != nil {
+			if err := w.flushRows(ctx, st); err != nil {
+				return nil, err
+			}
+			if err := r.check(ctx, w.conn); err != nil {
+				return err, nil
+			}
+		}
 		h := w.headOf(st, r.device)
 		seq := h.seq + 1
 		var payload []byte
@@ -579,6 +600,7 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 				return nil, fmt.Errorf("journal: insert %s %s: %w", r.entryKind, recordID, err)
 			}
 		}
+		var entryID int64
 		if r.cycleID != "" {
 			id, err := res.LastInsertId()
 			if err != nil {
@@ -588,6 +610,12 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 				return nil, fmt.Errorf("journal: insert cycle id %s: %w", recordID, err)
 			}
 			r.journaled = true
+			entryID = id
+		}
+		if r.indexed != nil {
+			if err := r.indexed(ctx, w.conn, indexedEntry{entryID: entryID, recordID: recordID, seq: seq, hash: hash, at: created}); err != nil {
+				return nil, err
+			}
 		}
 		st.heads[r.device] = head{seq: seq, hash: hash}
 		st.appended = true
