@@ -70,6 +70,9 @@ type Gateway struct {
 	// Readiness sets when the console's /readyz says the gateway is not
 	// ready.
 	Readiness Readiness
+	// SigningKey is the path of the private key that signs the journal;
+	// empty: <DataDir>/signing.key (docs/evidence.md).
+	SigningKey string
 }
 
 // Readiness holds the limits of the console's /readyz.
@@ -264,6 +267,7 @@ func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
 		field{"site", d.str(&g.Site)},
 		field{"data_dir", d.str(&g.DataDir)},
 		field{"console", d.str(&g.Console)},
+		field{"signing_key", d.str(&g.SigningKey)},
 		field{"journal", func(n *yaml.Node, p string) {
 			d.mapping(n, p,
 				field{"quota", d.byteSize(&g.Journal.Quota)},
