@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -54,6 +55,9 @@ broker (docs/evidence.md). Flags:`)
 		fs.Usage()
 		return usageError{"verify: give --journal or --capture (one of them)"}
 	}
+	// Reading a journal allocates every payload once and keeps little: a
+	// lazier collector saves about a sixth of verify's CPU for some 25 MB.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	v := evidence.NewVerifier(evidence.Options{Partial: *partial})
 	for _, f := range keyFiles {
 		data, err := os.ReadFile(f)
