@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -17,20 +16,14 @@ import (
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/evidence"
+	"github.com/sterigate/sterigate/protocol/evidence/evidencetest"
 
 	_ "modernc.org/sqlite"
 )
 
 // seededSigner is a fixed key: the same seed gives the same key id and
 // signatures in every run, so verify's output can be a golden file.
-func seededSigner(t testing.TB, seed byte) *evidence.Signer {
-	t.Helper()
-	s, err := evidence.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func seededSigner(t testing.TB, seed byte) *evidence.Signer { return evidencetest.Signer(t, seed) }
 
 // evidenceFixture is a small signed journal, the same in every run: two
 // sterilizers, telemetry, phase and alarm events, three cycle records (the

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -265,17 +264,7 @@ func (w *writer) applyCheckpoint(ctx context.Context, st *staged, r *request) er
 	// the oldest uncovered entry is five sixths old, so none waits longer
 	// than the interval.
 	due := w.j.opts.CheckpointEvery - w.j.opts.CheckpointEvery/checkpointTicks
-	devices := make([]string, 0, len(w.signing.uncovered)+len(st.sign.uncovered))
-	for d := range w.signing.uncovered {
-		devices = append(devices, d)
-	}
-	for d := range st.sign.uncovered {
-		if _, ok := w.signing.uncovered[d]; !ok {
-			devices = append(devices, d)
-		}
-	}
-	sort.Strings(devices)
-	for _, d := range devices {
+	for _, d := range keysOf(w.signing.uncovered, st.sign.uncovered) {
 		run, ok := w.uncoveredOf(st, d)
 		if !ok || (!r.signing.force && now.Sub(run.since) < due) {
 			continue
@@ -328,18 +317,8 @@ func (w *writer) applyRotation(ctx context.Context, st *staged, r *request) erro
 		text = fmt.Sprintf("signing key %s was lost; key %s takes over and signs this event itself: check key %s against a copy of the key kept apart from this gateway", previous, next.ID(), next.ID())
 		st.sign.signer = next
 	}
-	devices := make([]string, 0, len(w.heads)+len(st.heads))
-	for d := range w.heads {
-		devices = append(devices, d)
-	}
-	for d := range st.heads {
-		if _, ok := w.heads[d]; !ok {
-			devices = append(devices, d)
-		}
-	}
-	sort.Strings(devices)
 	nextPub := next.Public()
-	for _, d := range devices {
+	for _, d := range keysOf(w.heads, st.heads) {
 		ev := protocol.Event{Device: d, At: w.j.opts.Now().UTC(), Kind: protocol.EventKeyRotation, Text: text,
 			NextKey: nextPub.ID, NextPublicKey: base64.StdEncoding.EncodeToString(nextPub.Key)}
 		if _, err := w.apply(ctx, st, w.j.eventRequest(ev, false)); err != nil {

@@ -3,7 +3,6 @@ package journal
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,18 +15,12 @@ import (
 
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/evidence"
+	"github.com/sterigate/sterigate/protocol/evidence/evidencetest"
 )
 
-// testSigner is a deterministic signing key: the same seed gives the same
-// key id and the same signatures in every run.
-func testSigner(t testing.TB, seed byte) *evidence.Signer {
-	t.Helper()
-	s, err := evidence.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// testSigner is a fixed signing key: the same seed gives the same key id
+// and the same signatures in every run.
+func testSigner(t testing.TB, seed byte) *evidence.Signer { return evidencetest.Signer(t, seed) }
 
 // verifyEvidence runs the evidence verifier over entries, trusting keys.
 func verifyEvidence(t testing.TB, entries []Entry, keys ...evidence.PublicKey) evidence.Report {

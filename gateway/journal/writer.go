@@ -677,12 +677,18 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 
 // statusDevices lists every device with a status, committed or staged.
 func (w *writer) statusDevices(st *staged) []string {
-	var out []string
-	for d := range w.statuses {
+	return keysOf(w.statuses, st.statuses)
+}
+
+// keysOf lists, sorted, the devices of a committed map and of the open
+// transaction's staged changes to it.
+func keysOf[C, S any](committed map[string]C, staged map[string]S) []string {
+	out := make([]string, 0, len(committed)+len(staged))
+	for d := range committed {
 		out = append(out, d)
 	}
-	for d := range st.statuses {
-		if _, ok := w.statuses[d]; !ok {
+	for d := range staged {
+		if _, ok := committed[d]; !ok {
 			out = append(out, d)
 		}
 	}

@@ -3,7 +3,6 @@ package mqttpub
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol/evidence"
+	"github.com/sterigate/sterigate/protocol/evidence/evidencetest"
 )
 
 // Every cycle record and event goes out with its signature after the
@@ -19,11 +19,7 @@ import (
 // one, and the retained key message says which key to check them with: a
 // receiver verifies everything it got with the evidence package alone.
 func TestSignaturesTravelWithTheMessages(t *testing.T) {
-	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
-	signer, err := evidence.NewSigner(priv, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := evidencetest.Signer(t, 7)
 	j, err := journal.Open(filepath.Join(t.TempDir(), "journal.db"), journal.Options{Gateway: "gw-1", Site: "dax", Signer: signer})
 	if err != nil {
 		t.Fatal(err)
