@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/gateway/keystore"
+	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
@@ -193,5 +195,61 @@ devices:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
 		t.Errorf("run created the data directory before refusing the key")
+	}
+}
+
+// A lost key: run refuses to make a new one behind the journal's back;
+// rotate says how to go on, and with --old-key-lost the new key signs its
+// own rotation, which the old key alone does not accept.
+func TestKeyRotateWhenTheOldKeyIsLost(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	os.Mkdir(dataDir, 0o750)
+	keyPath := filepath.Join(dataDir, keystore.FileName)
+	old, err := keystore.Create(keyPath, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(filepath.Join(dataDir, "journal.db"), journal.Options{Gateway: "gw", Site: "dax", Signer: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Event(context.Background(), protocol.Event{Device: "autoclave-1", Kind: protocol.EventOnline}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	oldKey := writeKeyMessage(t, filepath.Join(dir, "old.json"), old)
+	os.Remove(keyPath)
+	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
+gateway: {id: gw, site: dax, data_dir: %q}
+mqtt: {brokers: ["tcp://127.0.0.1:1"]}
+devices:
+  - {id: autoclave-1, driver: modbus-tcp, address: "127.0.0.1:1", profile: sim-autoclave}
+`, dataDir))
+
+	if _, _, err := runCLI("run", "--config", cfg); err == nil || !strings.Contains(err.Error(), "is missing, but the journal is signed by key "+old.ID()) || !strings.Contains(err.Error(), "--old-key-lost") {
+		t.Fatalf("run without its key: %v", err)
+	}
+	if _, err := os.Stat(keyPath); err == nil {
+		t.Fatal("run made a new key while the journal is signed by another")
+	}
+	if _, _, err := runCLI("key", "rotate", "--config", cfg); err == nil || !strings.Contains(err.Error(), "add --old-key-lost") {
+		t.Fatalf("rotate without its key: %v", err)
+	}
+	out, stderr, err := runCLI("key", "rotate", "--config", cfg, "--old-key-lost")
+	if err != nil || !strings.Contains(out, "signed by the new key itself") {
+		t.Fatalf("rotate --old-key-lost: %v\n%s%s", err, out, stderr)
+	}
+	newKey, _, err := runCLI("key", "show", "--data-dir", dataDir, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := writeFile(t, filepath.Join(dir, "keys.json"), newKey)
+	journalPath := filepath.Join(dataDir, "journal.db")
+	if rep, _, err := runCLI("verify", "--journal", journalPath, "--key", oldKey); err == nil || !strings.Contains(rep, "unknown_key") {
+		t.Fatalf("the old key alone accepted a rotation the new key signed itself:\n%s", rep)
+	}
+	if rep, _, err := runCLI("verify", "--journal", journalPath, "--key", keys); err != nil {
+		t.Fatalf("with both keys: %v\n%s", err, rep)
 	}
 }
