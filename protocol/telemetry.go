@@ -50,6 +50,15 @@ const (
 	// in the local console: RecordID, RecordHash, Decision, Operator, Note,
 	// LoadRef, Supersedes and Confirmed say which, who and why.
 	EventRelease EventKind = "release"
+	// EventCheckpoint is the gateway's signature over the telemetry the
+	// device's chain holds since its last signed entry: CoversSeq and
+	// CoversHash name the chain head it covers, Count how many entries
+	// since the last signed one it is the first signature over.
+	EventCheckpoint EventKind = "checkpoint"
+	// EventKeyRotation: the gateway's signing key changes. The event is
+	// signed by the old key (unless the old key was lost, Text says so)
+	// and names the next one in NextKey and NextPublicKey.
+	EventKeyRotation EventKind = "key_rotation"
 )
 
 // Release decisions (Event.Decision of a release event).
@@ -86,8 +95,22 @@ type Event struct {
 	Field     string   `json:"field,omitempty"`
 	Value     *float64 `json:"value,omitempty"`
 	Registers []uint16 `json:"registers,omitempty"`
-	// Count is how many bytes or items the event is about (garbage).
+	// Count is how many bytes or items the event is about (garbage), or
+	// how many entries a checkpoint is the first signature over.
 	Count int `json:"count,omitempty"`
+	// FromSeq and ToSeq are the seq range of the telemetry a gap event
+	// says was thinned from the journal (absent for telemetry that was
+	// never journaled).
+	FromSeq uint64 `json:"from_seq,omitempty"`
+	ToSeq   uint64 `json:"to_seq,omitempty"`
+	// CoversSeq and CoversHash are the chain head a checkpoint covers: the
+	// seq and hash of the device's entry before it.
+	CoversSeq  uint64 `json:"covers_seq,omitempty"`
+	CoversHash string `json:"covers_hash,omitempty"`
+	// NextKey and NextPublicKey name the key that signs after a
+	// key_rotation: its key id and its Ed25519 public key (base64).
+	NextKey       string `json:"next_key,omitempty"`
+	NextPublicKey string `json:"next_public_key,omitempty"`
 	// RecordID and RecordHash name the cycle record a release decision is
 	// about: its id and the hex SHA-256 of its journaled payload, so the
 	// decision is tied to the exact bytes the person looked at.

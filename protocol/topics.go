@@ -29,6 +29,12 @@ func (t Topics) GatewayStatus(gateway string) string {
 	return t.join("gateway", gateway, "status")
 }
 
+// GatewayKey is the gateway's retained public signing key (a key message
+// of protocol/evidence), so receivers can check signatures.
+func (t Topics) GatewayKey(gateway string) string {
+	return t.join("gateway", gateway, "key")
+}
+
 func (t Topics) join(parts ...string) string {
 	return strings.Join(append([]string{t.Root, t.Site}, parts...), "/")
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -17,8 +19,8 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/gateway/journal"
-	"github.com/sterigate/sterigate/gateway/mqttpub"
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
 // The chaos suite: the simulator (with --truth), the gateway and a real
@@ -201,9 +203,17 @@ devices:
 		}
 		<-time.After(100 * time.Millisecond) // polling interval
 	}
+	// Everything journaled reaches the subscriber before the gateway
+	// stops, so the capture verifies as a whole (telemetry goes after
+	// records and events, so it can still be on its way).
+	waitFor(t, 60*time.Second, "the journal to be delivered", func() bool {
+		mustRun(t, gw)
+		return undelivered(t, filepath.Join(dataDir, "journal.db")) == 0
+	})
 	if err := gw.stop(20 * time.Second); err != nil {
 		t.Errorf("gateway did not stop cleanly: %v", err)
 	}
+	verifyEvidenceOfChaos(t, dir, dataDir, cfg, sub)
 
 	j, err := journal.Open(filepath.Join(dataDir, "journal.db"), journal.Options{Gateway: "chaos-gw", Site: "lab"})
 	if err != nil {
@@ -302,7 +312,12 @@ func verifyChaos(truth []truthCycle, entries []journal.Entry, msgs []message, id
 		if m.Retained || strings.HasSuffix(m.Topic, "/status") {
 			continue
 		}
-		payload := bytes.Replace(m.Payload, []byte("{"+mqttpub.ReplayMarker), []byte("{"), 1)
+		u, err := evidence.Unwrap(m.Payload)
+		if err != nil {
+			v.problems = append(v.problems, fmt.Sprintf("message on %s: %v", m.Topic, err))
+			continue
+		}
+		payload := u.Payload
 		var hdr struct {
 			ID     string `json:"id"`
 			Device string `json:"device"`
@@ -432,4 +447,57 @@ func unrecordedTimeGaps(device string, es []journal.Entry, problems *[]string) i
 		}
 	}
 	return n
+}
+
+// undelivered counts the journal's entries the broker has not
+// acknowledged, reading the file as an onlooker.
+func undelivered(t testing.TB, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM entries WHERE delivered_at IS NULL`).Scan(&n); err != nil {
+		return -1 // not created yet
+	}
+	return n
+}
+
+// verifyEvidenceOfChaos runs 'sterigate verify' on what a schedule left:
+// the journal, checked against the key 'key show' prints, and everything
+// the subscriber received, with the key message it received. Neither may
+// fail, whatever the faults were.
+func verifyEvidenceOfChaos(t *testing.T, dir, dataDir, cfg string, sub *collector) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the gateway's offline status", func() bool {
+		for _, m := range sub.messages() {
+			if strings.HasSuffix(m.Topic, "/gateway/chaos-gw/status") && bytes.Contains(m.Payload, []byte(`"offline"`)) && !m.Retained {
+				return true
+			}
+		}
+		return false
+	})
+	key, err := exec.Command(binary, "key", "show", "--config", cfg, "--json").Output()
+	if err != nil {
+		t.Fatalf("key show: %v", err)
+	}
+	keyFile := writeFile(t, filepath.Join(dir, "key.json"), string(key))
+	var capture strings.Builder
+	for _, m := range sub.messages() {
+		fmt.Fprintf(&capture, "%s %s\n", m.Topic, m.Payload)
+	}
+	captureFile := writeFile(t, filepath.Join(dir, "capture.txt"), capture.String())
+	for _, args := range [][]string{
+		{"verify", "--journal", filepath.Join(dataDir, "journal.db"), "--key", keyFile},
+		{"verify", "--capture", captureFile},
+	} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("sterigate %s: %v\n%s", strings.Join(args, " "), err, out)
+		} else {
+			t.Logf("sterigate %s:\n%s", strings.Join(args[:2], " "), out)
+		}
+	}
 }

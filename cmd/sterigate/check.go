@@ -11,6 +11,7 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/gateway/datadir"
+	"github.com/sterigate/sterigate/gateway/keystore"
 	"github.com/sterigate/sterigate/gateway/mqttpub"
 )
 
@@ -20,8 +21,8 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	configPath := fs.String("config", "", "configuration file to check (required)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sterigate check --config FILE\n\n"+
-			"Validates the config and every profile, template, password and TLS file it names, and that its\n"+
-			"data_dir can be created; lists every mistake with file and line, and changes nothing. Flags:")
+			"Validates the config and every profile, template, password, TLS and signing key file it names, and\n"+
+			"that its data_dir can be created; lists every mistake with file and line, and changes nothing. Flags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +48,7 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := buildLinks(cfg, &captureSink{}, quiet); err != nil {
 		return err
 	}
-	if err := mqttpub.CheckOptions(publisherOptions(cfg, nil, quiet)); err != nil {
+	if err := mqttpub.CheckOptions(publisherOptions(cfg, nil, quiet, nil)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok: gateway %s at %s, %d device(s), %d broker(s)\n",
@@ -120,7 +121,7 @@ func validate(cfg *config.Config, cfgErr error) []error {
 	}
 
 	quiet := slog.New(slog.DiscardHandler)
-	for _, err := range mqttpub.CheckFiles(publisherOptions(cfg, nil, quiet)) {
+	for _, err := range mqttpub.CheckFiles(publisherOptions(cfg, nil, quiet, nil)) {
 		var fe *mqttpub.FileError
 		if errors.As(err, &fe) {
 			problems = append(problems, cfg.Errorf("mqtt."+fe.Key, "%v", fe.Err))
@@ -131,6 +132,13 @@ func validate(cfg *config.Config, cfgErr error) []error {
 
 	if err := datadir.CheckCreatable(cfg.Gateway.DataDir); err != nil {
 		problems = append(problems, cfg.Errorf("gateway.data_dir", "%q: %v", cfg.Gateway.DataDir, err))
+	}
+	if err := keystore.Check(keystore.Path(cfg.Gateway.DataDir, cfg.Gateway.SigningKey), cfg.Gateway.SigningKey != ""); err != nil {
+		key := "gateway.signing_key"
+		if cfg.Gateway.SigningKey == "" {
+			key = "gateway.data_dir"
+		}
+		problems = append(problems, cfg.Errorf(key, "%v", err))
 	}
 
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })

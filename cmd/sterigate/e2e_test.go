@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/gateway/journal"
-	"github.com/sterigate/sterigate/gateway/mqttpub"
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
 // TestEndToEndBrokerOutage is the product's promise in one test: the
@@ -129,8 +129,13 @@ devices:
 			t.Fatalf("undecodable cycle record on %s: %v\n%s", m.Topic, err, m.Payload)
 		}
 		// The journal's bytes are what was published, less the replay
-		// marker the publisher puts in front of backlog messages.
-		m.Payload = bytes.Replace(m.Payload, []byte("{"+mqttpub.ReplayMarker), []byte("{"), 1)
+		// marker the publisher puts in front of backlog messages and the
+		// signature.
+		u, err := evidence.Unwrap(m.Payload)
+		if err != nil {
+			t.Fatalf("cycle record on %s: %v", m.Topic, err)
+		}
+		m.Payload = u.Payload
 		if m.Topic != "sterigate/dax/autoclave-1/cycle" {
 			t.Errorf("cycle record on topic %s", m.Topic)
 		}

@@ -100,6 +100,9 @@ func commands() map[string]command {
 		"profiles":     {"list the built-in profiles and printout templates, or print one", cmdProfiles},
 		"verify-cycle": {"judge cycle records again (from mosquitto_sub) and compare verdicts", cmdVerifyCycle},
 		"user":         {"add, remove or list the console's accounts (release decisions)", cmdUser},
+		"verify":       {"check a journal or an MQTT capture: sequence, hash chain and signatures", cmdVerify},
+		"export":       {"write a device's records from a journal, with their signatures (JSON lines or CSV)", cmdExport},
+		"key":          {"show or rotate the gateway's signing key", cmdKey},
 		"version":      {"print the version", cmdVersion},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/evidence"
 	"github.com/sterigate/sterigate/protocol/verify"
 )
 
@@ -140,16 +141,12 @@ Exits 1 when any verdict differs from the one the record carries. Flags:`)
 // skipped; a cycle record of a schema version this build does not know is
 // a problem, never guessed at.
 func parseCycleLine(line []byte) (rec protocol.CycleRecord, skip bool, err error) {
-	payload := bytes.TrimSpace(line)
-	if payload[0] != '{' {
-		topic, rest, found := bytes.Cut(payload, []byte(" "))
-		if !found {
-			return rec, false, fmt.Errorf("neither a JSON record nor a \"topic payload\" line: %q", clip(payload))
-		}
-		if !bytes.HasSuffix(topic, []byte("/cycle")) {
-			return rec, true, nil
-		}
-		payload = bytes.TrimSpace(rest)
+	topic, payload, err := evidence.ParseCaptureLine(bytes.TrimSpace(line))
+	if err != nil {
+		return rec, false, fmt.Errorf("%v: %q", err, clip(bytes.TrimSpace(line)))
+	}
+	if topic != "" && !strings.HasSuffix(topic, "/cycle") {
+		return rec, true, nil
 	}
 	var head struct {
 		Schema string `json:"schema"`

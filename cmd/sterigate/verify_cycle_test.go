@@ -211,7 +211,7 @@ func TestVerifyCycleStdinAndErrors(t *testing.T) {
 		t.Errorf("bad lines: err %v", err)
 	}
 	for _, w := range []string{
-		`standard input line 1: neither a JSON record nor a "topic payload" line: "hello"`,
+		`standard input line 1: neither "topic payload" (mosquitto_sub -v) nor a JSON payload: "hello"`,
 		`standard input line 3: schema "sterigate.cycle.v2" is not sterigate.cycle.v1`,
 		"standard input line 4: not a JSON object",
 	} {

@@ -25,6 +25,7 @@ import (
 	"github.com/sterigate/sterigate/gateway/console"
 	"github.com/sterigate/sterigate/gateway/datadir"
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/keystore"
 	"github.com/sterigate/sterigate/gateway/mqttpub"
 	"github.com/sterigate/sterigate/gateway/supervise"
 	"github.com/sterigate/sterigate/protocol"
@@ -224,14 +225,31 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return err
 	}
 	defer lock.Release()
-	j, err := journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal.db"), journal.Options{
-		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
-		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
-	})
+	journalPath := filepath.Join(cfg.Gateway.DataDir, "journal.db")
+	signer, err := openSigningKey(cfg, journalPath, log)
 	if err != nil {
 		return err
 	}
+	j, err := journal.Open(journalPath, journal.Options{
+		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
+		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
+		Signer: signer,
+	})
+	if err != nil {
+		return keyMismatchHint(cfg, signer, err)
+	}
 	defer j.Close()
+	keys, err := j.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if err := keystore.SavePublic(cfg.Gateway.DataDir, cfg.Gateway.ID, cfg.Gateway.Site, keys); err != nil {
+		return err
+	}
+	keyMsg, err := keyMessage(cfg, keys)
+	if err != nil {
+		return err
+	}
 	ids := make([]string, len(cfg.Devices))
 	for i, d := range cfg.Devices {
 		ids[i] = d.ID
@@ -251,7 +269,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 			o.onDelivered(e)
 		}
 	}
-	pub, err := newPublisher(cfg, j, log, onDelivered)
+	pub, err := mqttpub.New(publisherOptions(cfg, onDelivered, log, keyMsg), j)
 	if err != nil {
 		return err
 	}
@@ -290,7 +308,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		})
 	}
 	log.Info("sterigate running", "gateway", cfg.Gateway.ID, "site", cfg.Gateway.Site, "devices", len(cfg.Devices),
-		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", readBuild().version)
+		"journal", journalPath, "signing_key", signer.ID(), "version", readBuild().version)
 	if o.ready != nil {
 		o.ready()
 	}
@@ -305,6 +323,15 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		log.Warn("device statuses not marked unknown at shutdown", "err", err)
 	}
 	cancelUnknown()
+	// The telemetry since each device's last signed entry goes out covered
+	// by a signed checkpoint, while the publisher still runs.
+	signCtx, cancelSign := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := j.Checkpoint(signCtx); err != nil {
+		log.Warn("no checkpoint at shutdown: the last telemetry stays unsigned until the next start", "err", err)
+	} else {
+		awaitDelivery(signCtx, j, pub)
+	}
+	cancelSign()
 	stopPub()
 	services.Wait()
 	// What the next start will send first.
@@ -435,17 +462,31 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 	}, nil
 }
 
-func newPublisher(cfg *config.Config, j *journal.Journal, log *slog.Logger, onDelivered func(journal.Entry)) (*mqttpub.Publisher, error) {
-	return mqttpub.New(publisherOptions(cfg, onDelivered, log), j)
+// awaitDelivery waits, until ctx ends, for the broker to acknowledge
+// everything journaled, while the publisher is connected: a receiver then
+// holds every seq up to the last checkpoint, none missing.
+func awaitDelivery(ctx context.Context, j *journal.Journal, pub *mqttpub.Publisher) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for pub.Connected() {
+		if st, err := j.Stats(ctx); err != nil || st.PendingUrgent+st.PendingTelemetry == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
-func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *slog.Logger) mqttpub.Options {
+func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *slog.Logger, keyMessage []byte) mqttpub.Options {
 	m := cfg.MQTT
 	return mqttpub.Options{
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
 		Version: readBuild().version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
-		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log,
+		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log, KeyMessage: keyMessage,
 	}
 }
 

@@ -72,6 +72,9 @@ type Gateway struct {
 	// Readiness sets when the console's /readyz says the gateway is not
 	// ready.
 	Readiness Readiness
+	// SigningKey is the path of the private key that signs the journal;
+	// empty: <DataDir>/signing.key (docs/evidence.md).
+	SigningKey string
 }
 
 // ConsoleAccess configures who may use the console and how it is served.
@@ -306,6 +309,7 @@ func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
 				}},
 			)
 		}},
+		field{"signing_key", d.str(&g.SigningKey)},
 		field{"journal", func(n *yaml.Node, p string) {
 			d.mapping(n, p,
 				field{"quota", d.byteSize(&g.Journal.Quota)},

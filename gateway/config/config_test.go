@@ -216,3 +216,20 @@ devices:
 		t.Fatalf("offline_after on a printer: %v", err)
 	}
 }
+
+// gateway.signing_key is read as given; absent, it stays empty (the key
+// then lives in the data directory).
+func TestSigningKey(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{`gateway: {id: gw, site: dax, signing_key: /etc/sterigate/signing.key}`, "/etc/sterigate/signing.key"},
+		{`gateway: {id: gw, site: dax}`, ""},
+	} {
+		c, err := Parse("s.yaml", []byte(tc.yaml+"\nmqtt: {brokers: [\"tcp://127.0.0.1:1883\"]}\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if c.Gateway.SigningKey != tc.want {
+			t.Errorf("%s: signing key %q, want %q", tc.yaml, c.Gateway.SigningKey, tc.want)
+		}
+	}
+}

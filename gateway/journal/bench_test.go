@@ -15,9 +15,37 @@ import (
 // wait for their own fsynced commit, from 512 concurrent producers (spread
 // over 20 sterilizers) that share group commits. Each batch holds 10 samples (~1 KB of JSON).
 // Producers only share a commit while they wait, so the rate grows with
-// their number until the single writer is busy.
+// their number until the single writer is busy. "signed" runs with a
+// signing key, as the gateway does: telemetry is not signed one batch at
+// a time, but checkpoints cover it (every 60 s, as in production).
 func BenchmarkDurableAppendsGroupCommit(b *testing.B) {
-	j := openTest(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	for _, signed := range []bool{false, true} {
+		b.Run(signedName(signed), func(b *testing.B) { benchGroupCommit(b, signed, 0) })
+	}
+}
+
+// BenchmarkDurableMixedAppendsGroupCommit is the same with one event (a
+// phase change, an alarm) in every ten appends: with a signing key each
+// of those events is signed by the single writer, inside the commit.
+func BenchmarkDurableMixedAppendsGroupCommit(b *testing.B) {
+	for _, signed := range []bool{false, true} {
+		b.Run(signedName(signed), func(b *testing.B) { benchGroupCommit(b, signed, 10) })
+	}
+}
+
+func signedName(signed bool) string {
+	if signed {
+		return "signed"
+	}
+	return "unsigned"
+}
+
+func benchGroupCommit(b *testing.B, signed bool, eventEvery int) {
+	opts := Options{}
+	if signed {
+		opts.Signer = testSigner(b, 1)
+	}
+	j := openTest(b, filepath.Join(b.TempDir(), "bench.db"), opts)
 	ctx := context.Background()
 	var dev atomic.Int64
 	b.SetParallelism(256) // 512 producers on 2 CPUs
@@ -26,8 +54,15 @@ func BenchmarkDurableAppendsGroupCommit(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		device := fmt.Sprintf("ac-%02d", dev.Add(1)%20) // 20 sterilizers
 		batch := testTelemetry(device, 10)
-		for pb.Next() {
-			if err := j.Telemetry(ctx, batch); err != nil {
+		ev := protocol.Event{Device: device, Kind: protocol.EventPhase, Phase: protocol.PhaseSterilizing, Cycle: 42}
+		for i := 0; pb.Next(); i++ {
+			var err error
+			if eventEvery > 0 && i%eventEvery == 0 {
+				err = j.Event(ctx, ev)
+			} else {
+				err = j.Telemetry(ctx, batch)
+			}
+			if err != nil {
 				b.Error(err)
 				return
 			}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/evidence"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -60,6 +61,9 @@ type Entry struct {
 	CreatedAt time.Time
 	// DeliveredAt is zero while the entry is undelivered.
 	DeliveredAt time.Time
+	// Signature is the gateway's signature over Hash (cycle records and
+	// events); nil for telemetry, which checkpoints cover.
+	Signature *evidence.Signature
 }
 
 // Options configures a journal.
@@ -90,6 +94,15 @@ type Options struct {
 	RetryInterval time.Duration
 	// Now returns the current time; tests replace it. Default time.Now.
 	Now func() time.Time
+	// Signer signs every cycle record and event, and the checkpoints that
+	// cover telemetry (docs/evidence.md). Nil: nothing is signed (tests
+	// and tools). The journal refuses a signer whose key is not the one
+	// its key table says is current.
+	Signer *evidence.Signer
+	// CheckpointEvery bounds how long an entry stays without a signature
+	// covering it (default 60 s): a device whose chain ends in unsigned
+	// telemetry gets a signed checkpoint event at least this often.
+	CheckpointEvery time.Duration
 }
 
 // Journal is the durable outbox. It implements protocol.Sink and
@@ -112,11 +125,12 @@ type Journal struct {
 	cyclesMu sync.Mutex
 	cycles   map[CycleCount]int64 // records journaled since Open
 
-	cancel    context.CancelFunc
-	done      chan struct{}
-	closeOnce sync.Once
-	closeErr  error
-	closed    atomic.Bool
+	cancel     context.CancelFunc
+	done       chan struct{}
+	background sync.WaitGroup // the checkpoint loop
+	closeOnce  sync.Once
+	closeErr   error
+	closed     atomic.Bool
 }
 
 var (
@@ -186,6 +200,9 @@ func Open(path string, opts Options) (*Journal, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = DefaultCheckpointEvery
+	}
 	_, statErr := os.Stat(path)
 	creating := errors.Is(statErr, os.ErrNotExist)
 
@@ -246,6 +263,9 @@ func Open(path string, opts Options) (*Journal, error) {
 		defer close(j.done)
 		w.run(runCtx)
 	}()
+	if opts.Signer != nil {
+		j.background.Go(func() { j.checkpointLoop(runCtx) })
+	}
 	return j, nil
 }
 
@@ -253,8 +273,10 @@ func Open(path string, opts Options) (*Journal, error) {
 // and closes the database. It is safe to call more than once.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
+		j.checkpointAtClose()
 		j.closed.Store(true)
 		j.cancel()
+		j.background.Wait()
 		<-j.done
 		errW := j.writer.Close()
 		errDB := j.wdb.Close()

@@ -338,12 +338,14 @@ func (w *writer) thinOldestTelemetry(ctx context.Context, limit int) ([]*request
 		s := spans[d]
 		w.j.log.Warn("journal quota: thinned undelivered telemetry", "device", d, "batches", s.n, "seq_from", s.seqFrom, "seq_to", s.seqTo)
 		gaps = append(gaps, w.j.eventRequest(protocol.Event{
-			Device: d,
-			At:     w.j.opts.Now().UTC(),
-			Kind:   protocol.EventGap,
-			Text:   fmt.Sprintf("journal quota reached: %d telemetry batches, seq %d to %d, were thinned before delivery", s.n, s.seqFrom, s.seqTo),
-			From:   time.UnixMilli(s.fromMilli).UTC(),
-			To:     time.UnixMilli(s.toMilli).UTC(),
+			Device:  d,
+			At:      w.j.opts.Now().UTC(),
+			Kind:    protocol.EventGap,
+			Text:    fmt.Sprintf("journal quota reached: %d telemetry batches, seq %d to %d, were thinned before delivery", s.n, s.seqFrom, s.seqTo),
+			From:    time.UnixMilli(s.fromMilli).UTC(),
+			To:      time.UnixMilli(s.toMilli).UTC(),
+			FromSeq: s.seqFrom,
+			ToSeq:   s.seqTo,
 		}, false))
 	}
 	return gaps, len(ids), nil

@@ -23,7 +23,7 @@ const (
 	LaneTelemetry
 )
 
-const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at`
+const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at, key_id, signature`
 
 // readBudget bounds the payload bytes one read of the outbox returns (at
 // least one entry always comes back). A backlog of cycle records of a few
@@ -45,9 +45,12 @@ func scanEntriesWithin(rows *sql.Rows, budget int) ([]Entry, error) {
 		var kind string
 		var created int64
 		var delivered sql.NullInt64
-		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered); err != nil {
+		var keyID sql.NullString
+		var sig []byte
+		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered, &keyID, &sig); err != nil {
 			return nil, fmt.Errorf("journal: read entries: %w", err)
 		}
+		e.Signature = signatureOf(keyID, sig)
 		e.Kind = Kind(kind)
 		e.CreatedAt = time.UnixMilli(created).UTC()
 		if delivered.Valid {

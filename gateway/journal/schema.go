@@ -46,6 +46,25 @@ func migrations() []migration {
 			`CREATE TABLE device_state (device TEXT PRIMARY KEY, state BLOB NOT NULL, saved_at INTEGER NOT NULL) WITHOUT ROWID`,
 		}},
 		cycleIndexMigration(),
+		{what: "signatures, signing keys, signed chain heads", stmts: []string{
+			// A cycle record's or event's signature over its hash (NULL
+			// for telemetry, which checkpoints cover; docs/evidence.md).
+			`ALTER TABLE entries ADD COLUMN key_id TEXT`,
+			`ALTER TABLE entries ADD COLUMN signature BLOB`,
+			// Every key that ever signed in this journal, in the order
+			// they took over; the last one is the current key.
+			`CREATE TABLE signing_keys (
+				id         INTEGER PRIMARY KEY AUTOINCREMENT,
+				key_id     TEXT    NOT NULL UNIQUE,
+				algorithm  TEXT    NOT NULL,
+				public_key BLOB    NOT NULL,
+				created_at INTEGER NOT NULL,
+				previous   TEXT    NOT NULL DEFAULT ''
+			)`,
+			// The last signed seq of each device, so a restarted gateway
+			// knows which chains end in entries no signature covers yet.
+			`CREATE TABLE signed_heads (device TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID`,
+		}},
 	}
 }
 

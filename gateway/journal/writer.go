@@ -31,6 +31,8 @@ const (
 	reqRegister
 	reqMaintain
 	reqExec // tests: run sqlText on the writer connection outside a transaction
+	reqCheckpoint
+	reqRotateKey
 )
 
 // request is one unit of work for the writer goroutine. done receives
@@ -92,6 +94,9 @@ type request struct {
 	// goes into their error.
 	allDevices bool
 	reason     string
+
+	// reqCheckpoint, reqRotateKey
+	signing *signingRequest
 }
 
 type head struct {
@@ -119,6 +124,8 @@ type writer struct {
 	bytesSinceQuotaCheck int64
 
 	stmts map[string]*sql.Stmt // multi-row statements by shape
+
+	signing signingState
 
 	insertEntry, upsertHead, selectCycle, insertCycle, markDelivered, upsertStatus, upsertState *sql.Stmt
 }
@@ -150,7 +157,7 @@ func newWriter(ctx context.Context, j *Journal) (*writer, error) {
 		dst **sql.Stmt
 		q   string
 	}{
-		{&w.insertEntry, `INSERT INTO entries (device, kind, seq, record_id, urgent, payload, hash, created_at) VALUES (?,?,?,?,?,?,?,?)`},
+		{&w.insertEntry, insertEntries + entryPlaceholders},
 		{&w.upsertHead, `INSERT INTO device_heads (device, seq, hash) VALUES (?,?,?) ON CONFLICT (device) DO UPDATE SET seq=excluded.seq, hash=excluded.hash`},
 		{&w.selectCycle, `SELECT entry_id FROM cycle_ids WHERE record_id = ?`},
 		{&w.insertCycle, `INSERT INTO cycle_ids (record_id, entry_id, journaled_at) VALUES (?,?,?)`},
@@ -163,6 +170,9 @@ func newWriter(ctx context.Context, j *Journal) (*writer, error) {
 		}
 	}
 	if err := w.loadCommitted(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.loadSigning(ctx); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -379,6 +389,7 @@ type staged struct {
 	appended   bool
 	statusMove bool
 	results    []error
+	sign       signStage
 }
 
 // commit runs batch in one transaction. A nil return means every request
@@ -414,9 +425,13 @@ func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 			return fmt.Errorf("journal: update chain head of %q: %w", d, err)
 		}
 	}
+	if err := w.saveSignedHeads(ctx, &st); err != nil {
+		return err
+	}
 	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("journal: commit: %w", err)
 	}
+	w.commitSigning(&st)
 	for d, h := range st.heads {
 		w.heads[d] = h
 	}
@@ -447,8 +462,10 @@ func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 
 // rowsPerInsert rows go in one multi-row INSERT (or one UPDATE ... IN).
 const (
-	rowsPerInsert = 64
-	entryCols     = 8
+	rowsPerInsert     = 64
+	entryCols         = 10
+	insertEntries     = `INSERT INTO entries (device, kind, seq, record_id, urgent, payload, hash, created_at, key_id, signature) VALUES `
+	entryPlaceholders = `(?,?,?,?,?,?,?,?,?,?)`
 )
 
 func (w *writer) cachedStmt(ctx context.Context, shape string, n int, build func() string) (*sql.Stmt, error) {
@@ -470,8 +487,7 @@ func (w *writer) flushRows(ctx context.Context, st *staged) error {
 	for len(st.rows) > 0 {
 		n := min(len(st.rows)/entryCols, rowsPerInsert)
 		stmt, err := w.cachedStmt(ctx, "insert", n, func() string {
-			return `INSERT INTO entries (device, kind, seq, record_id, urgent, payload, hash, created_at) VALUES (?,?,?,?,?,?,?,?)` +
-				strings.Repeat(",(?,?,?,?,?,?,?,?)", n-1)
+			return insertEntries + entryPlaceholders + strings.Repeat(","+entryPlaceholders, n-1)
 		})
 		if err != nil {
 			return err
@@ -579,7 +595,9 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 		if created.IsZero() {
 			created = now
 		}
-		row := []any{r.device, string(r.entryKind), seq, recordID, urgent, payload, hash, created.UnixMilli()}
+		sig := w.signEntry(st, r.entryKind, hash)
+		keyID, sigBytes := sigColumns(sig)
+		row := []any{r.device, string(r.entryKind), seq, recordID, urgent, payload, hash, created.UnixMilli(), keyID, sigBytes}
 		if r.cycleID == "" {
 			// Buffered: rows go in multi-row INSERTs, far cheaper per row.
 			st.rows = append(st.rows, row...)
@@ -618,6 +636,7 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 			}
 		}
 		st.heads[r.device] = head{seq: seq, hash: hash}
+		w.noteAppended(st, r.device, seq, sig != nil, created)
 		st.appended = true
 		if r.status != nil {
 			if err := w.applyStatus(ctx, st, r.device, r.status); err != nil {
@@ -646,6 +665,10 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 			ids = ids[n:]
 		}
 		return nil, nil
+	case reqCheckpoint:
+		return nil, w.applyCheckpoint(ctx, st, r)
+	case reqRotateKey:
+		return nil, w.applyRotation(ctx, st, r)
 	case reqSaveState:
 		if _, err := w.upsertState.ExecContext(ctx, r.device, r.state, now.UnixMilli()); err != nil {
 			return nil, fmt.Errorf("journal: save state of %q: %w", r.device, err)
@@ -682,12 +705,18 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 
 // statusDevices lists every device with a status, committed or staged.
 func (w *writer) statusDevices(st *staged) []string {
-	var out []string
-	for d := range w.statuses {
+	return keysOf(w.statuses, st.statuses)
+}
+
+// keysOf lists, sorted, the devices of a committed map and of the open
+// transaction's staged changes to it.
+func keysOf[C, S any](committed map[string]C, staged map[string]S) []string {
+	out := make([]string, 0, len(committed)+len(staged))
+	for d := range committed {
 		out = append(out, d)
 	}
-	for d := range st.statuses {
-		if _, ok := w.statuses[d]; !ok {
+	for d := range staged {
+		if _, ok := committed[d]; !ok {
 			out = append(out, d)
 		}
 	}

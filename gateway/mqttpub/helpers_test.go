@@ -34,6 +34,7 @@ import (
 	"github.com/sterigate/sterigate/gateway/embedbroker"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -147,15 +148,18 @@ func (c *collector) ids() map[string]int {
 	return out
 }
 
-func stripReplay(p []byte) ([]byte, bool) {
-	if bytes.HasPrefix(p, []byte("{"+ReplayMarker)) {
-		return append([]byte("{"), p[1+len(ReplayMarker):]...), true
+// unwrap takes off what the publisher inserted (the replay marker, the
+// signature) and says whether the message was a replay.
+func unwrap(p []byte) ([]byte, bool) {
+	u, err := evidence.Unwrap(p)
+	if err != nil {
+		return p, false
 	}
-	return p, false
+	return u.Payload, u.Replay
 }
 
 // checkDelivery asserts that everything the journal holds arrived, byte
-// for byte (replay marker removed), that first arrivals are in seq order
+// for byte (replay marker and signature removed), that first arrivals are in seq order
 // per device and topic, and that each device's chain verifies. It returns
 // the number of duplicate deliveries.
 func checkDelivery(t testing.TB, j *journal.Journal, msgs []message) int {
@@ -175,7 +179,7 @@ func checkDelivery(t testing.TB, j *journal.Journal, msgs []message) int {
 		if m.retained {
 			continue
 		}
-		p, replay := stripReplay(m.payload)
+		p, replay := unwrap(m.payload)
 		// Live and replayed telemetry are separate streams: live data
 		// overtakes the paced backlog by design.
 		stream := m.topic

@@ -62,6 +62,11 @@ type Options struct {
 	// AckFlushInterval batches MarkDelivered (default 100 ms, or 500 ids).
 	AckFlushInterval time.Duration
 
+	// KeyMessage is the payload of the gateway's retained key topic (an
+	// evidence.KeyMessage, docs/mqtt.md), published at every connect so
+	// receivers can check signatures; nil publishes none.
+	KeyMessage []byte
+
 	// OnDelivered is called, in the publisher's goroutine, for every entry
 	// after it was marked delivered. It must not block.
 	OnDelivered func(journal.Entry)

@@ -12,7 +12,9 @@
 // Cycle records and events go before telemetry. Telemetry journaled before
 // the current connection came up (the backlog) is paced and goes out
 // interleaved with live entries, marked by a leading "replay":true member
-// that is not part of the hashed payload (see docs/mqtt.md).
+// that is not part of the hashed payload (see docs/mqtt.md). A signed
+// entry's signature travels the same way, as a leading "sig" member
+// (protocol/evidence, docs/evidence.md).
 package mqttpub
 
 import (
@@ -33,12 +35,13 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
 // ReplayMarker is what the publisher inserts right after the opening brace
 // of a replayed payload. Removing these bytes gives back the journaled
 // payload, whose SHA-256 the device's next entry carries as prev_hash.
-const ReplayMarker = `"replay":true,`
+const ReplayMarker = evidence.ReplayMarker
 
 // Publisher drains a journal to MQTT.
 type Publisher struct {
@@ -474,15 +477,10 @@ func (s *sessionState) topicOf(e *journal.Entry) string {
 }
 
 // payloadOf returns what to publish for e: the journaled bytes, with the
-// replay marker inserted when e was journaled before this connection.
+// replay marker inserted when e was journaled before this connection, and
+// the entry's signature.
 func (s *sessionState) payloadOf(e *journal.Entry) []byte {
-	if e.ID > s.boundary || len(e.Payload) < 2 || e.Payload[0] != '{' {
-		return e.Payload
-	}
-	out := make([]byte, 0, len(e.Payload)+len(ReplayMarker))
-	out = append(out, '{')
-	out = append(out, ReplayMarker...)
-	return append(out, e.Payload[1:]...)
+	return evidence.Published(e.Payload, e.Signature, e.ID <= s.boundary)
 }
 
 // publishStatuses publishes the gateway's online status (on connect, or
@@ -493,6 +491,13 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 	v := p.j.StatusVersion()
 	if !force && v == s.statusVersion {
 		return nil
+	}
+	if force && p.opts.KeyMessage != nil {
+		// Retained, and again at every connect: a broker restarted without
+		// persistence has forgotten it, and receivers need it to check
+		// signatures.
+		s.waitForSlot(ctx)
+		s.publish(p.topics.GatewayKey(p.opts.Gateway), p.opts.KeyMessage, true, nil)
 	}
 	alarms := p.j.Alarms()
 	if force || !slices.Equal(alarms, s.alarms) {
