@@ -44,7 +44,8 @@ const (
 	// skipped; Count says how many.
 	EventGarbage EventKind = "garbage"
 	// EventVerificationDisagreement: sterigate's own verdict on a cycle
-	// does not agree with the device's; Cycle and Text say which and why.
+	// does not agree with the device's; Cycle, Record and Text say which
+	// and why, Verdict and Checks the same for a machine.
 	EventVerificationDisagreement EventKind = "verification_disagreement"
 )
 
@@ -71,8 +72,15 @@ type Event struct {
 	Value     *float64 `json:"value,omitempty"`
 	Registers []uint16 `json:"registers,omitempty"`
 	// Count is how many bytes or items the event is about (garbage).
-	Count    int    `json:"count,omitempty"`
-	Seq      uint64 `json:"seq"`
-	PrevHash string `json:"prev_hash,omitempty"`
-	Replay   bool   `json:"replay,omitempty"` // see CycleRecord.Replay
+	Count int `json:"count,omitempty"`
+	// Record, Verdict and Checks describe a verification disagreement:
+	// the id of the cycle record, sterigate's verdict on it, and the names
+	// of the checks that failed or could not be judged (protocol/verify's
+	// check names, stable, for a console to translate).
+	Record   string   `json:"record,omitempty"`
+	Verdict  string   `json:"verdict,omitempty"`
+	Checks   []string `json:"checks,omitempty"`
+	Seq      uint64   `json:"seq"`
+	PrevHash string   `json:"prev_hash,omitempty"`
+	Replay   bool     `json:"replay,omitempty"` // see CycleRecord.Replay
 }
