@@ -153,11 +153,16 @@ func New(opts Options) (*Simulator, error) {
 		u := &unit{n: n, plan: plan,
 			dev: autoclave.New(autoclave.Config{Seed: seed, Stream: uint64(n), CounterStart: plan.CounterStart, InstantFinish: opts.InstantFinish})}
 		// Device 1 starts soon; the others are spread over one pause (at
-		// most 10 min) so that many devices do not run in lockstep.
+		// most 10 min) so that many devices do not run in lockstep. A
+		// first cycle with a pause of its own starts after exactly that
+		// pause: a test can give a gateway time to reach every device.
 		u.nextAt = 10
 		if n > 1 {
 			rng := rand.New(rand.NewPCG(seed, uint64(n)<<32))
 			u.nextAt += rng.Float64() * math.Min(600, math.Max(60, plan.Pause.Seconds()))
+		}
+		if len(plan.Cycles) > 0 && plan.Cycles[0].Pause > 0 {
+			u.nextAt = plan.Cycles[0].Pause.Seconds()
 		}
 		if len(plan.Cycles) == 0 {
 			u.idleFor = true
