@@ -146,16 +146,26 @@ func (j *judge) steamCycle() {
 	// The stretch whose sampling decides what the hold can show: from the
 	// sample before the hold (its start lies in between) to the sample
 	// after it (its end lies in between).
+	// Without a sample before (after) it, the hold began (ended) at the
+	// start (end) of its phase as the record places it (a printout prints
+	// the time), or else at the start (end) of the record.
+	phaseStart, phaseEnd := phaseTimes(r.Phases, protocol.PhaseSterilizing)
 	r0, tStart := holdFrom, samples[holdFrom].At
-	if holdFrom > 0 {
+	switch {
+	case holdFrom > 0:
 		r0, tStart = holdFrom-1, samples[holdFrom-1].At
-	} else if r.StartedAt.Before(tStart) {
+	case !phaseStart.IsZero() && !phaseStart.Before(r.StartedAt) && !phaseStart.After(tStart):
+		tStart = phaseStart
+	case r.StartedAt.Before(tStart):
 		tStart = r.StartedAt
 	}
 	tEnd := samples[he].At
-	if next >= 0 {
+	switch {
+	case next >= 0:
 		tEnd = samples[next].At
-	} else if r.EndedAt.After(tEnd) {
+	case !phaseEnd.IsZero() && !phaseEnd.Before(tEnd) && !phaseEnd.After(r.EndedAt):
+		tEnd = phaseEnd
+	case r.EndedAt.After(tEnd):
 		tEnd = r.EndedAt
 	}
 	// Without a sample before (after) the hold, it began (ended) at an
@@ -239,6 +249,21 @@ func (j *judge) steamCycle() {
 		j.spread(spread)
 	}
 	j.reportF0(f0)
+}
+
+// phaseTimes is when the first phase called name began and the last one
+// ended, as the record's phases say; zero when it has none.
+func phaseTimes(phases []protocol.Phase, name protocol.PhaseName) (start, end time.Time) {
+	for _, ph := range phases {
+		if ph.Name != name {
+			continue
+		}
+		if start.IsZero() {
+			start = ph.Start
+		}
+		end = ph.End
+	}
+	return start, end
 }
 
 // holdStart is the first sample of the holding time of a record with a
