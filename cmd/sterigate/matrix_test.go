@@ -235,7 +235,7 @@ devices:
 		// device time) did not see all of the cycle; its record says so,
 		// and its verdict may only fall back to indeterminate.
 		stalled := stalledRecord(rec, c.fault)
-		if skew := tr.phaseSkew(rec); skew != "" {
+		if skew := tr.phaseSkew(rec); skew != "" && c.fault != "power_loss" {
 			stalled = strings.TrimPrefix(stalled+"; "+skew, "; ")
 		}
 		if stalled != "" {
@@ -337,19 +337,22 @@ devices:
 // by design, and its hold cannot be sampled: that is the fault.
 func stalledRecord(rec protocol.CycleRecord, fault string) string {
 	var why []string
-	if !rec.Complete || !rec.EndSeen {
-		why = append(why, fmt.Sprintf("complete %v, end_seen %v", rec.Complete, rec.EndSeen))
-	}
 	for _, h := range rec.Holes {
-		if h.Reason != protocol.HoleDeviceOffline || fault != "power_loss" {
+		if h.Reason == protocol.HoleGatewayDown || fault != "power_loss" {
 			why = append(why, fmt.Sprintf("hole %s %s", h.Reason, h.To.Sub(h.From)))
 		}
 	}
-	if fault != "power_loss" {
-		for _, ch := range rec.Verification.Checks {
-			if ch.Name == "sample_interval" && ch.Result == protocol.CheckIndeterminate && ch.Measured != nil {
-				why = append(why, fmt.Sprintf("samples %.1f s apart in the hold", *ch.Measured))
-			}
+	if fault == "power_loss" {
+		// The device's death leaves the record incomplete, its end unseen
+		// and its hold unsampled: that is the fault.
+		return strings.Join(why, "; ")
+	}
+	if !rec.Complete || !rec.EndSeen {
+		why = append(why, fmt.Sprintf("complete %v, end_seen %v", rec.Complete, rec.EndSeen))
+	}
+	for _, ch := range rec.Verification.Checks {
+		if ch.Name == "sample_interval" && ch.Result == protocol.CheckIndeterminate && ch.Measured != nil {
+			why = append(why, fmt.Sprintf("samples %.1f s apart in the hold", *ch.Measured))
 		}
 	}
 	return strings.Join(why, "; ")
