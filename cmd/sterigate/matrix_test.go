@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -129,22 +130,45 @@ func (tr matrixTruth) physicsPassed(c protocol.Criteria) bool {
 		tr.TrueHoldS >= c.MinHoldSeconds && tr.MaxSatDevK <= c.SaturationK
 }
 
+// matrixSet is one simulator of the matrix: the devices it runs, and the
+// profile the gateway reads them with.
+type matrixSet struct {
+	name    string   // device ids are name + cell number
+	simArgs []string // beyond the matrix's own
+	profile string
+	// chamberOnly: the profile maps no drain or load probe, so a hold the
+	// device times at exactly the minimum is measured within one sample
+	// of it: a pass may come out indeterminate (docs/verification.md).
+	chamberOnly bool
+}
+
 // TestVerificationMatrix: every simulator program × every process fault,
-// one per device of one simulator, through the real binaries and a real
+// one per device of a simulator, through the real binaries and a real
 // Mosquitto: each record's verdict is the expected one, no record passes
 // a cycle whose real physics failed, and every disagreement is flagged
 // (its event on the broker, the device's retained status, /metrics).
 //
-// The simulator runs at 25× and the gateway polls every 40 ms, once per
-// simulated second; the longest cycle (gravity-121 with a sag) takes 54
-// simulated minutes, so the matrix takes a little over 2 minutes. On a
-// shared 2-core machine a 100 ms stall of the gateway is 2.5 s of device
-// time, so the devices' site criteria allow 10 s between samples
+// It runs the matrix twice at once, through two simulators and one
+// gateway: the simulator read with the built-in sim-autoclave profile,
+// and (issue 9's acceptance) the same simulator with its registers
+// shuffled (--shuffle 42), "a Modbus device this project has never seen",
+// read with a profile written by hand from its register list alone
+// (testdata/acceptance/shuffle-42.yaml). A build whose simulator has no
+// --shuffle runs the first half only, and says so.
+//
+// The simulators run at 25× and the gateway polls every 60 ms (1.5 s of
+// device time); the longest cycle (gravity-121 with a sag) takes 54
+// simulated minutes, so the matrix takes about 2 min 20 s. On a shared
+// 2-core machine a 100 ms stall of the gateway is 2.5 s of device time,
+// so the devices' site criteria allow 10 s between samples
 // (max_sample_interval_s) instead of 2.5 s: no fault here is shorter than
 // 45 s, and the 2.5 s default is tested by the demo and the unit tests.
+// A record the test bed could not make faithful (a stall of the gateway
+// or the simulator) is named in the log and held to one rule only: never
+// a false pass.
 func TestVerificationMatrix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs 70 simulated cycles of up to 54 simulated minutes")
+		t.Skip("runs 140 simulated cycles of up to 54 simulated minutes")
 	}
 	const speed = 25
 	started := time.Now()
@@ -154,7 +178,23 @@ func TestVerificationMatrix(t *testing.T) {
 	events := subscribe(t, broker.addr(), "sterigate/+/+/event")
 	statuses := subscribe(t, broker.addr(), "sterigate/+/+/status")
 
-	type cell struct{ program, fault, device string }
+	sets := []matrixSet{{name: "d", profile: "sim-autoclave"}}
+	if help, _ := exec.Command(binary, "sim", "-h").CombinedOutput(); strings.Contains(string(help), "-shuffle") {
+		acceptance, err := filepath.Abs("testdata/acceptance/shuffle-42.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets = append(sets, matrixSet{name: "u", simArgs: []string{"--shuffle", "42"}, profile: acceptance, chamberOnly: true})
+	} else {
+		t.Log("this build's simulator has no --shuffle: the acceptance half (an unseen device, testdata/acceptance/shuffle-42.yaml) does not run")
+	}
+
+	type cell struct {
+		set            matrixSet
+		program, fault string
+		device         string
+		n              int // device number in its simulator
+	}
 	var cells []cell
 	var scen strings.Builder
 	// Every first cycle starts after 100 simulated seconds (4 s), once
@@ -162,26 +202,35 @@ func TestVerificationMatrix(t *testing.T) {
 	scen.WriteString("pause: 1m\ndevices:\n")
 	for _, p := range matrixPrograms {
 		for _, f := range matrixFaults {
-			cells = append(cells, cell{p, f, fmt.Sprintf("d%02d", len(cells)+1)})
-			fmt.Fprintf(&scen, "  - device: %d\n    repeat: false\n    cycles:\n      - program: %s\n        pause: 100s\n", len(cells), p)
+			n := len(cells) + 1
+			cells = append(cells, cell{program: p, fault: f, n: n})
+			fmt.Fprintf(&scen, "  - device: %d\n    repeat: false\n    cycles:\n      - program: %s\n        pause: 100s\n", n, p)
 			if f != "" {
 				fmt.Fprintf(&scen, "        faults: [{kind: %s}]\n", f)
 			}
 		}
 	}
+	perSet := len(cells)
 	scenario := writeFile(t, filepath.Join(dir, "matrix.yaml"), scen.String())
-	base := freePortRange(t, len(cells))
-	truthPath := filepath.Join(dir, "truth.jsonl")
-	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", fmt.Sprintf("127.0.0.1:%d", base), "--port-per-device",
-		"--devices", fmt.Sprint(len(cells)), "--speed", fmt.Sprint(speed), "--seed", "1", "--scenario", scenario, "--truth", truthPath)
-	sim.waitOutput(20*time.Second, fmt.Sprintf("units %d-%d", len(cells), len(cells)))
-
-	consoleAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var all []cell
 	var devs strings.Builder
-	for i, c := range cells {
-		fmt.Fprintf(&devs, "  - {id: %s, driver: modbus-tcp, address: \"127.0.0.1:%d\", profile: sim-autoclave, poll_interval: 40ms, timeout: 500ms,\n"+
-			"     time_scale: %d, criteria: {%s: {max_sample_interval_s: 10}}}\n", c.device, base+i, speed, c.program)
+	sims := map[string]*proc{}
+	truthPaths := map[string]string{}
+	for _, set := range sets {
+		base := freePortRange(t, perSet)
+		truthPaths[set.name] = filepath.Join(dir, set.name+"-truth.jsonl")
+		args := append([]string{"sim", "--modbus-tcp", fmt.Sprintf("127.0.0.1:%d", base), "--port-per-device",
+			"--devices", fmt.Sprint(perSet), "--speed", fmt.Sprint(speed), "--seed", "1", "--scenario", scenario, "--truth", truthPaths[set.name]}, set.simArgs...)
+		sims[set.name] = startProc(t, "sim "+set.name, binary, args...)
+		sims[set.name].waitOutput(20*time.Second, fmt.Sprintf("units %d-%d", perSet, perSet))
+		for _, c := range cells {
+			c.set, c.device = set, fmt.Sprintf("%s%02d", set.name, c.n)
+			all = append(all, c)
+			fmt.Fprintf(&devs, "  - {id: %s, driver: modbus-tcp, address: \"127.0.0.1:%d\", profile: %q, poll_interval: 60ms, timeout: 500ms,\n"+
+				"     time_scale: %d, criteria: {%s: {max_sample_interval_s: 10}}}\n", c.device, base+c.n-1, set.profile, speed, c.program)
+		}
 	}
+	consoleAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
 gateway: {id: matrix-gw, site: lab, data_dir: %q, console: %q}
 mqtt: {brokers: ["tcp://%s"], keepalive: 2s}
@@ -202,38 +251,42 @@ devices:
 		return out
 	}
 	waitFor(t, 5*time.Minute, "a record of every cycle", func() bool {
-		mustRun(t, gw, sim)
-		return len(byID(records)) == len(cells)
+		mustRun(t, gw)
+		for _, s := range sims {
+			mustRun(t, s)
+		}
+		return len(byID(records)) == len(all)
 	})
 	elapsed := time.Since(started)
-	truth := map[int]matrixTruth{}
-	for _, line := range readLines(t, truthPath) {
-		var tr matrixTruth
-		if err := json.Unmarshal([]byte(line), &tr); err != nil {
-			t.Fatalf("truth line %q: %v", line, err)
+	truth := map[string]matrixTruth{}
+	for name, path := range truthPaths {
+		for _, line := range readLines(t, path) {
+			var tr matrixTruth
+			if err := json.Unmarshal([]byte(line), &tr); err != nil {
+				t.Fatalf("truth line %q: %v", line, err)
+			}
+			truth[fmt.Sprintf("%s%02d", name, tr.Device)] = tr
 		}
-		truth[tr.Device] = tr
 	}
 
 	recs := byID(records)
 	var disagreements, degraded []string
 	falsePasses, maxInterval := 0, 0.0
 	var table strings.Builder
-	for i, c := range cells {
+	for _, c := range all {
 		var rec protocol.CycleRecord
 		if err := json.Unmarshal(recs[c.device], &rec); err != nil {
 			t.Fatalf("%s: %v", c.device, err)
 		}
 		v := rec.Verification
-		tr := truth[i+1]
+		tr := truth[c.device]
 		if v == nil {
 			t.Errorf("%s %s %q: the record has no verification", c.device, c.program, c.fault)
 			continue
 		}
 		want, why := expectedVerdict(c.program, c.fault)
 		// A gateway that stalled (a loaded machine: 1 s is 25 s of
-		// device time) did not see all of the cycle; its record says so,
-		// and its verdict may only fall back to indeterminate.
+		// device time) did not see all of the cycle; its record says so.
 		stalled := stalledRecord(rec, c.fault)
 		if skew := tr.phaseSkew(rec); skew != "" && c.fault != "power_loss" {
 			stalled = strings.TrimPrefix(stalled+"; "+skew, "; ")
@@ -242,26 +295,31 @@ devices:
 			degraded = append(degraded, c.device+": "+stalled)
 		}
 		var notes []string
+		onlyHoldAtTheEdge := true
 		for _, ch := range v.Checks {
 			if ch.Name == "sample_interval" && ch.Measured != nil && ch.OK {
 				maxInterval = max(maxInterval, *ch.Measured)
 			}
 			if !ch.OK {
 				notes = append(notes, ch.Name+" "+ch.Result+": "+ch.Note)
+				onlyHoldAtTheEdge = onlyHoldAtTheEdge && ch.Name == "hold_time" && ch.Result == protocol.CheckIndeterminate
 			}
 		}
-		fmt.Fprintf(&table, "%-12s %-16s device %-8s truth %-7s verdict %-15s agrees %v\n", c.program, orDash(c.fault), rec.Result, tr.TruthVerdict, v.Verdict, agreesText(v))
+		fmt.Fprintf(&table, "%-4s %-12s %-16s device %-8s truth %-7s verdict %-15s agrees %v\n", c.device, c.program, orDash(c.fault), rec.Result, tr.TruthVerdict, v.Verdict, agreesText(v))
 		if rec.Program != c.program || tr.Program != c.program || tr.Fault != c.fault {
 			t.Errorf("%s ran %q (truth %q/%q), want %q/%q", c.device, rec.Program, tr.Program, tr.Fault, c.program, c.fault)
 		}
 		if string(rec.Result) != tr.Result {
 			t.Errorf("%s: the record says the device's result was %s, the simulator reported %s", c.device, rec.Result, tr.Result)
 		}
-		if stalled != "" && v.Verdict != protocol.VerdictPass {
+		switch {
+		case stalled != "" && v.Verdict != protocol.VerdictPass:
 			// A record the test bed could not make faithful may be judged
 			// indeterminate, or even fail on durations the stall distorted;
 			// it must never pass a cycle that was not good (below).
-		} else if v.Verdict != want {
+		case c.set.chamberOnly && want == protocol.VerdictPass && v.Verdict == protocol.VerdictIndeterminate && onlyHoldAtTheEdge:
+			// A hold of exactly the minimum, read from the chamber alone.
+		case v.Verdict != want:
 			t.Errorf("%s %s %s: verdict %s, want %s (%s)\n  %s", c.device, c.program, orDash(c.fault), v.Verdict, want, why, strings.Join(notes, "\n  "))
 		}
 		if v.Verdict == protocol.VerdictPass && !tr.physicsPassed(v.Criteria) {
@@ -278,13 +336,13 @@ devices:
 			disagreements = append(disagreements, c.device)
 		}
 	}
-	t.Logf("matrix of %d cycles in %s (simulator at %d×, gateway polling every 40 ms); largest sample interval in a hold that passed it %.2f s of device time; %d false passes; %d disagreements; %d records the test bed could not make faithful\n%s",
-		len(cells), elapsed.Round(time.Second), speed, maxInterval, falsePasses, len(disagreements), len(degraded), table.String())
+	t.Logf("matrix of %d cycles (%d simulator(s)) in %s (at %d×, gateway polling every 60 ms); largest sample interval in a hold that passed it %.2f s of device time; %d false passes; %d disagreements; %d records the test bed could not make faithful\n%s",
+		len(all), len(sets), elapsed.Round(time.Second), speed, maxInterval, falsePasses, len(disagreements), len(degraded), table.String())
 	if len(degraded) > 0 {
 		t.Logf("records the test bed could not make faithful (any verdict but a false pass accepted):\n  %s", strings.Join(degraded, "\n  "))
 	}
-	if len(degraded) > len(cells)/2 {
-		t.Errorf("%d of %d records were not sampled whole: the machine is too loaded for the matrix to show the expected verdicts", len(degraded), len(cells))
+	if len(degraded) > len(all)/2 {
+		t.Errorf("%d of %d records were not sampled whole: the machine is too loaded for the matrix to show the expected verdicts", len(degraded), len(all))
 	}
 
 	// Every disagreement flagged: its event on the broker, naming the
