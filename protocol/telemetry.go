@@ -44,7 +44,7 @@ const (
 	// skipped; Count says how many.
 	EventGarbage EventKind = "garbage"
 	// EventVerificationDisagreement: sterigate's own verdict on a cycle
-	// does not agree with the device's; Cycle, Record and Text say which
+	// does not agree with the device's; Cycle, RecordID and Text say which
 	// and why, Verdict and Checks the same for a machine.
 	EventVerificationDisagreement EventKind = "verification_disagreement"
 )
@@ -73,11 +73,13 @@ type Event struct {
 	Registers []uint16 `json:"registers,omitempty"`
 	// Count is how many bytes or items the event is about (garbage).
 	Count int `json:"count,omitempty"`
-	// Record, Verdict and Checks describe a verification disagreement:
-	// the id of the cycle record, sterigate's verdict on it, and the names
-	// of the checks that failed or could not be judged (protocol/verify's
-	// check names, stable, for a console to translate).
-	Record   string   `json:"record,omitempty"`
+	// RecordID is the id of the cycle record the event is about
+	// (verification_disagreement).
+	RecordID string `json:"record_id,omitempty"`
+	// Verdict and Checks describe a verification disagreement: sterigate's
+	// verdict on the record, and the names of the checks that failed or
+	// could not be judged (protocol/verify's check names, stable, for a
+	// console to translate).
 	Verdict  string   `json:"verdict,omitempty"`
 	Checks   []string `json:"checks,omitempty"`
 	Seq      uint64   `json:"seq"`

@@ -360,7 +360,7 @@ devices:
 	evs := byKindEvents(events)
 	for _, d := range disagreements {
 		ev := evs[d]
-		if ev.Record != protocol.CycleID("lab", d, 1) || ev.Cycle != 1 || ev.Verdict == "" || ev.Text == "" {
+		if ev.RecordID != protocol.CycleID("lab", d, 1) || ev.Cycle != 1 || ev.Verdict == "" || ev.Text == "" {
 			t.Errorf("%s: disagreement event %+v", d, ev)
 		}
 	}

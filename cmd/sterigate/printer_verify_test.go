@@ -76,7 +76,7 @@ devices:
 	for _, e := range evs {
 		var ev protocol.Event
 		if json.Unmarshal(e.Payload, &ev) == nil && ev.Kind == protocol.EventVerificationDisagreement {
-			found = ev.Record == rec.ID && ev.Verdict == protocol.VerdictIndeterminate && strings.Contains(strings.Join(ev.Checks, ","), "sample_interval")
+			found = ev.RecordID == rec.ID && ev.Verdict == protocol.VerdictIndeterminate && strings.Contains(strings.Join(ev.Checks, ","), "sample_interval")
 		}
 	}
 	if !found {

@@ -113,7 +113,7 @@ func disagreementEvent(rec *protocol.CycleRecord) protocol.Event {
 	}
 	return protocol.Event{
 		Device: rec.Device, At: rec.EndedAt.UTC(), Kind: protocol.EventVerificationDisagreement,
-		Cycle: rec.Cycle, Program: rec.Program, Record: rec.ID, Verdict: v.Verdict, Checks: checks, Text: text,
+		Cycle: rec.Cycle, Program: rec.Program, RecordID: rec.ID, Verdict: v.Verdict, Checks: checks, Text: text,
 	}
 }
 

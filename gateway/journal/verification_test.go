@@ -66,7 +66,7 @@ func TestDisagreementEventFollowsTheRecord(t *testing.T) {
 		t.Errorf("the device's result became %s", rec.Result)
 	}
 	if ev.Kind != protocol.EventVerificationDisagreement || ev.Seq != rec.Seq+1 || ev.PrevHash != entries[1].Hash ||
-		ev.Cycle != 8 || ev.Record != "dax:ac-1:8" || ev.Verdict != protocol.VerdictFail || strings.Join(ev.Checks, ",") != "temperature_band,hold_time" ||
+		ev.Cycle != 8 || ev.RecordID != "dax:ac-1:8" || ev.Verdict != protocol.VerdictFail || strings.Join(ev.Checks, ",") != "temperature_band,hold_time" ||
 		!ev.At.Equal(rec.EndedAt) || ev.Program != rec.Program {
 		t.Errorf("event %+v", ev)
 	}
