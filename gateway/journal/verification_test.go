@@ -11,9 +11,9 @@ import (
 	"github.com/sterigate/sterigate/protocol"
 )
 
-// verified is testRecord with sterigate's verdict: a fail on a device
+// disagreeingRecord is testRecord with sterigate's verdict: a fail on a device
 // that passed (a disagreement), or a pass.
-func verified(device string, cycle uint64, verdict string) protocol.CycleRecord {
+func disagreeingRecord(device string, cycle uint64, verdict string) protocol.CycleRecord {
 	rec := testRecord(device, cycle)
 	agrees := verdict == protocol.VerdictPass
 	rec.Verification = &protocol.Verification{
@@ -38,7 +38,7 @@ func verified(device string, cycle uint64, verdict string) protocol.CycleRecord 
 func TestDisagreementEventFollowsTheRecord(t *testing.T) {
 	ctx := context.Background()
 	j := openTest(t, filepath.Join(t.TempDir(), "j.db"), Options{})
-	for _, rec := range []protocol.CycleRecord{verified("ac-1", 7, protocol.VerdictPass), verified("ac-1", 8, protocol.VerdictFail), verified("ac-1", 8, protocol.VerdictFail)} {
+	for _, rec := range []protocol.CycleRecord{disagreeingRecord("ac-1", 7, protocol.VerdictPass), disagreeingRecord("ac-1", 8, protocol.VerdictFail), disagreeingRecord("ac-1", 8, protocol.VerdictFail)} {
 		if err := j.Cycle(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func TestDisagreementEventFollowsTheRecord(t *testing.T) {
 		t.Errorf("counts %v, want %v", got, want)
 	}
 	// The next cycle agrees: the status says so.
-	if err := j.Cycle(ctx, verified("ac-1", 9, protocol.VerdictPass)); err != nil {
+	if err := j.Cycle(ctx, disagreeingRecord("ac-1", 9, protocol.VerdictPass)); err != nil {
 		t.Fatal(err)
 	}
 	sts, _ = j.DeviceStatuses(ctx)
@@ -109,7 +109,7 @@ func TestDisagreementEventInTheRecordsCommit(t *testing.T) {
 	if err := j.exec(ctx, `CREATE TRIGGER no_events BEFORE INSERT ON entries WHEN NEW.kind = 'event' BEGIN SELECT RAISE(ABORT, 'no events today'); END`); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Cycle(ctx, verified("ac-1", 8, protocol.VerdictFail)); err == nil || !strings.Contains(err.Error(), "no events today") {
+	if err := j.Cycle(ctx, disagreeingRecord("ac-1", 8, protocol.VerdictFail)); err == nil || !strings.Contains(err.Error(), "no events today") {
 		t.Fatalf("Cycle = %v, want the event's failure", err)
 	}
 	if entries, _ := j.Entries(ctx, "ac-1", ""); len(entries) != 0 {
@@ -118,7 +118,7 @@ func TestDisagreementEventInTheRecordsCommit(t *testing.T) {
 	if err := j.exec(ctx, `DROP TRIGGER no_events`); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Cycle(ctx, verified("ac-1", 8, protocol.VerdictFail)); err != nil {
+	if err := j.Cycle(ctx, disagreeingRecord("ac-1", 8, protocol.VerdictFail)); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := j.Entries(ctx, "ac-1", ""); len(entries) != 2 {
