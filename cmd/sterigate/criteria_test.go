@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,19 @@ devices:
 	}
 	if v := deliver("p", "Liquids 115"); v.Verdict != protocol.VerdictIndeterminate || v.Criteria.Set != verify.SetNone {
 		t.Errorf("p Liquids 115 has no criteria: %s %+v", v.Verdict, v.Criteria)
+	}
+	// A record a driver delivers again from its saved state (after a
+	// restart) is judged exactly as the first time, whatever it carries.
+	first := deliver("a", "134-porous")
+	again := verifytest.Cycle{Program: "134-porous", Probes: true}.Record()
+	again.Device, again.Verification = "a", &protocol.Verification{Verdict: protocol.VerdictPass}
+	if err := sink.Cycle(context.Background(), again); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(first)
+	b, _ := json.Marshal(capture.records[len(capture.records)-1].Verification)
+	if string(a) != string(b) {
+		t.Errorf("judged again differently:\n%s\n%s", a, b)
 	}
 }
 
