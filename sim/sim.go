@@ -48,8 +48,8 @@ type Options struct {
 	Console io.Writer
 	// Epoch is the device clocks' time at simulated second 0; zero: now.
 	Epoch time.Time
-	// Tick is the real interval between simulation steps; default 100 ms,
-	// shorter at high speed (at most 10 simulated seconds per tick).
+	// Tick is the real interval between publications of the registers;
+	// default one simulated second (1/Speed s), between 10 ms and 100 ms.
 	Tick time.Duration
 
 	// RTU, if set, is the path of a symlink to a pseudo-terminal on which
@@ -118,9 +118,11 @@ func New(opts Options) (*Simulator, error) {
 		return nil, fmt.Errorf("sim: Speed = %v, want a positive number of simulated seconds per real second, at most 100000", opts.Speed)
 	}
 	if opts.Tick <= 0 {
-		// At most 10 simulated seconds per tick, so a fast poller still
-		// sees the plateau in several samples; at least 10 ms of real time.
-		opts.Tick = time.Duration(math.Max(0.01, math.Min(0.1, 10/opts.Speed)) * float64(time.Second))
+		// The registers change every simulated second, as a device's do,
+		// so a poller fast enough sees every second (a gateway's check
+		// judges samples up to 2.5 s apart); up to 100× that is one tick a
+		// simulated second, above it a tick every 10 ms of real time.
+		opts.Tick = time.Duration(math.Max(0.01, math.Min(0.1, 1/opts.Speed)) * float64(time.Second))
 	}
 	if opts.Scenario == nil {
 		opts.Scenario = scenario.Default()

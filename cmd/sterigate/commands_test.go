@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -249,19 +251,19 @@ func TestDemoDeliversRecords(t *testing.T) {
 	}
 }
 
-// At its default speed the demo polls once per simulated second and
-// judges in simulated time, so the healthy cycles it shows are pass.
-// (At 1200×, as above, they are indeterminate: samples too sparse.) The
-// built binary runs it, as a user does: under the race detector the demo
-// in this process polls several times slower. A stall of a loaded machine
-// (20 ms is 2.4 s of simulated time) may make a record indeterminate,
-// never fail: one pass in four records is asked for.
+// The demo polls once per simulated second and judges in simulated time,
+// so the healthy cycles it shows are pass. (At 1200×, as above, they are
+// indeterminate: samples too sparse.) The built binary runs it, as a user
+// does (under the race detector the demo in this process polls several
+// times slower), at 60×, half its default speed: a stall of a loaded
+// machine of 42 ms is already 2.5 s of simulated time, and makes a record
+// indeterminate, never fail: one pass in four records is asked for.
 func TestDemoVerdictsPass(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs simulated cycles at the demo's default speed (15 s each)")
 	}
-	demo := startProc(t, "demo", binary, "demo", "--data-dir", t.TempDir(), "--console", "")
-	waitFor(t, 120*time.Second, "a pass, or four delivered cycle records", func() bool {
+	demo := startProc(t, "demo", binary, "demo", "--speed", "60", "--console", "")
+	waitFor(t, 150*time.Second, "a pass, or four delivered cycle records", func() bool {
 		mustRun(t, demo)
 		out := demo.output()
 		return strings.Contains(out, "verdict pass,") || strings.Count(out, "] delivered demo:autoclave-") >= 4
@@ -270,7 +272,15 @@ func TestDemoVerdictsPass(t *testing.T) {
 		t.Errorf("demo did not stop cleanly: %v", err)
 	}
 	got := demo.output()
+	t.Logf("%s", got)
 	if !strings.Contains(got, "134-porous, passed, verdict pass,") || strings.Contains(got, "verdict fail") || strings.Contains(got, "Note: at ") {
-		t.Errorf("demo at its default speed: want pass verdicts, no fail, no note on the speed:\n%s", got)
+		t.Errorf("demo at 60x: want pass verdicts, no fail, no note on the speed:\n%s", got)
+	}
+	// Polled once per simulated second: a 28-minute cycle has more than a
+	// thousand samples (polled every 25 simulated seconds it had 69).
+	for _, m := range regexp.MustCompile(`, (\d+) samples,`).FindAllStringSubmatch(got, -1) {
+		if n, _ := strconv.Atoi(m[1]); n < 1000 {
+			t.Errorf("a record of %d samples: the demo does not poll once per simulated second", n)
+		}
 	}
 }
