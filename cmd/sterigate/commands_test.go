@@ -3,20 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"runtime/debug"
-	"strconv"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/protocol"
 )
 
 func runCLI(args ...string) (stdout, stderr string, err error) {
@@ -252,35 +255,58 @@ func TestDemoDeliversRecords(t *testing.T) {
 }
 
 // The demo polls once per simulated second and judges in simulated time,
-// so the healthy cycles it shows are pass. (At 1200×, as above, they are
-// indeterminate: samples too sparse.) The built binary runs it, as a user
-// does (under the race detector the demo in this process polls several
-// times slower), at 60×, half its default speed: a stall of a loaded
-// machine of 42 ms is already 2.5 s of simulated time, and makes a record
-// indeterminate, never fail: one pass in four records is asked for.
-func TestDemoVerdictsPass(t *testing.T) {
+// so on an idle machine the healthy cycles it shows are pass (measured:
+// 1696 samples, verdict pass, at 60× and at 120×). Whether a given run
+// passes depends on the machine: a stall of 21 ms is 2.5 s of simulated
+// time at 120×, and makes a record indeterminate. So this test holds the
+// demo to what it controls, at its default speed, through the built
+// binary as a user runs it: every record judged at time_scale 120 with
+// the sim-autoclave profile's criteria, sampled about once per simulated
+// second (the median interval; at 1200× or without time_scale it is 10
+// s and more), and never fail.
+func TestDemoSamplesEverySimulatedSecond(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs simulated cycles at the demo's default speed (15 s each)")
+		t.Skip("runs a simulated cycle at the demo's default speed (15 s)")
 	}
-	demo := startProc(t, "demo", binary, "demo", "--speed", "60", "--console", "")
-	waitFor(t, 150*time.Second, "a pass, or four delivered cycle records", func() bool {
+	dataDir := t.TempDir()
+	demo := startProc(t, "demo", binary, "demo", "--data-dir", dataDir, "--console", "")
+	waitFor(t, 90*time.Second, "a delivered cycle record", func() bool {
 		mustRun(t, demo)
-		out := demo.output()
-		return strings.Contains(out, "verdict pass,") || strings.Count(out, "] delivered demo:autoclave-") >= 4
+		return strings.Contains(demo.output(), "] delivered demo:autoclave-")
 	})
 	if err := demo.stop(20 * time.Second); err != nil {
 		t.Errorf("demo did not stop cleanly: %v", err)
 	}
-	got := demo.output()
-	t.Logf("%s", got)
-	if !strings.Contains(got, "134-porous, passed, verdict pass,") || strings.Contains(got, "verdict fail") || strings.Contains(got, "Note: at ") {
-		t.Errorf("demo at 60x: want pass verdicts, no fail, no note on the speed:\n%s", got)
+	if strings.Contains(demo.output(), "verdict fail") || strings.Contains(demo.output(), "Note: at ") {
+		t.Errorf("demo at its default speed: a fail, or a note on the speed:\n%s", demo.output())
 	}
-	// Polled once per simulated second: a 28-minute cycle has more than a
-	// thousand samples (polled every 25 simulated seconds it had 69).
-	for _, m := range regexp.MustCompile(`, (\d+) samples,`).FindAllStringSubmatch(got, -1) {
-		if n, _ := strconv.Atoi(m[1]); n < 1000 {
-			t.Errorf("a record of %d samples: the demo does not poll once per simulated second", n)
+	t.Logf("%s", demo.output())
+	j, err := journal.Open(filepath.Join(dataDir, "journal.db"), journal.Options{Gateway: "demo-gw", Site: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	entries, err := j.Entries(context.Background(), "", journal.KindCycle)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no cycle record in the demo's journal (%v)", err)
+	}
+	for _, e := range entries {
+		var r protocol.CycleRecord
+		if err := json.Unmarshal(e.Payload, &r); err != nil {
+			t.Fatal(err)
+		}
+		v := r.Verification
+		if v == nil || r.TimeScale != 120 || v.Criteria.TimeScale != 120 || v.Criteria.Source != "profile" || v.Criteria.MinHoldSeconds != 180 || v.Verdict == protocol.VerdictFail {
+			t.Errorf("%s: time_scale %v, verification %+v", r.ID, r.TimeScale, v)
+			continue
+		}
+		gaps := make([]float64, 0, len(r.Samples))
+		for i := 1; i < len(r.Samples); i++ {
+			gaps = append(gaps, r.Samples[i].At.Sub(r.Samples[i-1].At).Seconds()*r.TimeScale)
+		}
+		sort.Float64s(gaps)
+		if len(gaps) < 1000 || gaps[len(gaps)/2] > 1.5 {
+			t.Errorf("%s: %d samples, median interval %.2f s of simulated time; want one about every simulated second", r.ID, len(r.Samples), gaps[len(gaps)/2])
 		}
 	}
 }
