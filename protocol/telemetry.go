@@ -44,7 +44,8 @@ const (
 	// skipped; Count says how many.
 	EventGarbage EventKind = "garbage"
 	// EventVerificationDisagreement: sterigate's own verdict on a cycle
-	// does not agree with the device's; Cycle and Text say which and why.
+	// does not agree with the device's; Cycle, RecordID and Text say which
+	// and why, Verdict and Checks the same for a machine.
 	EventVerificationDisagreement EventKind = "verification_disagreement"
 	// EventRelease: a person recorded a release decision on a cycle record
 	// in the local console: RecordID, RecordHash, Decision, Operator, Note,
@@ -111,9 +112,10 @@ type Event struct {
 	// key_rotation: its key id and its Ed25519 public key (base64).
 	NextKey       string `json:"next_key,omitempty"`
 	NextPublicKey string `json:"next_public_key,omitempty"`
-	// RecordID and RecordHash name the cycle record a release decision is
-	// about: its id and the hex SHA-256 of its journaled payload, so the
-	// decision is tied to the exact bytes the person looked at.
+	// RecordID and RecordHash name the cycle record a release decision or
+	// a verification disagreement is about: its id and (release) the hex
+	// SHA-256 of its journaled payload, so the decision is tied to the
+	// exact bytes the person looked at.
 	RecordID   string `json:"record_id,omitempty"`
 	RecordHash string `json:"record_hash,omitempty"`
 	// Decision is released, rejected or quarantined (release events).
@@ -129,8 +131,14 @@ type Event struct {
 	// Confirmed is true when the operator explicitly confirmed a release of
 	// a load whose record is not conforming (sterigate's verdict not pass,
 	// the device's result not passed, or the record incomplete).
-	Confirmed bool   `json:"confirmed,omitempty"`
-	Seq       uint64 `json:"seq"`
-	PrevHash  string `json:"prev_hash,omitempty"`
-	Replay    bool   `json:"replay,omitempty"` // see CycleRecord.Replay
+	Confirmed bool `json:"confirmed,omitempty"`
+	// Verdict and Checks describe a verification disagreement: sterigate's
+	// verdict on the record, and the names of the checks that failed or
+	// could not be judged (protocol/verify's check names, stable, for a
+	// console to translate).
+	Verdict  string   `json:"verdict,omitempty"`
+	Checks   []string `json:"checks,omitempty"`
+	Seq      uint64   `json:"seq"`
+	PrevHash string   `json:"prev_hash,omitempty"`
+	Replay   bool     `json:"replay,omitempty"` // see CycleRecord.Replay
 }

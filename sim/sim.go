@@ -48,8 +48,8 @@ type Options struct {
 	Console io.Writer
 	// Epoch is the device clocks' time at simulated second 0; zero: now.
 	Epoch time.Time
-	// Tick is the real interval between simulation steps; default 100 ms,
-	// shorter at high speed (at most 10 simulated seconds per tick).
+	// Tick is the real interval between publications of the registers;
+	// default one simulated second (1/Speed s), between 10 ms and 100 ms.
 	Tick time.Duration
 	// Shuffle, if set, serves every device's registers in this other
 	// layout (NewShuffle) over TCP and RTU, instead of docs/simulator.md's.
@@ -121,9 +121,11 @@ func New(opts Options) (*Simulator, error) {
 		return nil, fmt.Errorf("sim: Speed = %v, want a positive number of simulated seconds per real second, at most 100000", opts.Speed)
 	}
 	if opts.Tick <= 0 {
-		// At most 10 simulated seconds per tick, so a fast poller still
-		// sees the plateau in several samples; at least 10 ms of real time.
-		opts.Tick = time.Duration(math.Max(0.01, math.Min(0.1, 10/opts.Speed)) * float64(time.Second))
+		// The registers change every simulated second, as a device's do,
+		// so a poller fast enough sees every second (a gateway's check
+		// judges samples up to 2.5 s apart); up to 100× that is one tick a
+		// simulated second, above it a tick every 10 ms of real time.
+		opts.Tick = time.Duration(math.Max(0.01, math.Min(0.1, 1/opts.Speed)) * float64(time.Second))
 	}
 	if opts.Scenario == nil {
 		opts.Scenario = scenario.Default()
@@ -157,11 +159,16 @@ func New(opts Options) (*Simulator, error) {
 		u := &unit{n: n, plan: plan,
 			dev: autoclave.New(autoclave.Config{Seed: seed, Stream: uint64(n), CounterStart: plan.CounterStart, InstantFinish: opts.InstantFinish})}
 		// Device 1 starts soon; the others are spread over one pause (at
-		// most 10 min) so that many devices do not run in lockstep.
+		// most 10 min) so that many devices do not run in lockstep. A
+		// first cycle with a pause of its own starts after exactly that
+		// pause: a test can give a gateway time to reach every device.
 		u.nextAt = 10
 		if n > 1 {
 			rng := rand.New(rand.NewPCG(seed, uint64(n)<<32))
 			u.nextAt += rng.Float64() * math.Min(600, math.Max(60, plan.Pause.Seconds()))
+		}
+		if len(plan.Cycles) > 0 && plan.Cycles[0].Pause > 0 {
+			u.nextAt = plan.Cycles[0].Pause.Seconds()
 		}
 		if len(plan.Cycles) == 0 {
 			u.idleFor = true

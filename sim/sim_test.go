@@ -285,3 +285,18 @@ func execOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// A first cycle with a pause of its own starts after exactly that pause,
+// on every device: a gateway test starts the simulator, then the gateway,
+// and no cycle begins before the gateway can see it.
+func TestFirstCyclePause(t *testing.T) {
+	sc := mustParse(t, "pause: 30s\ndevices:\n  - device: default\n    repeat: false\n    cycles: [{program: bowie-dick, pause: 2m}]\n")
+	epoch := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	r := start(t, Options{Devices: 3, Speed: 2000, Seed: 7, Scenario: sc, Epoch: epoch})
+	waitFor(t, "a finished cycle on each device", 20*time.Second, func() bool { return len(r.truthLines(t)) == 3 })
+	for _, l := range r.truthLines(t) {
+		if want := epoch.Add(2 * time.Minute); !l.StartedAt.Equal(want) {
+			t.Errorf("device %d started at %s, want %s", l.Device, l.StartedAt, want)
+		}
+	}
+}

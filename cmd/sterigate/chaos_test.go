@@ -99,8 +99,8 @@ func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
 	dataDir := filepath.Join(dir, "data")
 	var devs strings.Builder
 	for i := 1; i <= devices; i++ {
-		fmt.Fprintf(&devs, "  - {id: autoclave-%d, driver: modbus-tcp, address: %q, unit: %d, profile: sim-autoclave, poll_interval: 50ms, timeout: 300ms}\n",
-			i, deviceNet.addr(), i)
+		fmt.Fprintf(&devs, "  - {id: autoclave-%d, driver: modbus-tcp, address: %q, unit: %d, profile: sim-autoclave, poll_interval: 50ms, timeout: 300ms, time_scale: %d}\n",
+			i, deviceNet.addr(), i, speed)
 	}
 	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
 gateway: {id: chaos-gw, site: lab, data_dir: %q}
@@ -227,6 +227,17 @@ devices:
 	v := verifyChaos(truth, entries, sub.messages(), idOf)
 	for _, p := range v.problems {
 		t.Error(p)
+	}
+	// Every record judged in device time; polled every 50 ms at 300×, its
+	// hold is sampled every 15 s of device time: never a pass.
+	for _, e := range entries {
+		var r protocol.CycleRecord
+		if e.Kind != journal.KindCycle || json.Unmarshal(e.Payload, &r) != nil {
+			continue
+		}
+		if r.Verification == nil || r.Verification.Criteria.TimeScale != speed || r.Verification.Verdict == protocol.VerdictPass {
+			t.Errorf("%s: verification %+v; want one judged at time_scale %d and never pass", r.ID, r.Verification, speed)
+		}
 	}
 	if !poweredOffLogged {
 		t.Errorf("the powered-off device's window (%s after start) was not reached by the schedule", offAt)

@@ -53,6 +53,18 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "%s: ok: gateway %s at %s, %d device(s), %d broker(s)\n",
 		*configPath, cfg.Gateway.ID, cfg.Gateway.Site, len(cfg.Devices), len(cfg.MQTT.Brokers))
+	// What each program will be judged by (docs/verification.md), for
+	// commissioning.
+	files, criteria, err := resolveDevices(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "criteria of sterigate's own check, per device and program:")
+	for _, dev := range cfg.Devices {
+		for _, line := range criteriaLines(files[dev.ID].profile, criteria[dev.ID]) {
+			fmt.Fprintf(stdout, "  %s %s\n", dev.ID, line)
+		}
+	}
 	return nil
 }
 
@@ -107,16 +119,20 @@ func validate(cfg *config.Config, cfgErr error) []error {
 			continue // the config's own check says it is missing
 		}
 		path := fmt.Sprintf("devices[%d].%s", i, key)
-		if j, seen := first[key+"\x00"+name]; seen {
-			if j >= 0 {
-				problems = append(problems, cfg.Errorf(path, "%s %q does not load: see devices[%d]", key, name, j))
-			}
-			continue
-		}
-		first[key+"\x00"+name] = -1
-		if _, err := resolveDeviceFiles(cfg, dev); err != nil {
+		files, err := resolveDeviceFiles(cfg, dev)
+		switch j, seen := first[key+"\x00"+name]; {
+		case err == nil:
+			// The site's criteria of the device, laid over its profile's.
+			_, cp := resolveCriteria(cfg, i, dev, files.profile)
+			problems = append(problems, cp...)
+		case seen && j >= 0:
+			problems = append(problems, cfg.Errorf(path, "%s %q does not load: see devices[%d]", key, name, j))
+		case !seen:
 			first[key+"\x00"+name] = i
 			problems = append(problems, cfg.Errorf(path, "%v", err))
+		}
+		if _, seen := first[key+"\x00"+name]; !seen {
+			first[key+"\x00"+name] = -1
 		}
 	}
 

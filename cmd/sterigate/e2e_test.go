@@ -47,7 +47,7 @@ gateway: {id: e2e-gw, site: dax, data_dir: %q}
 mqtt: {brokers: ["tcp://%s"], topic_root: sterigate, keepalive: 2s}
 devices:
   - {id: autoclave-1, driver: modbus-tcp, address: %q, unit: 1,
-     profile: sim-autoclave, poll_interval: 50ms, timeout: 500ms}
+     profile: sim-autoclave, poll_interval: 50ms, timeout: 500ms, time_scale: 600}
 `, dataDir, brokerNet.addr(), simAddr))
 	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
 
@@ -170,6 +170,11 @@ devices:
 		}
 		if r.Complete && c.Result == "passed" {
 			checkPlateau(t, r, c)
+		}
+		// Judged in device time: polled every 50 ms at 600×, the hold is
+		// sampled every 30 s of device time, far too sparse for a pass.
+		if v := r.Verification; v == nil || v.Criteria.TimeScale != 600 || v.Verdict == protocol.VerdictPass {
+			t.Errorf("cycle %d: verification %+v; want one judged at time_scale 600 and never pass", c.Counter, v)
 		}
 	}
 	if len(arrived) != len(truth) {

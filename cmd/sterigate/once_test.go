@@ -41,7 +41,7 @@ gateway: {id: once-gw, site: dax, data_dir: %q}
 mqtt: {brokers: ["tcp://%s"]}
 devices:
   - {id: autoclave-1, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave}
-  - {id: printer-1, driver: printer, serial: {port: /dev/ttyS7}, template: dac-de}
+  - {id: printer-1, driver: printer, serial: {port: /dev/ttyS7}, template: dac-de, criteria: {"Prog 3": {kind: prion}}}
 `, dataDir, broker.Addr(), simAddr))
 	out, errOut, err := runCLI("run", "--once", "--config", cfg)
 	if err != nil {
@@ -57,6 +57,10 @@ devices:
 		`sterigate/dax/autoclave-1/telemetry {"schema":"sterigate.telemetry.v1"`,
 		`sterigate/dax/autoclave-1/status {"device":"autoclave-1","gateway":"once-gw","state":"online"`,
 		"== printer-1 (printer /dev/ttyS7)\nA printer cannot be polled once",
+		// What each program is judged by.
+		"-- criteria of sterigate's own check (docs/verification.md)\n134-porous: en285-porous v1 (profile): 134 to 137 °C, hold ≥ 180 s",
+		"leak-test: en285-leak-test v1 (default): leak rate ≤ 0.13 kPa/min",
+		"Prog 3: en285-prion v1 (site): 134 to 137 °C, hold ≥ 1080 s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

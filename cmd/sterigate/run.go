@@ -100,15 +100,22 @@ func pollOnce(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 			r.Close()
 		}
 	}()
+	files, criteria, err := resolveDevices(cfg)
+	if err != nil {
+		return err
+	}
 	failed := 0
 	for _, dev := range cfg.Devices {
 		fmt.Fprintf(stdout, "== %s (%s)\n", dev.ID, describeLink(dev))
 		if dev.Driver == config.DriverPrinter {
 			fmt.Fprintf(stdout, "A printer cannot be polled once: it prints a report when a cycle ends. Watch it live with\n"+
-				"  sterigate tap --port %s --template %s\n\n", orDash(dev.Serial.Port), dev.Template)
+				"  sterigate tap --port %s --template %s\n", orDash(dev.Serial.Port), dev.Template)
+			printCriteria(stdout, files[dev.ID], criteria[dev.ID])
+			fmt.Fprintln(stdout)
 			continue
 		}
-		if err := pollDeviceOnce(ctx, cfg, dev, readers, topics, stdout); err != nil {
+		printCriteria(stdout, files[dev.ID], criteria[dev.ID])
+		if err := pollDeviceOnce(ctx, cfg, dev, files[dev.ID], criteria[dev.ID], readers, topics, stdout); err != nil {
 			failed++
 			fmt.Fprintf(stdout, "FAILED: %v\n\n", err)
 			continue
@@ -213,20 +220,28 @@ func (c *captureSink) SaveState(_ context.Context, device string, b []byte) erro
 	return nil
 }
 
-func pollDeviceOnce(ctx context.Context, cfg *config.Config, dev config.Device, readers map[string]onceReader, topics protocol.Topics, stdout io.Writer) error {
-	files, err := resolveDeviceFiles(cfg, dev)
-	if err != nil {
-		return err
+// printCriteria is run --once's section on what each program of the
+// device is judged by.
+func printCriteria(stdout io.Writer, files deviceFiles, pc programCriteria) {
+	fmt.Fprintln(stdout, "-- criteria of sterigate's own check (docs/verification.md)")
+	for _, line := range criteriaLines(files.profile, pc) {
+		fmt.Fprintln(stdout, line)
 	}
+}
+
+func pollDeviceOnce(ctx context.Context, cfg *config.Config, dev config.Device, files deviceFiles, pc programCriteria,
+	readers map[string]onceReader, topics protocol.Topics, stdout io.Writer) error {
 	r, err := openOnce(ctx, dev, readers)
 	if err != nil {
 		return err
 	}
 	sink := &captureSink{}
+	// A record this poll ends is judged as the gateway would judge it.
+	judged := &verifyingSink{sinkStore: sink, criteria: map[string]programCriteria{dev.ID: pc}}
 	// One sample is a whole telemetry batch here, so the poll shows the
 	// telemetry it would publish.
-	u, err := modbus.NewUnit(modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver, TelemetryMaxSamples: 1},
-		sink, sink, slog.New(slog.DiscardHandler))
+	u, err := modbus.NewUnit(modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver,
+		TelemetryMaxSamples: 1, TimeScale: dev.TimeScale}, judged, judged, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

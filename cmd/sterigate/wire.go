@@ -129,7 +129,16 @@ type sinkStore interface {
 // buildLinks groups devices by the physical link they share and builds one
 // owner per link: Modbus forbids interleaved requests on one bus, and a
 // TCP-to-RTU gateway is one connection for several units.
+//
+// Every link delivers through one verifyingSink around j, so every cycle
+// record is judged before it is journaled.
 func buildLinks(cfg *config.Config, j sinkStore, log *slog.Logger) ([]link, error) {
+	files, criteria, err := resolveDevices(cfg)
+	if err != nil {
+		return nil, err
+	}
+	history, _ := j.(protocol.CycleHistory) // the journal has one; check's stand-in none
+	sink := &verifyingSink{sinkStore: j, criteria: criteria}
 	groups := map[string][]config.Device{}
 	var keys []string
 	for _, dev := range cfg.Devices {
@@ -143,7 +152,7 @@ func buildLinks(cfg *config.Config, j sinkStore, log *slog.Logger) ([]link, erro
 	var links []link
 	for _, key := range keys {
 		devs := groups[key]
-		l, err := buildLink(cfg, devs, j, log)
+		l, err := buildLink(devs, files, sink, history, log)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +161,27 @@ func buildLinks(cfg *config.Config, j sinkStore, log *slog.Logger) ([]link, erro
 	return links, nil
 }
 
-func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.Logger) (link, error) {
+// resolveDevices loads every device's profile or template and resolves
+// the criteria of its programs; the first problem stops it ('check'
+// reports them all, with validate).
+func resolveDevices(cfg *config.Config) (map[string]deviceFiles, map[string]programCriteria, error) {
+	files := map[string]deviceFiles{}
+	criteria := map[string]programCriteria{}
+	for i, dev := range cfg.Devices {
+		f, err := resolveDeviceFiles(cfg, dev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("device %s: %w", dev.ID, err)
+		}
+		pc, problems := resolveCriteria(cfg, i, dev, f.profile)
+		if len(problems) > 0 {
+			return nil, nil, problems[0]
+		}
+		files[dev.ID], criteria[dev.ID] = f, pc
+	}
+	return files, criteria, nil
+}
+
+func buildLink(devs []config.Device, files map[string]deviceFiles, j sinkStore, history protocol.CycleHistory, log *slog.Logger) (link, error) {
 	first := devs[0]
 	switch first.Driver {
 	case config.DriverModbusTCP, config.DriverModbusRTU, config.DriverModbusRTUTCP:
@@ -164,11 +193,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		}
 		lc := modbus.LinkConfig{Name: modbusLinkName(first)}
 		for _, dev := range devs {
-			files, err := resolveDeviceFiles(cfg, dev)
-			if err != nil {
-				return link{}, fmt.Errorf("device %s: %w", dev.ID, err)
-			}
-			lc.Units = append(lc.Units, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files.profile, Source: dev.Driver,
+			lc.Units = append(lc.Units, modbus.UnitConfig{Device: dev.ID, Unit: byte(dev.Unit), Profile: files[dev.ID].profile, Source: dev.Driver,
 				PollInterval: dev.PollInterval, OfflineAfter: dev.OfflineAfter, TimeScale: dev.TimeScale})
 		}
 		l, err := modbus.NewLink(lc, t, j, j, log)
@@ -178,17 +203,13 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 		return link{name: lc.Name, run: l.Run, modbus: l, metrics: func(add func(console.Metric)) { modbusConsoleMetrics(l.Stats(), add) }}, nil
 
 	case config.DriverPrinter:
-		files, err := resolveDeviceFiles(cfg, first)
-		if err != nil {
-			return link{}, fmt.Errorf("device %s: %w", first.ID, err)
-		}
 		s := first.Serial
 		tc := printer.TapConfig{Device: first.ID, Port: s.Port, Baud: s.Baud, DataBits: s.DataBits,
-			Parity: s.Parity, StopBits: s.StopBits, Template: files.template, ReportTimeout: first.ReportTimeout}
+			Parity: s.Parity, StopBits: s.StopBits, Template: files[first.ID].template, ReportTimeout: first.ReportTimeout}
 		// The journal says which records of a cycle it holds, so a reprint
 		// of a cut printout supersedes it; check's stand-in holds none.
-		if h, ok := j.(protocol.CycleHistory); ok {
-			tc.History = h
+		if history != nil {
+			tc.History = history
 		}
 		if s.USB != (config.USB{}) {
 			// Find the adapter again by its USB identity when it was
@@ -447,10 +468,8 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 		add(console.Metric{Name: "sterigate_task_restarts_total", Help: "Restarts of a supervised task (a driver link) after it failed.",
 			Type: console.Counter, Labels: map[string]string{"task": name}, Value: float64(n)})
 	}
-	var cycles []console.CycleCount
-	for k, n := range j.CyclesJournaled() {
-		cycles = append(cycles, console.CycleCount{Device: k.Device, Result: k.Result, Count: n})
-	}
+	cycles, verdictMetrics := cycleCounts(cfg, j.CyclesJournaled())
+	metrics = append(metrics, verdictMetrics...)
 	return console.Snapshot{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: readBuild().version, Started: started,
 		BrokerConnected: pub.Connected(), BrokerUnreachableSince: pub.UnreachableSince(),
@@ -478,6 +497,43 @@ func awaitDelivery(ctx context.Context, j *journal.Journal, pub *mqttpub.Publish
 		case <-tick.C:
 		}
 	}
+}
+
+// cycleCounts turns the journal's counts of cycle records into the
+// console's count by device result and the metrics of sterigate's own
+// verdicts: records by verdict, and disagreements (0 for every configured
+// device, so an alert on it has a series from the start).
+func cycleCounts(cfg *config.Config, counts map[journal.CycleCount]int64) ([]console.CycleCount, []console.Metric) {
+	byResult := map[journal.CycleCount]int64{}
+	byVerdict := map[[2]string]int64{}
+	disagreements := map[string]int64{}
+	for _, d := range cfg.Devices {
+		disagreements[d.ID] = 0
+	}
+	for k, n := range counts {
+		byResult[journal.CycleCount{Device: k.Device, Result: k.Result}] += n
+		if k.Verdict != "" {
+			byVerdict[[2]string{k.Device, k.Verdict}] += n
+		}
+		if k.Disagreement {
+			disagreements[k.Device] += n
+		}
+	}
+	var cycles []console.CycleCount
+	for k, n := range byResult {
+		cycles = append(cycles, console.CycleCount{Device: k.Device, Result: k.Result, Count: n})
+	}
+	var metrics []console.Metric
+	for k, n := range byVerdict {
+		metrics = append(metrics, console.Metric{Name: "sterigate_cycle_verdicts_total",
+			Help: "Cycle records journaled since the gateway started, by sterigate's own verdict (pass, fail, indeterminate, not_applicable).",
+			Type: console.Counter, Labels: map[string]string{"device": k[0], "verdict": k[1]}, Value: float64(n)})
+	}
+	for d, n := range disagreements {
+		metrics = append(metrics, deviceCounter("sterigate_verification_disagreements_total",
+			"Cycle records journaled since the gateway started whose verdict contradicts the device's result (each also raised a verification_disagreement event).", d, n))
+	}
+	return cycles, metrics
 }
 
 func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *slog.Logger, keyMessage []byte) mqttpub.Options {

@@ -24,6 +24,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("&a {x: *a}"))
 	f.Add([]byte(channelsProfile))
 	f.Add([]byte(wrongOrderProfile))
+	f.Add([]byte(criteriaHead + "  1: &c {kind: porous, set_point_c: 134, band_k: 4}\n  leak: {kind: leak_test, leak_rate_kpa_min: 0.2}\n  121-liquids: *c\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -40,6 +41,12 @@ func FuzzParse(f *testing.F) {
 		for i := range p.Fields {
 			if _, err := p.wordsOf(&p.Fields[i], fullBlocks(p)); err != nil {
 				t.Fatalf("field %s not covered: %v", p.Fields[i].Name, err)
+			}
+		}
+		// Criteria that loaded are usable by the check.
+		for name := range p.Criteria {
+			if _, ok := p.ProgramCriteria(name); !ok {
+				t.Fatalf("criteria of %q loaded but do not build", name)
 			}
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/verify"
 	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
@@ -265,7 +266,7 @@ func (ps *parser) codeKey(e entry, path string) (int, bool) {
 	return int(v), true
 }
 
-var topKeys = []string{"name", "description", "vendor", "model", "read", "fields", "roles", "phases", "idle_phases", "program_phases", "programs", "results", "alarms", "alarm_texts", "cycle_end", "plausible", "max_sample_gap"}
+var topKeys = []string{"name", "description", "vendor", "model", "read", "fields", "roles", "phases", "idle_phases", "program_phases", "programs", "results", "alarms", "alarm_texts", "cycle_end", "plausible", "max_sample_gap", "criteria"}
 
 func (ps *parser) profile(root *yaml.Node) *Profile {
 	p := &Profile{
@@ -277,6 +278,7 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 		fieldIndex: map[string]int{},
 		IdlePhases: []protocol.PhaseName{protocol.PhaseIdle, protocol.PhaseComplete},
 		Plausible:  map[Role]Range{},
+		Criteria:   map[string]verify.Params{},
 	}
 	for _, r := range allRoles {
 		if r.IsMeasured() {
@@ -377,6 +379,9 @@ func (ps *parser) profile(root *yaml.Node) *Profile {
 	})
 	if e, ok := byKey["alarms"]; ok {
 		ps.alarms(p, e.value)
+	}
+	if e, ok := byKey["criteria"]; ok {
+		ps.criteria(p, e)
 	}
 	if e, ok := byKey["cycle_end"]; ok {
 		ps.cycleEnd(p, e.value)
@@ -989,4 +994,94 @@ func planBlocks(fields []Field, maxGap, maxRegs int) []Block {
 		}
 	}
 	return blocks
+}
+
+// criteria reads criteria: {program name or code: {kind, set_point_c, …}},
+// the parametric criteria of each program (docs/verification.md). A key
+// names a program of programs: by its name, or by its code. Each set is
+// built and validated here, so a mistake is reported on its line.
+func (ps *parser) criteria(p *Profile, e entry) {
+	es, _ := ps.mapping(e.value, "criteria", nil)
+	byName := map[string]string{} // program name -> the key that gave it criteria
+	for _, x := range es {
+		path := join("criteria", x.key)
+		name, ok := ps.criteriaProgram(p, x, path)
+		if !ok {
+			continue
+		}
+		if other, dup := byName[name]; dup {
+			ps.fail(x.keyN, path, "program %q already has criteria (criteria.%s)", name, other)
+			continue
+		}
+		byName[name] = x.key
+		params, nodes, ok := ps.criteriaParams(x.value, path)
+		if !ok {
+			continue
+		}
+		if _, err := params.Criteria(verify.SourceProfile); err != nil {
+			for _, pe := range verify.ParamErrors(err) {
+				at := x.keyN
+				if n, ok := nodes[pe.Key]; ok {
+					at = n
+				}
+				ps.fail(at, join(path, pe.Key), "%s", pe.Msg)
+			}
+			continue
+		}
+		p.Criteria[name] = params
+	}
+}
+
+// criteriaProgram resolves a criteria key to the program name it means: a
+// name of programs, or a code programs maps.
+func (ps *parser) criteriaProgram(p *Profile, x entry, path string) (string, bool) {
+	for _, name := range p.Programs {
+		if name == x.key {
+			return name, true
+		}
+	}
+	if code, err := strconv.ParseInt(x.key, 0, 64); err == nil {
+		if name, ok := p.Programs[int(code)]; ok && code >= math.MinInt32 && code <= math.MaxUint32 {
+			return name, true
+		}
+		ps.fail(x.keyN, path, "program code %s is not in programs: map it there first", x.key)
+		return "", false
+	}
+	known := make([]string, 0, len(p.Programs))
+	for _, name := range p.Programs {
+		known = append(known, name)
+	}
+	sort.Strings(known)
+	if len(known) == 0 {
+		ps.fail(x.keyN, path, "no program is called %q: programs maps no program", x.key)
+	} else {
+		ps.fail(x.keyN, path, "no program is called %q (programs: %s)", x.key, strings.Join(known, ", "))
+	}
+	return "", false
+}
+
+// criteriaParams reads one criteria set: kind and numeric keys, with the
+// node of each key for error lines.
+func (ps *parser) criteriaParams(n *yaml.Node, path string) (verify.Params, map[string]*yaml.Node, bool) {
+	allowed := append([]string{"kind"}, verify.ParamKeys()...)
+	kv, ok := ps.mapping(n, path, allowed)
+	if !ok {
+		return verify.Params{}, nil, false
+	}
+	params := verify.Params{Values: map[string]float64{}}
+	nodes := map[string]*yaml.Node{}
+	good := true
+	for _, x := range kv {
+		nodes[x.key] = x.value
+		if x.key == "kind" {
+			s, ok := ps.str(x.value, join(path, x.key))
+			good = good && ok
+			params.Kind = s
+			continue
+		}
+		v, ok := ps.number(x.value, join(path, x.key))
+		good = good && ok
+		params.Values[x.key] = v
+	}
+	return params, nodes, good
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/verify"
 )
 
 // Type is how a field's registers are interpreted.
@@ -258,6 +259,11 @@ type Profile struct {
 	// that still counts as fully observed; 0 means the link's default
 	// (3 × the poll interval).
 	MaxSampleGap time.Duration
+	// Criteria are the parametric criteria of programs, by program name
+	// (criteria:, docs/verification.md); each is valid on its own. A
+	// program without criteria is judged by criteria inferred from its
+	// name or plateau.
+	Criteria map[string]verify.Params
 
 	fieldIndex map[string]int
 }
@@ -337,6 +343,25 @@ func (p *Profile) ProgramName(code int) string {
 		return n
 	}
 	return fmt.Sprintf("code-%d", code)
+}
+
+// ProgramCriteria returns the criteria the profile gives the program
+// called name: source "default" when the profile gives only its kind,
+// "profile" when it gives parameters too.
+func (p *Profile) ProgramCriteria(name string) (protocol.Criteria, bool) {
+	params, ok := p.Criteria[name]
+	if !ok {
+		return protocol.Criteria{}, false
+	}
+	source := verify.SourceProfile
+	if len(params.Values) == 0 {
+		source = verify.SourceDefault
+	}
+	c, err := params.Criteria(source)
+	if err != nil { // Parse validated it; never hide a defect
+		return protocol.Criteria{}, false
+	}
+	return c, true
 }
 
 // AlarmText returns the text the profile gives an alarm code, or "".

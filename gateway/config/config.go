@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/verify"
 	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
@@ -171,6 +172,12 @@ type Device struct {
 	// ReportTimeout is the silence after which a printout without its end
 	// line is taken as cut (printer); 0 leaves the driver's default.
 	ReportTimeout time.Duration
+	// Criteria are the site's overrides of the parametric criteria of the
+	// device's programs, by program name (or, for a Modbus device, program
+	// code) as written in the file: laid over the profile's criteria key by
+	// key (docs/verification.md). Each is valid on its own; whether it
+	// fits the profile is checked where the profile is loaded.
+	Criteria map[string]verify.Params
 	// Line is the config line the device starts at, for later errors.
 	Line int
 }
@@ -359,6 +366,7 @@ func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
 		field{"offline_after", d.integer(&dev.OfflineAfter, 1, 100)},
 		field{"template", d.str(&dev.Template)},
 		field{"report_timeout", d.duration(&dev.ReportTimeout, time.Second)},
+		field{"criteria", d.criteria(&dev.Criteria)},
 		field{"serial", func(n *yaml.Node, p string) {
 			s := &dev.Serial
 			d.mapping(n, p,

@@ -156,6 +156,7 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	f.Add([]byte(criteriaHead + "      134-porous: &s {equilibration_s: 30}\n      2: {kind: prion, band_k: 4}\n      x: *s\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.yaml", data)
 		if (c == nil) == (err == nil) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sterigate/sterigate/protocol/verify"
 )
 
 // Error is a mistake in a configuration file. It names the file, the line,
@@ -286,4 +288,70 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
+}
+
+// criteria decodes a device's criteria: {program: {kind, set_point_c, …}}
+// and checks each set on its own (verify.Params.Check), each problem on
+// the line of its key.
+func (d *decoder) criteria(dst *map[string]verify.Params) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.fail(n, path, "must be a mapping of program names to criteria, not %s", describe(n))
+			return
+		}
+		*dst = map[string]verify.Params{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			if _, dup := (*dst)[k.Value]; dup {
+				d.fail(k, p, "is given twice")
+				continue
+			}
+			d.lines[p] = k.Line
+			params := verify.Params{Values: map[string]float64{}}
+			nodes := map[string]*yaml.Node{}
+			fields := []field{{"kind", func(n *yaml.Node, kp string) {
+				nodes["kind"] = n
+				d.str(&params.Kind)(n, kp)
+			}}}
+			for _, key := range verify.ParamKeys() {
+				fields = append(fields, field{key, func(n *yaml.Node, kp string) {
+					nodes[key] = n
+					var x float64
+					if s, ok := d.scalar(n, kp); ok {
+						f, err := strconv.ParseFloat(s, 64)
+						if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+							d.fail(n, kp, "%q is not a number", s)
+							return
+						}
+						x = f
+						params.Values[key] = x
+					}
+				}})
+			}
+			before := len(d.errs)
+			d.mapping(v, p, fields...)
+			if len(d.errs) > before {
+				continue
+			}
+			if v.Kind != yaml.MappingNode && !(v.Kind == yaml.AliasNode && v.Alias != nil && v.Alias.Kind == yaml.MappingNode) {
+				d.fail(v, p, "must be a mapping of criteria keys to values (kind, %s), not %s", strings.Join(verify.ParamKeys(), ", "), describe(v))
+				continue
+			}
+			for _, pe := range verify.ParamErrors(params.Check()) {
+				at := k
+				if n, ok := nodes[pe.Key]; ok {
+					at = n
+				}
+				d.fail(at, join(p, pe.Key), "%s", pe.Msg)
+			}
+			(*dst)[k.Value] = params
+		}
+	}
 }

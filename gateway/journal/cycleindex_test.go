@@ -215,16 +215,17 @@ func TestReleaseDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.ID != "dax:ac-1:e3" || ev.Kind != protocol.EventRelease || ev.RecordHash == "" {
+	// The failed record carried its disagreement event (e3); the release
+	// decision is the next entry of the device's chain, pending for MQTT.
+	if ev.ID != "dax:ac-1:e4" || ev.Kind != protocol.EventRelease || ev.RecordHash == "" {
 		t.Errorf("event %+v", ev)
 	}
-	// The event is an entry of the device's chain, pending for MQTT.
 	entries, _ := j.Entries(ctx, "ac-1", KindEvent)
-	if len(entries) != 1 || entries[0].RecordID != ev.ID {
+	if len(entries) != 2 || entries[1].RecordID != ev.ID {
 		t.Fatalf("event entries %+v", entries)
 	}
 	var published protocol.Event
-	if err := jsonUnmarshal(entries[0].Payload, &published); err != nil {
+	if err := jsonUnmarshal(entries[1].Payload, &published); err != nil {
 		t.Fatal(err)
 	}
 	cycles, _ := j.Entries(ctx, "ac-1", KindCycle)

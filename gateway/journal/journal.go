@@ -287,24 +287,27 @@ func (j *Journal) Close() error {
 }
 
 // CycleCount keys the count of cycle records journaled since the journal
-// was opened, by device and the device's result.
+// was opened, by device, the device's result, sterigate's verdict ("" for
+// a record without a verification) and whether the two disagree.
 type CycleCount struct {
-	Device string
-	Result protocol.Result
+	Device       string
+	Result       protocol.Result
+	Verdict      string
+	Disagreement bool
 }
 
-func (j *Journal) countCycle(device string, result protocol.Result) {
+func (j *Journal) countCycle(k CycleCount) {
 	j.cyclesMu.Lock()
 	defer j.cyclesMu.Unlock()
 	if j.cycles == nil {
 		j.cycles = map[CycleCount]int64{}
 	}
-	j.cycles[CycleCount{device, result}]++
+	j.cycles[k]++
 }
 
 // CyclesJournaled returns how many cycle records were journaled since the
-// journal was opened, by device and result (a record re-observed after a
-// restart and not journaled again does not count).
+// journal was opened, by device, result and verdict (a record re-observed
+// after a restart and not journaled again does not count).
 func (j *Journal) CyclesJournaled() map[CycleCount]int64 {
 	j.cyclesMu.Lock()
 	defer j.cyclesMu.Unlock()

@@ -674,7 +674,7 @@ func TestStatsOldestPendingAndCycleCounts(t *testing.T) {
 	if st, _ := j.Stats(ctx); !st.OldestPending.Equal(t0.Add(time.Minute)) {
 		t.Errorf("oldest pending %s after the telemetry was delivered, want %s", st.OldestPending, t0.Add(time.Minute))
 	}
-	want := map[CycleCount]int64{{"ac-1", protocol.ResultPassed}: 1, {"ac-1", protocol.ResultFailed}: 1, {"ac-2", protocol.ResultPassed}: 1}
+	want := map[CycleCount]int64{{Device: "ac-1", Result: protocol.ResultPassed}: 1, {Device: "ac-1", Result: protocol.ResultFailed}: 1, {Device: "ac-2", Result: protocol.ResultPassed}: 1}
 	if got := j.CyclesJournaled(); !maps.Equal(got, want) {
 		t.Errorf("cycles journaled %v, want %v", got, want)
 	}

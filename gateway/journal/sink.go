@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sterigate/sterigate/protocol"
 )
@@ -56,7 +57,7 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 	rec.ID = rec.RecordID(j.opts.Site)
 	rec.Gateway = j.opts.Gateway
 	rec.Site = j.opts.Site
-	return j.submit(ctx, &request{
+	r := &request{
 		kind:        reqAppend,
 		device:      rec.Device,
 		entryKind:   KindCycle,
@@ -68,7 +69,53 @@ func (j *Journal) Cycle(ctx context.Context, rec protocol.CycleRecord) error {
 		},
 		status:  func(st *protocol.DeviceStatus) bool { return lastCycleFromRecord(st, &rec) },
 		indexed: indexCycle(&rec),
-	})
+	}
+	if v := rec.Verification; v != nil {
+		r.cycleVerdict, r.cycleDisagreement = v.Verdict, disagrees(v)
+		if r.cycleDisagreement {
+			// In the same transaction as the record: a gateway that dies
+			// after the commit has journaled both, before it, neither.
+			r.follow = j.eventRequest(disagreementEvent(&rec), false)
+		}
+	}
+	return j.submit(ctx, r)
+}
+
+// disagrees reports whether sterigate's verdict contradicts the device's
+// result (agrees_with_device false): a device that passed a cycle whose
+// data fail or cannot show a pass, or one that failed a cycle whose data
+// pass.
+func disagrees(v *protocol.Verification) bool {
+	return v.AgreesWithDevice != nil && !*v.AgreesWithDevice
+}
+
+// disagreementEvent is the verification_disagreement event of rec: which
+// record, the two verdicts, and every check that failed or could not be
+// judged with its note.
+func disagreementEvent(rec *protocol.CycleRecord) protocol.Event {
+	v := rec.Verification
+	var checks, notes []string
+	for _, ch := range v.Checks {
+		if ch.Result == protocol.CheckFail || ch.Result == protocol.CheckIndeterminate {
+			checks = append(checks, ch.Name)
+			notes = append(notes, fmt.Sprintf("%s %s: %s", ch.Name, ch.Result, ch.Note))
+		}
+	}
+	if len(notes) == 0 {
+		notes = v.Reasons // no check ran: no criteria, or criteria the check cannot use
+	}
+	var text string
+	if rec.Result == protocol.ResultPassed {
+		text = fmt.Sprintf("the device reported cycle %d (%s, record %s) passed, but sterigate's check of its data says %s: do not release the load on the device's word alone. %s",
+			rec.Cycle, rec.Program, rec.ID, v.Verdict, strings.Join(notes, "; "))
+	} else {
+		text = fmt.Sprintf("the device reported cycle %d (%s, record %s) %s, but sterigate's check of its data says %s: the device's verdict stands; check why it failed a cycle whose data meet the criteria",
+			rec.Cycle, rec.Program, rec.ID, rec.Result, v.Verdict)
+	}
+	return protocol.Event{
+		Device: rec.Device, At: rec.EndedAt.UTC(), Kind: protocol.EventVerificationDisagreement,
+		Cycle: rec.Cycle, Program: rec.Program, RecordID: rec.ID, Verdict: v.Verdict, Checks: checks, Text: text,
+	}
 }
 
 // lastCycleFromRecord makes rec the status's last cycle unless the status
@@ -79,10 +126,12 @@ func lastCycleFromRecord(st *protocol.DeviceStatus, rec *protocol.CycleRecord) b
 	if lc := st.LastCycle; lc != nil && lc.Cycle != rec.Cycle && rec.EndedAt.Before(lc.EndedAt) {
 		return false
 	}
-	// Verdict and Disagreement come with the verification of the record.
 	st.LastCycle = &protocol.LastCycle{
 		ID: rec.ID, Cycle: rec.Cycle, Program: rec.Program, EndedAt: rec.EndedAt.UTC(),
 		Result: rec.Result, Complete: rec.Complete,
+	}
+	if v := rec.Verification; v != nil {
+		st.LastCycle.Verdict, st.LastCycle.Disagreement = v.Verdict, disagrees(v)
 	}
 	st.At = rec.EndedAt.UTC()
 	return true

@@ -49,7 +49,14 @@ type request struct {
 	// cycleResult is the device's verdict of a cycle record (for the log
 	// line and the cycle counter); journaled is set once it is written.
 	cycleResult protocol.Result
-	journaled   bool
+	// cycleVerdict and cycleDisagreement are sterigate's verdict on the
+	// record and whether it contradicts the device (for the counter).
+	cycleVerdict      string
+	cycleDisagreement bool
+	journaled         bool
+	// follow is appended in the same transaction right after a cycle
+	// record that is journaled (not a re-delivery): its disagreement event.
+	follow *request
 	// pre, when set, is the payload marshalled by the caller with an empty
 	// id, seq 0 and no prev_hash; the writer splices those in (see
 	// spliceChain), which keeps marshalling off the single writer.
@@ -448,7 +455,7 @@ func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 		if r.kind == reqAppend && r.cycleID != "" {
 			delete(w.cycleIDs, r.cycleID)
 			if r.journaled {
-				w.j.countCycle(r.device, r.cycleResult)
+				w.j.countCycle(CycleCount{Device: r.device, Result: r.cycleResult, Verdict: r.cycleVerdict, Disagreement: r.cycleDisagreement})
 				w.j.log.Info("cycle record journaled", "device", r.device, "id", r.cycleID, "result", r.cycleResult)
 			}
 		}
@@ -642,6 +649,9 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 			if err := w.applyStatus(ctx, st, r.device, r.status); err != nil {
 				return nil, err
 			}
+		}
+		if r.follow != nil && r.journaled {
+			return w.apply(ctx, st, r.follow)
 		}
 		return nil, nil
 	case reqMarkDelivered:

@@ -3,7 +3,6 @@ package verify
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -136,46 +135,34 @@ func withDefaults(c protocol.Criteria) protocol.Criteria {
 }
 
 // Validate reports every parameter of c that the check cannot work with,
-// each naming its key and value, so a profile or config loader can put
-// its file and line in front.
+// each a *ParamError naming its key and value, so a profile or config
+// loader can put its file and line in front (ParamErrors unpacks them).
 func Validate(c protocol.Criteria) error {
 	var errs []error
-	bad := func(key string, v float64, why string) {
-		errs = append(errs, fmt.Errorf("criteria.%s: %v %s", key, v, why))
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &ParamError{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	if _, ok := sets[c.Kind]; !ok {
-		errs = append(errs, fmt.Errorf("criteria.kind: %q is not one of %s", c.Kind, strings.Join(Kinds(), ", ")))
+		bad("kind", "%q is not one of %s", c.Kind, strings.Join(Kinds(), ", "))
 	}
 	if c.Version > Version {
-		errs = append(errs, fmt.Errorf("criteria.version: %d is newer than the rules this sterigate knows (version %d)", c.Version, Version))
+		bad("version", "%d is newer than the rules this sterigate knows (version %d)", c.Version, Version)
 	}
 	if c.Version < 0 {
-		errs = append(errs, fmt.Errorf("criteria.version: %d is negative", c.Version))
+		bad("version", "%d is negative", c.Version)
 	}
 	switch c.Source {
 	case SourceProfile, SourceSite, SourceDefault, SourceInferred:
 	default:
-		errs = append(errs, fmt.Errorf("criteria.source: %q is not one of profile, site, default, inferred", c.Source))
+		bad("source", "%q is not one of profile, site, default, inferred", c.Source)
 	}
-	positive := func(key string, v, most float64, unit string) {
-		if !(v > 0) || math.IsInf(v, 0) || v > most {
-			bad(key, v, fmt.Sprintf("must be above 0 and at most %v %s", most, unit))
+	for _, p := range params {
+		if !p.appliesTo(c.Kind) {
+			continue
 		}
-	}
-	positive("max_sample_interval_s", c.MaxSampleIntervalSeconds, 3600, "s")
-	if c.Kind == KindLeakTest {
-		positive("leak_rate_kpa_min", c.LeakRateKPaMin, 10, "kPa/min")
-		positive("leak_equalise_s", c.LeakEqualiseSeconds, 3600, "s")
-		positive("leak_measure_s", c.LeakMeasureSeconds, 3600, "s")
-	} else {
-		if !(c.SetPointC >= 50 && c.SetPointC <= 150) {
-			bad("set_point_c", c.SetPointC, "must be between 50 and 150 °C")
+		if v := *p.field(&c); !p.inRange(v) {
+			bad(p.key, "%v %s", v, p.rangeText())
 		}
-		positive("band_k", c.BandK, 10, "K")
-		positive("min_hold_s", c.MinHoldSeconds, 24*3600, "s")
-		positive("saturation_k", c.SaturationK, 20, "K")
-		positive("spread_k", c.SpreadK, 20, "K")
-		positive("equilibration_s", c.EquilibrationSeconds, 3600, "s")
 	}
 	return errors.Join(errs...)
 }

@@ -16,16 +16,32 @@ import (
 // otherwise ok is false and why names what is missing. Inferred criteria
 // say so (source "inferred") and their note says what they came from.
 func Infer(rec protocol.CycleRecord) (c protocol.Criteria, ok bool, why string) {
-	name := strings.ToLower(strings.TrimSpace(rec.Program))
+	if c, ok, decided, why := InferFromName(rec.Program, rec.ProgramCode); decided {
+		return c, ok, why
+	}
+	return inferFromPlateau(rec)
+}
+
+// InferFromName is the part of Infer that reads only the program's name
+// (and its code, to say which program is unmapped). decided is false when
+// the name names no standard program, and Infer goes on to the record's
+// plateau.
+func InferFromName(program string, code *int) (c protocol.Criteria, ok, decided bool, why string) {
+	c, ok, why = inferFromName(program, code)
+	return c, ok, ok || why != "", why
+}
+
+func inferFromName(program string, programCode *int) (protocol.Criteria, bool, string) {
+	name := strings.ToLower(strings.TrimSpace(program))
 	if name == "" || name == "unknown" {
 		code := ""
-		if rec.ProgramCode != nil {
-			code = fmt.Sprintf(" (program code %d)", *rec.ProgramCode)
+		if programCode != nil {
+			code = fmt.Sprintf(" (program code %d)", *programCode)
 		}
 		return protocol.Criteria{}, false, fmt.Sprintf("the program%s is not mapped in the device's profile: map it and give it criteria", code)
 	}
 	byName := func(kind string, setPointC float64) (protocol.Criteria, bool, string) {
-		return inferred(kind, setPointC, fmt.Sprintf("inferred from the program name %q", rec.Program))
+		return inferred(kind, setPointC, fmt.Sprintf("inferred from the program name %q", program))
 	}
 	switch {
 	case containsAny(name, "bowie", "b-d", "b&d", "bd test", "bd-test", "helix"):
@@ -33,13 +49,13 @@ func Infer(rec protocol.CycleRecord) (c protocol.Criteria, ok bool, why string) 
 	case containsAny(name, "leak", "vacuum test", "vacuum-test", "vakuumtest", "vakuum-test", "test de vide", "étanchéité", "etancheite"):
 		return byName(KindLeakTest, 0)
 	case containsAny(name, "gravity", "liquid", "flüssig", "fluessig", "liquide"):
-		return protocol.Criteria{}, false, fmt.Sprintf("program %q is a gravity or liquids program, which has no standard criteria to infer: give its criteria in the profile", rec.Program)
+		return protocol.Criteria{}, false, fmt.Sprintf("program %q is a gravity or liquids program, which has no standard criteria to infer: give its criteria in the profile", program)
 	}
 	temps, minutes := numbersIn(name)
 	prion := strings.Contains(name, "prion")
 	switch {
 	case len(temps) > 1:
-		return protocol.Criteria{}, false, fmt.Sprintf("program %q names more than one temperature: give its criteria in the profile", rec.Program)
+		return protocol.Criteria{}, false, fmt.Sprintf("program %q names more than one temperature: give its criteria in the profile", program)
 	case len(temps) == 1 && temps[0] == 134:
 		if prion || minutes >= 18 {
 			return byName(KindPrion, 134)
@@ -48,11 +64,11 @@ func Infer(rec protocol.CycleRecord) (c protocol.Criteria, ok bool, why string) 
 	case len(temps) == 1 && temps[0] == 121 && !prion:
 		return byName(KindPorous, 121)
 	case len(temps) == 1:
-		return protocol.Criteria{}, false, fmt.Sprintf("program %q runs at %v °C, which is not one of the standard programs (121 °C, 134 °C): give its criteria in the profile", rec.Program, temps[0])
+		return protocol.Criteria{}, false, fmt.Sprintf("program %q runs at %v °C, which is not one of the standard programs (121 °C, 134 °C): give its criteria in the profile", program, temps[0])
 	case prion:
 		return byName(KindPrion, 134)
 	}
-	return inferFromPlateau(rec)
+	return protocol.Criteria{}, false, "" // the name says nothing: the plateau decides
 }
 
 // inferred is the standard criteria of kind at setPointC, marked as

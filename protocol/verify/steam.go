@@ -108,7 +108,8 @@ func (r *reading) update(s *protocol.Sample) {
 // sterilizing phase; anything in between (a device that fell back to
 // heating) is judged as part of the hold. Samples of the equilibration
 // phase are not part of the hold: they serve the equilibration time and
-// F0.
+// F0, and, with a drain or load probe, the holding time once every
+// channel is in band (holdStart).
 func (j *judge) steamCycle() {
 	r, c := j.rec, j.c
 	samples := r.Samples
@@ -132,25 +133,45 @@ func (j *judge) steamCycle() {
 	if he+1 < n {
 		next = he + 1
 	}
+	lo, hi := c.SetPointC, c.SetPointC+c.BandK
+	// The holding time (EN 285) begins when every part of the load is in
+	// the band: with a drain or load probe the samples show when that
+	// was, possibly during the device's equilibration phase, before its
+	// own timer started; without one, the device's sterilizing phase is
+	// all the record can go by.
+	holdFrom := hs
+	if probe {
+		holdFrom = holdStart(samples, hs, chans, lo, hi)
+	}
 	// The stretch whose sampling decides what the hold can show: from the
 	// sample before the hold (its start lies in between) to the sample
 	// after it (its end lies in between).
-	r0, tStart := hs, samples[hs].At
-	if hs > 0 {
-		r0, tStart = hs-1, samples[hs-1].At
-	} else if r.StartedAt.Before(tStart) {
+	// Without a sample before (after) it, the hold began (ended) at the
+	// start (end) of its phase as the record places it (a printout prints
+	// the time), or else at the start (end) of the record.
+	phaseStart, phaseEnd := phaseTimes(r.Phases, protocol.PhaseSterilizing)
+	r0, tStart := holdFrom, samples[holdFrom].At
+	switch {
+	case holdFrom > 0:
+		r0, tStart = holdFrom-1, samples[holdFrom-1].At
+	case !phaseStart.IsZero() && !phaseStart.Before(r.StartedAt) && !phaseStart.After(tStart):
+		tStart = phaseStart
+	case r.StartedAt.Before(tStart):
 		tStart = r.StartedAt
 	}
 	tEnd := samples[he].At
-	if next >= 0 {
+	switch {
+	case next >= 0:
 		tEnd = samples[next].At
-	} else if r.EndedAt.After(tEnd) {
+	case !phaseEnd.IsZero() && !phaseEnd.Before(tEnd) && !phaseEnd.After(r.EndedAt):
+		tEnd = phaseEnd
+	case r.EndedAt.After(tEnd):
 		tEnd = r.EndedAt
 	}
 	// Without a sample before (after) the hold, it began (ended) at an
 	// instant the record can bound only if the gateway saw the cycle
 	// start (end): otherwise a hold cannot be shown to be short.
-	unbounded := (hs == 0 && !r.Complete) || (next < 0 && !(r.Complete && r.EndSeen))
+	unbounded := (holdFrom == 0 && !r.Complete) || (next < 0 && !(r.Complete && r.EndSeen))
 	eqStart := hs
 	for i := 0; i < hs; i++ {
 		if p := samples[i].Phase; p == protocol.PhaseHeating || p == protocol.PhaseEquilibrate {
@@ -159,7 +180,6 @@ func (j *judge) steamCycle() {
 		}
 	}
 
-	lo, hi := c.SetPointC, c.SetPointC+c.BandK
 	var (
 		gap       = gapTracker{prev: make([]time.Time, len(chans))}
 		band      = bandTracker{lo: lo, hi: hi, min: math.Inf(1), max: math.Inf(-1)}
@@ -190,12 +210,16 @@ func (j *judge) steamCycle() {
 				eqB = i
 			}
 		}
+		if i > holdFrom && i < hs {
+			// Equilibration samples with every channel in band already.
+			heldS += j.device(s.At.Sub(samples[i-1].At))
+		}
 		if i < hs || i > he {
 			continue
 		}
-		was := inBand
+		was := inBand || (i == hs && holdFrom < hs)
 		inBand = band.observe(&rd, s.At)
-		if i > hs && was && inBand {
+		if i > holdFrom && was && inBand {
 			heldS += j.device(s.At.Sub(samples[i-1].At))
 		}
 		if i == he && inBand && next >= 0 {
@@ -225,6 +249,42 @@ func (j *judge) steamCycle() {
 		j.spread(spread)
 	}
 	j.reportF0(f0)
+}
+
+// phaseTimes is when the first phase called name began and the last one
+// ended, as the record's phases say; zero when it has none.
+func phaseTimes(phases []protocol.Phase, name protocol.PhaseName) (start, end time.Time) {
+	for _, ph := range phases {
+		if ph.Name != name {
+			continue
+		}
+		if start.IsZero() {
+			start = ph.Start
+		}
+		end = ph.End
+	}
+	return start, end
+}
+
+// holdStart is the first sample of the holding time of a record with a
+// drain or load probe: the first of the equilibration samples right
+// before the sterilizing phase (hs) in which every temperature channel
+// was already known and in band, or hs when the sample before it was
+// not such a sample.
+func holdStart(samples []protocol.Sample, hs int, chans []tempChannel, lo, hi float64) int {
+	rd := reading{chans: chans, value: make([]float64, len(chans)), known: make([]bool, len(chans)), read: make([]bool, len(chans))}
+	start := hs
+	for i := 0; i < hs; i++ {
+		rd.update(&samples[i])
+		inBand := samples[i].Phase == protocol.PhaseEquilibrate && rd.knownCount == len(chans) && rd.lo >= lo-eps && rd.hi <= hi+eps
+		switch {
+		case !inBand:
+			start = hs
+		case start == hs:
+			start = i
+		}
+	}
+	return start
 }
 
 // noHold reports the hold checks of a record with no sample in the

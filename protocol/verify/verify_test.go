@@ -560,20 +560,22 @@ func TestBowieDickIsNotApplicable(t *testing.T) {
 	}
 }
 
-// time_scale 20: a simulator's 9 s wall-clock hold is 180 s of device time.
+// time_scale 20: a simulator's 9 s wall-clock hold is 180 s of device
+// time, and the last 0.5 s of its equilibration with every probe in band
+// 10 s more.
 func TestTimeScale(t *testing.T) {
 	c := verifytest.Cycle{Hold: 9 * time.Second, Every: 100 * time.Millisecond, Equil: time.Second, Heat: 6 * time.Second, TimeScale: 20, Probes: true, LoadLag: 500 * time.Millisecond}
 	v := verify.Check(c.Record(), porous134(t))
-	expect(t, v, verify.CheckHoldTime, want{protocol.CheckPass, 180, time.Time{}})
+	expect(t, v, verify.CheckHoldTime, want{protocol.CheckPass, 190, time.Time{}})
 	expect(t, v, verify.CheckSampleInterval, want{protocol.CheckPass, 2, time.Time{}})
 	expect(t, v, verify.CheckEquilibrationTime, want{protocol.CheckPass, 10, time.Time{}})
 	if v.Verdict != protocol.VerdictPass || v.Criteria.TimeScale != 20 {
 		t.Errorf("verdict %s, criteria %+v: %v", v.Verdict, v.Criteria, v.Reasons)
 	}
-	// The same record read as real time: a 9 s hold.
+	// The same record read as real time: a 9.5 s hold.
 	c.TimeScale = 0
 	v = verify.Check(c.Record(), porous134(t))
-	expect(t, v, verify.CheckHoldTime, want{protocol.CheckFail, 9, time.Time{}})
+	expect(t, v, verify.CheckHoldTime, want{protocol.CheckFail, 9.5, time.Time{}})
 	// Polled once a second at 20×: 20 s of device time between samples.
 	c.TimeScale, c.Every = 20, time.Second
 	c.Hold, c.Equil, c.Heat = 9*time.Second, 2*time.Second, 6*time.Second
@@ -815,5 +817,54 @@ func TestCheckIsPure(t *testing.T) {
 	}
 	if dump(rec) != before {
 		t.Error("the check changed the record")
+	}
+}
+
+// The holding time begins when every part of the load is in the band (EN
+// 285): a drain and a load probe show when that was, here 5 s after the
+// chamber, during the device's 15 s equilibration phase. A hold the device
+// timed at exactly the minimum, sampled once a second with the poll at its
+// start 0.4 s late, is then shown to be long enough; read from the chamber
+// alone, the samples put it 0.4 s short, within one sample interval: it
+// cannot be shown. The samples that count must be dense like the hold's.
+func TestHoldBeginsWhenEveryProbeIsInBand(t *testing.T) {
+	late := func(rec protocol.CycleRecord) protocol.CycleRecord {
+		for i := range rec.Samples {
+			if rec.Samples[i].Phase == protocol.PhaseSterilizing {
+				rec.Samples[i].At = rec.Samples[i].At.Add(400 * time.Millisecond)
+				break
+			}
+		}
+		return rec
+	}
+	probes := late(verifytest.Cycle{Probes: true, Equil: 15 * time.Second}.Record())
+	v := verify.Check(probes, porous134(t))
+	// 9 s of equilibration samples in band (+5 to +14 s), 1.4 s to the late
+	// first hold sample, 178.6 s to the last, 1 s to the exhaust sample.
+	expect(t, v, verify.CheckHoldTime, want{protocol.CheckPass, 190, time.Time{}})
+	if v.Verdict != protocol.VerdictPass {
+		t.Errorf("with probes: %s", dump(v))
+	}
+	chamber := late(verifytest.Cycle{Equil: 15 * time.Second}.Record())
+	v = verify.Check(chamber, porous134(t))
+	expect(t, v, verify.CheckHoldTime, want{protocol.CheckIndeterminate, 179.6, time.Time{}})
+
+	// Three equilibration samples missing: the stretch the hold counts is
+	// 5 s between two samples, too sparse to show it.
+	var kept []protocol.Sample
+	for _, s := range probes.Samples {
+		if e := s.At.Sub(verifytest.T0); s.Phase == protocol.PhaseEquilibrate && e > 3*time.Minute+7*time.Second && e < 3*time.Minute+11*time.Second {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	if len(kept) != len(probes.Samples)-3 {
+		t.Fatalf("removed %d samples, want 3", len(probes.Samples)-len(kept))
+	}
+	probes.Samples = kept
+	v = verify.Check(probes, porous134(t))
+	expect(t, v, verify.CheckSampleInterval, want{protocol.CheckIndeterminate, 4, time.Time{}})
+	if v.Verdict != protocol.VerdictIndeterminate {
+		t.Errorf("with a sparse equilibration: %s", dump(v))
 	}
 }
