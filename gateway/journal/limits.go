@@ -263,79 +263,67 @@ func (w *writer) enforceQuota(ctx context.Context) error {
 	}
 	// Thin down to 90% so the next few commits do not trigger it again.
 	target := quota * 9 / 10
-	var gaps []*request
+	thinned := &thinnedSpans{byDevice: map[string]*thinnedSpan{}}
+	var thinErr error
 	for {
 		used, err := w.usedBytes(ctx)
 		if err != nil {
-			return err
+			thinErr = err
+			break
 		}
 		if used <= target {
 			break
 		}
-		g, n, err := w.thinOldestTelemetry(ctx, 200)
+		// Small steps: a batch of telemetry can be a large share of a
+		// small quota, and every step re-measures before the next.
+		n, err := w.thinOldestTelemetry(ctx, 25, thinned)
 		if err != nil {
-			return err
+			thinErr = err
+			break
 		}
-		gaps = append(gaps, g...)
 		if n == 0 {
 			w.j.log.Error("journal is over its quota with no telemetry left to thin: cycle records and events are kept anyway", "used_bytes", used, "quota_bytes", quota)
 			break
 		}
 	}
-	if len(gaps) > 0 {
+	// What was deleted is recorded even when a later step failed.
+	if gaps := w.gapEvents(thinned); len(gaps) > 0 {
 		if err := w.commit(ctx, gaps); err != nil {
-			return fmt.Errorf("journal gap events: %w", err)
+			return errors.Join(thinErr, fmt.Errorf("journal gap events: %w", err))
 		}
 	}
-	return nil
+	return thinErr
 }
 
-// thinOldestTelemetry deletes up to limit of the oldest undelivered
-// telemetry entries and returns a gap event per device for them.
-func (w *writer) thinOldestTelemetry(ctx context.Context, limit int) ([]*request, int, error) {
-	rows, err := w.conn.QueryContext(ctx, `SELECT id, device, seq, created_at FROM entries WHERE delivered_at IS NULL AND urgent = 0 ORDER BY id LIMIT ?`, limit)
-	if err != nil {
-		return nil, 0, err
+// thinnedSpan is what quota thinning removed of one device's telemetry.
+type thinnedSpan struct {
+	n                  int
+	seqFrom, seqTo     uint64
+	fromMilli, toMilli int64
+}
+
+// thinnedSpans collects the spans of one quota enforcement, so it records
+// one gap event per device however many steps it took.
+type thinnedSpans struct {
+	byDevice map[string]*thinnedSpan
+	order    []string
+}
+
+func (t *thinnedSpans) add(device string, seq uint64, createdMilli int64) {
+	s := t.byDevice[device]
+	if s == nil {
+		s = &thinnedSpan{seqFrom: seq, fromMilli: createdMilli}
+		t.byDevice[device] = s
+		t.order = append(t.order, device)
 	}
-	type span struct {
-		n                  int
-		seqFrom, seqTo     uint64
-		fromMilli, toMilli int64
-	}
-	spans := map[string]*span{}
-	var order []string
-	var ids []int64
-	for rows.Next() {
-		var id, created int64
-		var device string
-		var seq uint64
-		if err := rows.Scan(&id, &device, &seq, &created); err != nil {
-			rows.Close()
-			return nil, 0, err
-		}
-		ids = append(ids, id)
-		s := spans[device]
-		if s == nil {
-			s = &span{seqFrom: seq, fromMilli: created}
-			spans[device] = s
-			order = append(order, device)
-		}
-		s.n++
-		s.seqTo, s.toMilli = seq, created
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, 0, err
-	}
-	if len(ids) == 0 {
-		return nil, 0, nil
-	}
-	if err := w.deleteIDs(ctx, ids); err != nil {
-		return nil, 0, err
-	}
+	s.n++
+	s.seqTo, s.toMilli = seq, createdMilli
+}
+
+func (w *writer) gapEvents(t *thinnedSpans) []*request {
 	var gaps []*request
-	for _, d := range order {
-		s := spans[d]
+	for _, d := range t.order {
+		s := t.byDevice[d]
 		w.j.log.Warn("journal quota: thinned undelivered telemetry", "device", d, "batches", s.n, "seq_from", s.seqFrom, "seq_to", s.seqTo)
 		gaps = append(gaps, w.j.eventRequest(protocol.Event{
 			Device:  d,
@@ -348,7 +336,48 @@ func (w *writer) thinOldestTelemetry(ctx context.Context, limit int) ([]*request
 			ToSeq:   s.seqTo,
 		}, false))
 	}
-	return gaps, len(ids), nil
+	return gaps
+}
+
+// thinOldestTelemetry deletes up to limit of the oldest undelivered
+// telemetry entries and adds them to thinned.
+func (w *writer) thinOldestTelemetry(ctx context.Context, limit int, thinned *thinnedSpans) (int, error) {
+	rows, err := w.conn.QueryContext(ctx, `SELECT id, device, seq, created_at FROM entries WHERE delivered_at IS NULL AND urgent = 0 ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		return 0, err
+	}
+	type row struct {
+		id, created int64
+		device      string
+		seq         uint64
+	}
+	var found []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.device, &r.seq, &r.created); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		found = append(found, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(found) == 0 {
+		return 0, nil
+	}
+	ids := make([]int64, len(found))
+	for i, r := range found {
+		ids[i] = r.id
+	}
+	if err := w.deleteIDs(ctx, ids); err != nil {
+		return 0, err
+	}
+	for _, r := range found {
+		thinned.add(r.device, r.seq, r.created)
+	}
+	return len(found), nil
 }
 
 func (w *writer) deleteIDs(ctx context.Context, ids []int64) error {

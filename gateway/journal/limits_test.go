@@ -50,6 +50,12 @@ func TestQuotaThinsTelemetryKeepsCyclesAndAlarms(t *testing.T) {
 	for i := range rounds {
 		device := fmt.Sprintf("ac-%d", i%2)
 		appendTelemetryConcurrently(t, j, device, perRound)
+		// Cycle records and alarms are kept whatever happens; one every
+		// fourth round leaves telemetry most of the quota, so how much of
+		// it a run keeps does not hang on the last thinning's timing.
+		if i%4 != 0 {
+			continue
+		}
 		if err := j.Cycle(ctx, testRecord(device, uint64(i))); err != nil {
 			t.Fatal(err)
 		}
