@@ -610,6 +610,8 @@ var modbusMetrics = []modbusMetric{
 		}},
 	{metricDef: metricDef{"sterigate_modbus_implausible_values_total", "Measured values of the device refused as not plausible (outside their role's range, or not a number); each also raised an implausible_value event.", metricCounter, []string{"device"}},
 		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.ImplausibleValues) })},
+	{metricDef: metricDef{"sterigate_modbus_torn_polls_total", "Polls of the device read again because its phase or cycle counter changed between the requests of one poll (profiles that need several requests).", metricCounter, []string{"device"}},
+		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.TornPolls) })},
 	{metricDef: metricDef{"sterigate_modbus_journal_errors_total", "Good polls of the device whose output could not be journaled or saved (kept and retried).", metricCounter, []string{"device"}},
 		Unit: unitValue(func(s modbus.UnitStats) float64 { return float64(s.SinkErrors) })},
 	{metricDef: metricDef{"sterigate_modbus_consecutive_failures", "Failed polls of the device since it last answered; offline_after of them make it offline.", metricGauge, []string{"device"}},

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -182,27 +183,29 @@ func (u *Unit) Config() UnitConfig { return u.cfg }
 func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 	u.count(func(s *UnitStats) { s.Polls++ })
 	p := u.cfg.Profile
-	data := make([][]uint16, len(p.Blocks))
-	for i, b := range p.Blocks {
-		words, err := r.ReadRegisters(ctx, u.cfg.Unit, b.Function, b.Start, b.Count)
-		u.countRequest(ctx, err)
+	var reading profile.Reading
+	for attempt := 1; ; attempt++ {
+		data, phaseBefore, err := u.readBlocks(ctx, r)
 		if err != nil {
-			err = fmt.Errorf("device %s unit %d: read function %d address %d count %d: %w", u.cfg.Device, u.cfg.Unit, b.Function, b.Start, b.Count, err)
-			u.logOnce(ctx, err)
-			if ctx.Err() == nil { // shutting down is not a failed poll
-				u.assembler.PollFailed(ctx, err)
-			}
 			return err
 		}
-		data[i] = words
-	}
-	reading, err := p.Decode(data)
-	if err != nil {
-		err = fmt.Errorf("device %s profile %s: %w: %w", u.cfg.Device, p.Name, ErrDecode, err)
-		u.countError(err)
-		u.logOnce(ctx, err)
-		u.assembler.PollFailed(ctx, err)
-		return err
+		reading, err = p.Decode(data)
+		if err != nil {
+			err = fmt.Errorf("device %s profile %s: %w: %w", u.cfg.Device, p.Name, ErrDecode, err)
+			u.countError(err)
+			u.logOnce(ctx, err)
+			u.assembler.PollFailed(ctx, err)
+			return err
+		}
+		if phaseBefore == nil || attempt > 1 || !u.torn(data, phaseBefore, reading) {
+			break
+		}
+		// The phase or the counter changed while the poll read: its
+		// measurements may belong to either side of the edge, so they
+		// are read again rather than filed under the wrong phase. Once:
+		// a second tear in a row is used as read (phases do not change
+		// every few milliseconds).
+		u.count(func(s *UnitStats) { s.TornPolls++ })
 	}
 	if len(reading.Implausible) > 0 {
 		// Counters and codes are still good, so the reading is used (a
@@ -237,6 +240,65 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 		u.log.Info("journal delivery recovered")
 	}
 	return nil
+}
+
+// readBlocks reads every block of the unit's profile. When the profile
+// needs several requests, the block holding the phase is read first and
+// again last (phaseBefore holds the first read): registers read in several
+// requests are not one snapshot, and a phase edge between the requests
+// would otherwise file a measurement under the wrong phase.
+func (u *Unit) readBlocks(ctx context.Context, r RegisterReader) (data [][]uint16, phaseBefore []uint16, err error) {
+	p := u.cfg.Profile
+	bracket := p.PhaseBlock()
+	if len(p.Blocks) < 2 {
+		bracket = -1
+	}
+	read := func(i int) ([]uint16, error) {
+		b := p.Blocks[i]
+		words, err := r.ReadRegisters(ctx, u.cfg.Unit, b.Function, b.Start, b.Count)
+		u.countRequest(ctx, err)
+		if err != nil {
+			err = fmt.Errorf("device %s unit %d: read function %d address %d count %d: %w", u.cfg.Device, u.cfg.Unit, b.Function, b.Start, b.Count, err)
+			u.logOnce(ctx, err)
+			if ctx.Err() == nil { // shutting down is not a failed poll
+				u.assembler.PollFailed(ctx, err)
+			}
+		}
+		return words, err
+	}
+	data = make([][]uint16, len(p.Blocks))
+	if bracket >= 0 {
+		if phaseBefore, err = read(bracket); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i := range p.Blocks {
+		if i == bracket {
+			continue
+		}
+		if data[i], err = read(i); err != nil {
+			return nil, nil, err
+		}
+	}
+	if bracket >= 0 {
+		if data[bracket], err = read(bracket); err != nil {
+			return nil, nil, err
+		}
+	}
+	return data, phaseBefore, nil
+}
+
+// torn reports whether the phase block read before the others decodes to
+// another phase or counter than the one read after them.
+func (u *Unit) torn(data [][]uint16, phaseBefore []uint16, after profile.Reading) bool {
+	p := u.cfg.Profile
+	earlier := slices.Clone(data)
+	earlier[p.PhaseBlock()] = phaseBefore
+	before, err := p.Decode(earlier)
+	if err != nil {
+		return true
+	}
+	return before.PhaseCode != after.PhaseCode || before.HasPhase != after.HasPhase || before.Counter != after.Counter
 }
 
 // Unreachable tells the unit its link owner could not reach it. The unit
@@ -321,6 +383,9 @@ type UnitStats struct {
 	// ImplausibleValues counts measured values refused as not plausible
 	// (outside their role's range, or not a number).
 	ImplausibleValues uint64
+	// TornPolls counts polls read again because the phase or the cycle
+	// counter changed between the requests of one poll.
+	TornPolls uint64
 
 	SinkErrors uint64 // polls whose output could not be delivered or saved (retried)
 

@@ -331,15 +331,14 @@ func sortAlarms(a []ActiveAlarm) {
 
 // wordsOf finds the words of field f in the block data.
 func (p *Profile) wordsOf(f *Field, data [][]uint16) ([]uint16, error) {
-	for i, b := range p.Blocks {
-		if b.Function != f.Function || f.Address < b.Start || int(f.Address)+f.Span() > int(b.Start)+int(b.Count) {
-			continue
-		}
-		off := int(f.Address - b.Start)
-		if off+f.Span() > len(data[i]) {
-			return nil, &DecodeError{Field: f.Name, Msg: fmt.Sprintf("the device returned %d registers from %d, the field needs address %d", len(data[i]), b.Start, int(f.Address)+f.Span()-1)}
-		}
-		return data[i][off : off+f.Span()], nil
+	i := p.blockOf(f)
+	if i < 0 {
+		return nil, &DecodeError{Field: f.Name, Msg: "no read block covers it"}
 	}
-	return nil, &DecodeError{Field: f.Name, Msg: "no read block covers it"}
+	b := p.Blocks[i]
+	off := int(f.Address - b.Start)
+	if off+f.Span() > len(data[i]) {
+		return nil, &DecodeError{Field: f.Name, Msg: fmt.Sprintf("the device returned %d registers from %d, the field needs address %d", len(data[i]), b.Start, int(f.Address)+f.Span()-1)}
+	}
+	return data[i][off : off+f.Span()], nil
 }

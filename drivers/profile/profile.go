@@ -278,6 +278,30 @@ func (p *Profile) Field(name string) (*Field, bool) {
 }
 
 // HasRole reports whether the profile assigns a field to r.
+// PhaseBlock is the index in Blocks of the block that holds the phase
+// field, or -1 when the profile maps no phase.
+func (p *Profile) PhaseBlock() int {
+	name, ok := p.RoleField[RolePhase]
+	if !ok {
+		return -1
+	}
+	f, ok := p.Field(name)
+	if !ok {
+		return -1
+	}
+	return p.blockOf(f)
+}
+
+// blockOf is the index in Blocks of the block that covers field f, or -1.
+func (p *Profile) blockOf(f *Field) int {
+	for i, b := range p.Blocks {
+		if b.Function == f.Function && f.Address >= b.Start && int(f.Address)+f.Span() <= int(b.Start)+int(b.Count) {
+			return i
+		}
+	}
+	return -1
+}
+
 func (p *Profile) HasRole(r Role) bool {
 	if _, ok := p.RoleField[r]; ok {
 		return true
