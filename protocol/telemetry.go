@@ -46,6 +46,11 @@ const (
 	// EventVerificationDisagreement: sterigate's own verdict on a cycle
 	// does not agree with the device's; Cycle and Text say which and why.
 	EventVerificationDisagreement EventKind = "verification_disagreement"
+	// EventJournalBreak is the first entry of every device in a journal
+	// that replaced a damaged one: LastSeq and LastHash name the device's
+	// last good entry (its prev_hash is LastHash), Journal the damaged
+	// journal's id; seqs between LastSeq and this event's may be missing.
+	EventJournalBreak EventKind = "journal_break"
 )
 
 // Event is something that happened at one instant.
@@ -71,7 +76,13 @@ type Event struct {
 	Value     *float64 `json:"value,omitempty"`
 	Registers []uint16 `json:"registers,omitempty"`
 	// Count is how many bytes or items the event is about (garbage).
-	Count    int    `json:"count,omitempty"`
+	Count int `json:"count,omitempty"`
+	// LastSeq, LastHash and Journal describe a journal break: the last
+	// good entry of the device in the damaged journal, and that journal's
+	// id.
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+	LastHash string `json:"last_hash,omitempty"`
+	Journal  string `json:"journal,omitempty"`
 	Seq      uint64 `json:"seq"`
 	PrevHash string `json:"prev_hash,omitempty"`
 	Replay   bool   `json:"replay,omitempty"` // see CycleRecord.Replay

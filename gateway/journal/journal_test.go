@@ -136,7 +136,11 @@ func TestAppendFillsIdsSeqAndChain(t *testing.T) {
 		sts[0].LastCycle.ID != "dax:ac-1:41" || sts[0].Cycle != 0 || sts[0].Program != "" {
 		t.Fatalf("status after a cycle record: %+v %v, want last_cycle 41 with its program and no running cycle", sts, err)
 	}
-	wantIDs := []string{"dax:ac-1:41", "dax:ac-1:t2", "dax:ac-1:e3", "dax:ac-2:7"}
+	// Event and telemetry ids carry the journal's id; cycle ids do not.
+	wantIDs := []string{"dax:ac-1:41", "dax:ac-1:" + j.ID() + ".t2", "dax:ac-1:" + j.ID() + ".e3", "dax:ac-2:7"}
+	if len(j.ID()) != 10 {
+		t.Errorf("journal id %q, want 10 hex digits", j.ID())
+	}
 	for i, e := range all {
 		if e.RecordID != wantIDs[i] {
 			t.Errorf("entry %d id %q, want %q", i, e.RecordID, wantIDs[i])

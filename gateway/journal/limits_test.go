@@ -152,12 +152,16 @@ func TestDiskFullHoldsInMemoryAndCatchesUp(t *testing.T) {
 	if !slices.Contains(j.Alarms(), AlarmDiskFull) {
 		t.Fatalf("alarms %v, want %s", j.Alarms(), AlarmDiskFull)
 	}
-	err := j.Cycle(ctx, testRecord("ac-1", 2))
+	// A record too big for what is left is held; one that fits would be
+	// written (cycle records and events are tried while the disk is full).
+	big := testRecord("ac-1", 2)
+	big.Samples = testTelemetry("ac-1", 3000).Samples
+	err := j.Cycle(ctx, big)
 	if !errors.Is(err, ErrNotDurable) {
 		t.Fatalf("Cycle while the disk is full: %v, want ErrNotDurable", err)
 	}
 	// The driver retries: no second copy.
-	if err := j.Cycle(ctx, testRecord("ac-1", 2)); !errors.Is(err, ErrNotDurable) {
+	if err := j.Cycle(ctx, big); !errors.Is(err, ErrNotDurable) {
 		t.Fatalf("retried Cycle while the disk is full: %v, want ErrNotDurable", err)
 	}
 	// An event is held and accepted: it has no id, a retry would double it.

@@ -23,7 +23,7 @@ const (
 	LaneTelemetry
 )
 
-const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at`
+const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at, confirmed_at, replay`
 
 // readBudget bounds the payload bytes one read of the outbox returns (at
 // least one entry always comes back). A backlog of cycle records of a few
@@ -44,14 +44,17 @@ func scanEntriesWithin(rows *sql.Rows, budget int) ([]Entry, error) {
 		var e Entry
 		var kind string
 		var created int64
-		var delivered sql.NullInt64
-		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered); err != nil {
+		var delivered, confirmed sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered, &confirmed, &e.Replay); err != nil {
 			return nil, fmt.Errorf("journal: read entries: %w", err)
 		}
 		e.Kind = Kind(kind)
 		e.CreatedAt = time.UnixMilli(created).UTC()
 		if delivered.Valid {
 			e.DeliveredAt = time.UnixMilli(delivered.Int64).UTC()
+		}
+		if confirmed.Valid {
+			e.ConfirmedAt = time.UnixMilli(confirmed.Int64).UTC()
 		}
 		out = append(out, e)
 		if budget >= 0 {
@@ -175,11 +178,21 @@ type Stats struct {
 	FileBytes     int64 // database file plus WAL on disk
 	QuotaBytes    int64
 	Alarms        []string
+	// HeldEssential and HeldTelemetry count what is held in memory, not
+	// written, while the disk refuses writes: cycle records, events and
+	// other writes; telemetry batches. They are lost if the gateway stops
+	// before the disk takes them.
+	HeldEssential, HeldTelemetry int64
+	// Unconfirmed counts cycle records and events the broker acknowledged
+	// that have not come back on the gateway's own subscription within
+	// the confirmation time (see UnconfirmedBefore).
+	Unconfirmed int64
 }
 
 // Stats reads the journal's counters.
 func (j *Journal) Stats(ctx context.Context) (Stats, error) {
-	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms()}
+	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms(),
+		HeldEssential: j.memEssential.Load(), HeldTelemetry: j.memTelemetry.Load()}
 	// The oldest undelivered entry is the first of either lane in outbox
 	// order: two lookups in the pending index instead of a scan of every
 	// undelivered row for MIN(created_at).
