@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -240,5 +241,185 @@ func TestJournalFilesAreOwnerOnly(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), fi.Mode().Perm())
 		}
+	}
+}
+
+// TestSalvageRecoversWhatTheWALFlipHid salvages the journal a flipped WAL
+// byte damaged: every entry it held comes back with its payload, id and
+// seq, except those whose page the flip hit, which are named.
+func TestSalvageRecoversWhatTheWALFlipHid(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal.db")
+	runHelperThenKill(t, path, 600)
+	pristine := filepath.Join(t.TempDir(), "journal.db")
+	copyFile(t, path, pristine)
+	copyFile(t, path+"-wal", pristine+"-wal")
+	held := readAll(t, pristine)
+
+	scan, _ := scanWAL(path + "-wal")
+	flipInFrame(t, path+"-wal", scan.ValidFrames/3)
+	j := openTest(t, path, Options{})
+	kept, _ := filepath.Glob(filepath.Join(dir, "journal.damaged-*.db"))
+	if len(kept) != 1 {
+		t.Fatalf("kept %v", kept)
+	}
+	if rep, err := Check(ctx, kept[0]); err != nil || rep.OK() || !rep.Log.Damaged() {
+		t.Fatalf("Check of the damaged journal: %v %v, want its log reported damaged", rep, err)
+	}
+	visible := len(readAllFromCopyWithoutRepair(t, kept[0]))
+
+	rep, err := Salvage(ctx, path, kept[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(rep)
+	if !rep.LogRepaired || rep.Read <= visible {
+		t.Fatalf("salvage read %d entries (repaired log: %v); SQLite alone sees %d: the commits after the flip were not read", rep.Read, rep.LogRepaired, visible)
+	}
+	es, err := j.Entries(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Entry{}
+	for _, e := range es {
+		byID[e.RecordID] = e
+	}
+	missing := 0
+	for _, h := range held {
+		got, ok := byID[h.RecordID]
+		if !ok {
+			missing++
+			continue
+		}
+		if string(got.Payload) != string(h.Payload) || got.Seq != h.Seq || !got.Replay {
+			t.Fatalf("%s salvaged as seq %d %q (replay %v), held seq %d %q", h.RecordID, got.Seq, got.Payload, got.Replay, h.Seq, h.Payload)
+		}
+	}
+	if missing > len(rep.Damaged)+rep.Unreadable {
+		t.Fatalf("%d of %d held entries are not salvaged; salvage names %d damaged and %d unreadable", missing, len(held), len(rep.Damaged), rep.Unreadable)
+	}
+	// Undelivered salvaged entries wait to be published, with the
+	// journal's own.
+	if p, _ := j.Pending(ctx, 100000); len(p) < rep.Pending {
+		t.Fatalf("%d pending after salvage, salvage says %d to publish", len(p), rep.Pending)
+	}
+	// The alarm clears once the damaged journal is salvaged.
+	if err := j.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(j.Alarms(), AlarmDamaged) {
+		t.Fatalf("alarms %v after the salvage", j.Alarms())
+	}
+	// A second salvage copies nothing twice.
+	rep2, err := Salvage(ctx, path, kept[0])
+	if err != nil || rep2.Salvaged != 0 || rep2.AlreadyThere != rep.Salvaged {
+		t.Fatalf("second salvage: %v %v", rep2, err)
+	}
+	if rep, err := Check(ctx, path); err != nil || !rep.OK() {
+		t.Fatalf("Check of the new journal after salvage: %v %v", rep, err)
+	}
+}
+
+// readAllFromCopyWithoutRepair returns what SQLite alone reads from a
+// journal (its log replayed up to the first bad frame).
+func readAllFromCopyWithoutRepair(t *testing.T, path string) []Entry {
+	t.Helper()
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	copyFile(t, path, cp)
+	copyFile(t, path+"-wal", cp+"-wal")
+	db, err := sqlOpenReadOnly(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out []Entry
+	var unreadable int
+	if err := readAllEntries(context.Background(), db, func(e Entry) error { out = append(out, e); return nil }, &unreadable); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestMainFileFlipIsCaughtBeforePublishing flips one byte of a cycle
+// record's payload in the database file. quick_check does not look at
+// payload bytes; the check before publishing must, and the record must
+// never reach a consumer as it now reads.
+func TestMainFileFlipIsCaughtBeforePublishing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal.db")
+	j := openTest(t, path, Options{})
+	for c := range uint64(5) {
+		if err := j.Telemetry(ctx, testTelemetry("ac-1", 3)); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Cycle(ctx, testRecord("ac-1", 100+c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.exec(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	j.Close() // the payloads are in the main file
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := []byte(`"schema":"sterigate.cycle.v1","id":"dax:ac-1:102"`)
+	// The record's page may also have a stale copy in a free page: flip
+	// the byte in every copy.
+	n := 0
+	for i := bytes.Index(b, target); i >= 0; i = bytes.Index(b[i+1:], target) + i + 1 {
+		b[i+len(target)+40] ^= 0x01
+		n++
+		if bytes.Index(b[i+1:], target) < 0 {
+			break
+		}
+	}
+	if n == 0 {
+		t.Fatal("record 102 not found in the file")
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	j = openTest(t, path, Options{})
+	p, err := j.Pending(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := j.Verify(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) != 1 || bad[0].Entry.RecordID != "dax:ac-1:102" || !strings.Contains(bad[0].Why, "hashes to") {
+		t.Fatalf("Verify found %v, want record 102 and its hash", bad)
+	}
+	j.ReportDamage(bad[0].Why)
+	select {
+	case <-j.Damaged():
+	default:
+		t.Fatal("Damaged() not closed after ReportDamage")
+	}
+	j.Close()
+
+	// The gateway reopens it as damaged: the journal is replaced, and a
+	// salvage recovers every other entry.
+	j = openTest(t, path, Options{ReplaceDamaged: bad[0].Why})
+	kept, _ := filepath.Glob(filepath.Join(dir, "journal.damaged-*.db"))
+	if len(kept) != 1 {
+		t.Fatalf("kept %v", kept)
+	}
+	rep, err := Salvage(ctx, path, kept[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Salvaged != 9 || len(rep.Damaged) != 1 || !strings.Contains(rep.Damaged[0], "dax:ac-1:102") {
+		t.Fatalf("salvage: %v %v, want 9 entries and record 102 named damaged", rep, rep.Damaged)
+	}
+	p, _ = j.Pending(ctx, 100)
+	if bad, err := j.Verify(ctx, p); err != nil || len(bad) != 0 {
+		t.Fatalf("Verify after salvage: %v %v", bad, err)
 	}
 }

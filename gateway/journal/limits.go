@@ -323,6 +323,10 @@ func (w *writer) usedBytes(ctx context.Context) (int64, error) {
 // returns free pages to the file system.
 func (w *writer) maintain(ctx context.Context) {
 	w.lastMaintained = w.j.opts.Now()
+	// A salvage by another process clears the damaged-journal alarm.
+	if err := w.j.refreshDamagedAlarm(ctx); err != nil {
+		w.j.log.Warn("journal: cannot read the list of damaged journals", "err", err)
+	}
 	if w.diskFull {
 		return
 	}
@@ -350,7 +354,9 @@ func (w *writer) maintain(ctx context.Context) {
 func (w *writer) pruneDelivered(ctx context.Context, cutoffMilli int64) (int64, error) {
 	var total int64
 	for {
-		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? LIMIT ?)`, cutoffMilli, pruneChunk)
+		// A cycle record or event the broker acknowledged but that never
+		// came back is kept: it is published again until it does.
+		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? AND (urgent = 0 OR confirmed_at IS NOT NULL) LIMIT ?)`, cutoffMilli, pruneChunk)
 		if err != nil {
 			return total, err
 		}

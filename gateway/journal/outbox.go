@@ -41,20 +41,9 @@ func scanEntriesWithin(rows *sql.Rows, budget int) ([]Entry, error) {
 	defer rows.Close()
 	var out []Entry
 	for (budget != 0 || len(out) == 0) && rows.Next() {
-		var e Entry
-		var kind string
-		var created int64
-		var delivered, confirmed sql.NullInt64
-		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered, &confirmed, &e.Replay); err != nil {
+		e, err := scanOne(rows)
+		if err != nil {
 			return nil, fmt.Errorf("journal: read entries: %w", err)
-		}
-		e.Kind = Kind(kind)
-		e.CreatedAt = time.UnixMilli(created).UTC()
-		if delivered.Valid {
-			e.DeliveredAt = time.UnixMilli(delivered.Int64).UTC()
-		}
-		if confirmed.Valid {
-			e.ConfirmedAt = time.UnixMilli(confirmed.Int64).UTC()
 		}
 		out = append(out, e)
 		if budget >= 0 {
@@ -209,6 +198,9 @@ func (j *Journal) Stats(ctx context.Context) (Stats, error) {
 	}
 	if oldest.Valid {
 		s.OldestPending = time.UnixMilli(oldest.Int64).UTC()
+	}
+	if s.Unconfirmed, err = j.CountUnconfirmed(ctx, time.Time{}); err != nil {
+		return s, err
 	}
 	var pages, free, size int64
 	row := j.rdb.QueryRowContext(ctx, `SELECT * FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`)

@@ -67,8 +67,10 @@ type request struct {
 	gapFromDrop bool // a gap event rebuilt from w.dropped on each retry
 	approxBytes int  // payload size, set when marshalled
 
-	// reqMarkDelivered
-	ids []int64
+	// reqMarkDelivered; confirm marks them confirmed (they came back on
+	// the gateway's own subscription) instead.
+	ids     []int64
+	confirm bool
 
 	// reqExec
 	sqlText string
@@ -611,9 +613,13 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 		at := now.UnixMilli()
 		for ids := r.ids; len(ids) > 0; {
 			n := min(len(ids), rowsPerInsert)
-			stmt, err := w.cachedStmt(ctx, "mark", n, func() string {
+			shape, build := "mark", func() string {
 				return `UPDATE entries SET delivered_at = ? WHERE delivered_at IS NULL AND id IN (?` + strings.Repeat(",?", n-1) + `)`
-			})
+			}
+			if r.confirm {
+				shape, build = "confirm", func() string { return confirmSQL(n) }
+			}
+			stmt, err := w.cachedStmt(ctx, shape, n, build)
 			if err != nil {
 				return nil, err
 			}
