@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -84,9 +85,9 @@ func TestMosquittoOutageThenRecovery(t *testing.T) {
 }
 
 func TestMosquittoMutualTLS(t *testing.T) {
-	pk := newPKI(t)
+	pk := brokertest.NewPKI(t)
 	m := startMosquitto(t, fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false",
-		pk.caFile, pk.serverCert, pk.serverKey))
+		pk.CAFile, pk.ServerCert, pk.ServerKey))
 	clientTLS := func(caFile, cert, key string) *tls.Config {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -100,12 +101,12 @@ func TestMosquittoMutualTLS(t *testing.T) {
 		}
 		return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{kp}}
 	}
-	c, _, _ := subscribe(t, m.url("ssl"), "sterigate/#", &pahoTLS{clientTLS(pk.caFile, pk.clientCert, pk.clientKey)})
+	c, _, _ := subscribe(t, m.url("ssl"), "sterigate/#", &pahoTLS{clientTLS(pk.CAFile, pk.ClientCert, pk.ClientKey)})
 	j := openJournal(t)
 	fill(t, j, []string{"ac-1"}, 1, 3, 2)
 
 	opts := testOptions(m.url("ssl"))
-	opts.CAFile, opts.CertFile, opts.KeyFile = pk.caFile, pk.clientCert, pk.clientKey
+	opts.CAFile, opts.CertFile, opts.KeyFile = pk.CAFile, pk.ClientCert, pk.ClientKey
 	p, err := New(opts, j)
 	if err != nil {
 		t.Fatal(err)
@@ -124,9 +125,9 @@ func TestMosquittoMutualTLS(t *testing.T) {
 		ca, cert, key string
 		wantErrSubstr string
 	}{
-		{"no client certificate", pk.caFile, "", "", ""},
-		{"client certificate from another CA", pk.caFile, pk.rogueClientCert, pk.rogueClientKey, ""},
-		{"broker certificate not signed by ca_file", pk.otherCA, pk.clientCert, pk.clientKey, "certificate"},
+		{"no client certificate", pk.CAFile, "", "", ""},
+		{"client certificate from another CA", pk.CAFile, pk.RogueClientCert, pk.RogueClientKey, ""},
+		{"broker certificate not signed by ca_file", pk.OtherCA, pk.ClientCert, pk.ClientKey, "certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions(m.url("ssl"))

@@ -46,6 +46,11 @@ type Options struct {
 	// timeout drops the connection and restarts from the oldest
 	// undelivered entry.
 	AckTimeout time.Duration
+	// ConfirmTimeout is how long an acknowledged cycle record or event may
+	// take to come back on the gateway's own subscription (default 30 s);
+	// past it the mqtt_unconfirmed alarm is raised and the entry is
+	// published again, with back-off, until it comes back.
+	ConfirmTimeout time.Duration
 
 	// Window is how many publishes may wait for their PUBACK (default 32).
 	Window int
@@ -127,6 +132,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.ConnectTimeout, 10*time.Second)
 	def(&o.AckTimeout, 30*time.Second)
+	def(&o.ConfirmTimeout, 30*time.Second)
 	def(&o.MinBackoff, 500*time.Millisecond)
 	def(&o.MaxBackoff, 30*time.Second)
 	def(&o.AckFlushInterval, 100*time.Millisecond)

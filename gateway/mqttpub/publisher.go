@@ -54,6 +54,9 @@ type Publisher struct {
 	// connected): from Run's start until the first connection, and from
 	// the end of each connection until the next.
 	downSince atomic.Int64
+	// unconfirmed counts the entries past their confirmation time;
+	// confirmedTotal those confirmed since the start.
+	unconfirmed, confirmedTotal atomic.Int64
 }
 
 // New checks opts and prepares a publisher; it does not connect.
@@ -157,7 +160,7 @@ func (p *Publisher) gatewayStatus(state string) []byte {
 	st := protocol.GatewayStatus{Gateway: p.opts.Gateway, Site: p.opts.Site, State: state, Version: p.opts.Version}
 	if state == protocol.GatewayOnline {
 		st.At = time.Now().UTC()
-		st.Alarms = p.j.Alarms()
+		st.Alarms = p.Alarms()
 	}
 	b, _ := json.Marshal(st)
 	return b
@@ -269,12 +272,16 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		// Made here, not in loop: the shutdown publishes statuses even
 		// when loop ended before it began.
 		published: map[string]protocol.DeviceStatus{},
+		confirm:   newConfirmState(),
 	}
 	// The acknowledgement waiter outlives ctx so that, on shutdown, the
 	// PUBACKs already on their way still count.
 	ackCtx, stopAcks := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.awaitAcks(ackCtx) })
+	// Subscriptions do not survive a connection (clean session): made
+	// again on each one, before anything is published on it.
+	s.subscribeOwnTopics(&wg, ackCtx)
 	err = s.loop(ctx, lost)
 	graceful := ctx.Err() != nil
 	if graceful {
@@ -342,6 +349,7 @@ type sessionState struct {
 	published             map[string]protocol.DeviceStatus
 	pace                  *pacer
 	firstFailure          error
+	confirm               confirmState
 
 	// The replay: entries journaled before this connection. replayed were
 	// acknowledged, replayOutstanding wait for their PUBACK.
@@ -418,7 +426,11 @@ func (s *sessionState) takeResult(r ackResult) error {
 		return s.firstFailure
 	}
 	if r.entry != nil {
-		s.acked = append(s.acked, *r.entry)
+		// An entry published again to be confirmed was delivered before.
+		if r.entry.DeliveredAt.IsZero() {
+			s.acked = append(s.acked, *r.entry)
+		}
+		s.awaitEcho(r.entry)
 		if r.entry.ID <= s.boundary {
 			s.replayed++
 			s.replayOutstanding--
@@ -474,15 +486,13 @@ func (s *sessionState) topicOf(e *journal.Entry) string {
 }
 
 // payloadOf returns what to publish for e: the journaled bytes, with the
-// replay marker inserted when e was journaled before this connection.
+// replay marker inserted when e was journaled before this connection or
+// salvaged from a damaged journal.
 func (s *sessionState) payloadOf(e *journal.Entry) []byte {
-	if e.ID > s.boundary || len(e.Payload) < 2 || e.Payload[0] != '{' {
+	if e.ID > s.boundary && !e.Replay {
 		return e.Payload
 	}
-	out := make([]byte, 0, len(e.Payload)+len(ReplayMarker))
-	out = append(out, '{')
-	out = append(out, ReplayMarker...)
-	return append(out, e.Payload[1:]...)
+	return withReplayMarker(e.Payload)
 }
 
 // publishStatuses publishes the gateway's online status (on connect, or
@@ -494,7 +504,7 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 	if !force && v == s.statusVersion {
 		return nil
 	}
-	alarms := p.j.Alarms()
+	alarms := p.Alarms()
 	if force || !slices.Equal(alarms, s.alarms) {
 		s.alarms = alarms
 		s.waitForSlot(ctx)
@@ -588,8 +598,14 @@ func (s *sessionState) take(ctx context.Context, l *laneState) (*journal.Entry, 
 			l.exhausted = true
 			return nil, nil
 		}
-		l.queue = es
 		l.cursor = es[len(es)-1].ID
+		if es, err = s.verified(ctx, es); err != nil {
+			return nil, err
+		}
+		l.queue = es
+		if len(es) == 0 {
+			return nil, nil
+		}
 	}
 	e := l.queue[0]
 	l.queue = l.queue[1:]
@@ -613,6 +629,8 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 	}
 	flush := time.NewTicker(p.opts.AckFlushInterval)
 	defer flush.Stop()
+	recheck := time.NewTicker(min(time.Second, p.opts.ConfirmTimeout/4))
+	defer recheck.Stop()
 	var paceTimer *time.Timer
 	defer func() {
 		if paceTimer != nil {
@@ -663,10 +681,20 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 			if err := s.flushAcks(ctx); err != nil {
 				return err
 			}
+			if err := s.confirmEchoes(ctx); err != nil {
+				return err
+			}
 			// Status changes can arrive without new entries (alarms).
 			if err := s.publishStatuses(ctx, false); err != nil {
 				return err
 			}
+		case <-recheck.C:
+			if err := s.retryUnconfirmed(ctx); err != nil {
+				return err
+			}
+		case why := <-s.confirm.refused:
+			p.log.Error("the gateway cannot confirm what it publishes: nothing will come back, and every cycle record and event will be published again",
+				"why", why, "fix", "let the gateway's broker user read "+p.topics.Cycle("+")+" and "+p.topics.Event("+"))
 		case <-paceC:
 		case err := <-lost:
 			return fmt.Errorf("connection lost: %w", err)
