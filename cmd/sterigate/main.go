@@ -98,6 +98,8 @@ func commands() map[string]command {
 		"tap":          {"show a printer stream live, raw and parsed through a template", cmdTap},
 		"profiles":     {"list the built-in profiles and printout templates, or print one", cmdProfiles},
 		"verify-cycle": {"judge cycle records again (from mosquitto_sub) and compare verdicts", cmdVerifyCycle},
+		"journal":      {"check a journal, salvage a damaged one, or start fresh over a file that is not one", cmdJournal},
+		"republish":    {"send a device's journaled entries again for a consumer that lost them", cmdRepublish},
 		"version":      {"print the version", cmdVersion},
 	}
 }

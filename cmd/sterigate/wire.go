@@ -210,25 +210,47 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)
 }
 
-// runGateway runs the gateway until ctx is done. Shutdown order matters:
-// drivers stop first, then the publisher says offline, then the journal
-// closes with everything committed.
+// runGateway runs the gateway until ctx is done. When the journal is
+// found damaged while it runs, everything stops and starts again on a new
+// journal (the damaged one is kept aside): the sterilizers go on being
+// logged, after a pause of about a second.
 func runGateway(ctx context.Context, o gatewayOptions) error {
-	cfg, log := o.cfg, o.log
 	// One gateway per journal, held until this process ends.
-	lock, err := datadir.Acquire(cfg.Gateway.DataDir)
+	lock, err := datadir.Acquire(o.cfg.Gateway.DataDir)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
+	damage := ""
+	for {
+		if damage, err = runOnJournal(ctx, o, damage); err != nil || damage == "" {
+			return err
+		}
+		o.log.Error("the journal was found damaged while running: starting again on a new journal", "damage", damage)
+	}
+}
+
+// runOnJournal runs the gateway on the journal until ctx is done, or
+// until the journal is found damaged (it then returns why). replace, when
+// not empty, is damage found in a previous run: the journal is replaced.
+// Shutdown order matters: drivers stop first, then the publisher says
+// offline, then the journal closes with everything committed.
+func runOnJournal(ctx context.Context, o gatewayOptions, replace string) (damage string, err error) {
+	cfg, log := o.cfg, o.log
 	j, err := journal.Open(filepath.Join(cfg.Gateway.DataDir, "journal.db"), journal.Options{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
 		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
+		ReplaceDamaged: replace,
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer j.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			j.Close()
+		}
+	}()
 	ids := make([]string, len(cfg.Devices))
 	for i, d := range cfg.Devices {
 		ids[i] = d.ID
@@ -236,16 +258,16 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	// Every configured sterilizer appears on its status topic (as
 	// "unknown") from the first connection, even one never reached.
 	if err := j.RegisterDevices(ctx, ids...); err != nil {
-		return err
+		return "", err
 	}
 
 	pub, err := newPublisher(cfg, j, log, o.onDelivered)
 	if err != nil {
-		return err
+		return "", err
 	}
 	links, err := buildLinks(cfg, j, log)
 	if err != nil {
-		return err
+		return "", err
 	}
 
 	driverCtx, stopDrivers := context.WithCancel(ctx)
@@ -276,30 +298,46 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	log.Info("sterigate running", "gateway", cfg.Gateway.ID, "site", cfg.Gateway.Site, "devices", len(cfg.Devices),
 		"journal", filepath.Join(cfg.Gateway.DataDir, "journal.db"), "version", readBuild().version)
-	if o.ready != nil {
+	if o.ready != nil && replace == "" {
 		o.ready()
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-j.Damaged():
+		damage = j.DamageReason()
+	}
 	stopDrivers()
 	drivers.Wait()
-	// Nobody watches the devices from here on: say so before the gateway's
-	// own offline status.
-	unknownCtx, cancelUnknown := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := j.MarkDevicesUnknown(unknownCtx, "gateway stopped"); err != nil {
-		log.Warn("device statuses not marked unknown at shutdown", "err", err)
+	if damage == "" {
+		// Nobody watches the devices from here on: say so before the
+		// gateway's own offline status.
+		unknownCtx, cancelUnknown := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := j.MarkDevicesUnknown(unknownCtx, "gateway stopped"); err != nil {
+			log.Warn("device statuses not marked unknown at shutdown", "err", err)
+		}
+		cancelUnknown()
 	}
-	cancelUnknown()
 	stopPub()
 	services.Wait()
 	// What the next start will send first.
-	if st, err := j.Stats(context.Background()); err == nil {
+	st, statsErr := j.Stats(context.Background())
+	closed = true
+	if err := j.Close(); err != nil {
+		// Entries the disk refused and that were held in memory are gone:
+		// the exit status says so, not only the log.
+		return "", err
+	}
+	if damage != "" {
+		return damage, nil
+	}
+	if statsErr == nil {
 		log.Info("sterigate stopped", "pending", st.PendingUrgent+st.PendingTelemetry,
 			"pending_records_and_events", st.PendingUrgent, "pending_telemetry", st.PendingTelemetry)
 	} else {
-		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", err)
+		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", statsErr)
 	}
-	return nil
+	return "", nil
 }
 
 func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *mqttpub.Publisher, links []link,
@@ -336,14 +374,18 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 	for k, n := range j.CyclesJournaled() {
 		cycles = append(cycles, console.CycleCount{Device: k.Device, Result: k.Result, Count: n})
 	}
+	alarms := pub.Alarms()
 	return console.Snapshot{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: readBuild().version, Started: started,
 		BrokerConnected: pub.Connected(), BrokerUnreachableSince: pub.UnreachableSince(),
-		Pending:       map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
+		// What the disk refused and memory holds is pending too.
+		Pending:       map[string]int64{"urgent": st.PendingUrgent + st.HeldEssential, "telemetry": st.PendingTelemetry + st.HeldTelemetry},
+		HeldInMemory:  st.HeldEssential + st.HeldTelemetry,
+		Unconfirmed:   st.Unconfirmed,
 		OldestPending: st.OldestPending,
 		JournalBytes:  st.FileBytes, JournalQuota: st.QuotaBytes,
-		JournalRefusesWrites: slices.Contains(st.Alarms, journal.AlarmDiskFull),
-		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: st.Alarms,
+		JournalRefusesWrites: slices.Contains(alarms, journal.AlarmDiskFull),
+		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: alarms,
 	}, nil
 }
 
@@ -357,7 +399,7 @@ func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
 		Version: readBuild().version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
-		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log,
+		KeepAlive: m.KeepAlive, Window: m.Inflight, ConfirmTimeout: m.ConfirmTimeout, OnDelivered: onDelivered, Logger: log,
 	}
 }
 

@@ -30,12 +30,13 @@ func (j *Journal) MarkConfirmed(ctx context.Context, ids ...int64) error {
 	return j.submit(ctx, &request{kind: reqMarkDelivered, confirm: true, ids: append([]int64(nil), ids...)})
 }
 
-// UnconfirmedBefore returns up to limit cycle records and events that the
-// broker acknowledged before t and that have not come back since, oldest
-// first (at least one, and about 1 MiB of payload at most).
-func (j *Journal) UnconfirmedBefore(ctx context.Context, t time.Time, limit int) ([]Entry, error) {
+// UnconfirmedAfter returns up to limit cycle records and events after
+// outbox position after that the broker acknowledged before t and that
+// have not come back since, in outbox order (at least one, and about 1 MiB
+// of payload at most).
+func (j *Journal) UnconfirmedAfter(ctx context.Context, after int64, t time.Time, limit int) ([]Entry, error) {
 	rows, err := j.rdb.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries
-		WHERE urgent = 1 AND confirmed_at IS NULL AND delivered_at IS NOT NULL AND delivered_at < ? ORDER BY id LIMIT ?`, t.UnixMilli(), limit)
+		WHERE urgent = 1 AND confirmed_at IS NULL AND id > ? AND delivered_at IS NOT NULL AND delivered_at < ? ORDER BY id LIMIT ?`, after, t.UnixMilli(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("journal: read unconfirmed entries: %w", err)
 	}

@@ -652,3 +652,89 @@ func (j *Journal) refreshDamagedAlarm(ctx context.Context) error {
 	}
 	return nil
 }
+
+// StartFresh replaces a file at path that is not a journal (empty or
+// foreign): it is moved aside, kept, and a new journal is created. It
+// returns where the file was kept. A journal, whole or damaged, is left
+// alone: a damaged one is replaced by the next Open, its entries salvaged.
+func StartFresh(ctx context.Context, path string) (string, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", createJournal(ctx, path)
+	}
+	if err != nil {
+		return "", err
+	}
+	kind, why, err := inspectFile(path, fi.Size())
+	if err != nil {
+		return "", err
+	}
+	if kind == fileJournal {
+		_, err := startupCheck(ctx, path)
+		var unusable *UnusableError
+		if !errors.As(err, &unusable) {
+			return "", fmt.Errorf("%s is a sterigate journal: refusing to start a fresh one over it (a damaged journal is replaced, and kept, when the gateway starts)", path)
+		}
+		why = unusable.Why
+	} else if kind == fileDamaged {
+		return "", fmt.Errorf("%s is a damaged sterigate journal (%s): the gateway replaces it when it starts, and keeps it for 'sterigate journal salvage'", path, why)
+	}
+	moved, err := moveAside(path, "unusable", time.Now())
+	if err != nil {
+		return "", err
+	}
+	keepReadOnly(moved)
+	return moved, createJournal(ctx, path)
+}
+
+// EntryFilter selects entries for Range.
+type EntryFilter struct {
+	Device string
+	// SinceSeq and Since select entries with seq >= SinceSeq and journaled
+	// at or after Since (zero values select all).
+	SinceSeq uint64
+	Since    time.Time
+	Kinds    []Kind // empty: all
+}
+
+// Range calls fn for the entries of the journal at path that f selects,
+// in outbox order. It opens the journal read-only: it may run while a
+// gateway uses it.
+func Range(ctx context.Context, path string, f EntryFilter, fn func(Entry) error) error {
+	if !fileExists(path) {
+		return fmt.Errorf("%s: no such journal", path)
+	}
+	db, err := sqlOpenReadOnly(path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	kinds := map[Kind]bool{}
+	for _, k := range f.Kinds {
+		kinds[k] = true
+	}
+	after := int64(0)
+	for {
+		rows, err := db.QueryContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE id > ? AND device = ? AND seq >= ? AND created_at >= ? ORDER BY id LIMIT 500`,
+			after, f.Device, f.SinceSeq, f.Since.UnixMilli())
+		if err != nil {
+			return err
+		}
+		es, err := scanEntries(rows)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			after = e.ID
+			if len(kinds) > 0 && !kinds[e.Kind] {
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(es) < 500 {
+			return nil
+		}
+	}
+}

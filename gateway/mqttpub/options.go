@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
 )
@@ -87,9 +88,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	tlsFiles := o.CAFile != "" || o.CertFile != "" || o.KeyFile != ""
 	for i, b := range o.Brokers {
+		if err := config.CheckBrokerURLHasNoCredentials(b); err != nil {
+			return o, fmt.Errorf("mqtt: brokers[%d] %w", i, err)
+		}
 		u, err := url.Parse(b)
 		if err != nil {
-			return o, fmt.Errorf("mqtt: brokers[%d] %q: %w", i, b, err)
+			return o, fmt.Errorf("mqtt: brokers[%d] %q is not a URL", i, b)
 		}
 		if !brokerSchemes[u.Scheme] {
 			return o, fmt.Errorf("mqtt: brokers[%d] %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", i, b, u.Scheme)

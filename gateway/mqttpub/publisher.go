@@ -64,6 +64,16 @@ func New(opts Options, j *journal.Journal) (*Publisher, error) {
 	if j == nil {
 		return nil, errors.New("mqtt: journal is nil")
 	}
+	p, err := prepare(opts)
+	if err != nil {
+		return nil, err
+	}
+	p.j = j
+	return p, nil
+}
+
+// prepare checks opts and resolves the password and TLS settings.
+func prepare(opts Options) (*Publisher, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -74,7 +84,6 @@ func New(opts Options, j *journal.Journal) (*Publisher, error) {
 	}
 	p := &Publisher{
 		opts:     o,
-		j:        j,
 		topics:   protocol.Topics{Root: o.TopicRoot, Site: o.Site},
 		password: pw,
 		log:      o.Logger.With("component", "mqtt"),
