@@ -94,9 +94,9 @@ type TapStats struct {
 	// the buffer was full (each drop is a gap event).
 	DroppedBytes int64
 	Opens        int64 // successful port opens
-	Samples       int64 // stream-mode samples delivered as telemetry
-	BytesRead     int64 // bytes read from the port
-	Split         SplitStats
+	Samples      int64 // stream-mode samples delivered as telemetry
+	BytesRead    int64 // bytes read from the port
+	Split        SplitStats
 }
 
 // Tap reads a printer port and delivers one CycleRecord per printed report

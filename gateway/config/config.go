@@ -186,7 +186,7 @@ const (
 	// DefaultConfirmTimeout: a record that does not come back within it
 	// is published again.
 	DefaultConfirmTimeout = 30 * time.Second
-	DefaultRetention    = 3650 * 24 * time.Hour // ten years of records
+	DefaultRetention      = 3650 * 24 * time.Hour // ten years of records
 	// A broker outage of a minute is worth a look; a device needs longer:
 	// a sterilizer switched off between cycles is offline on purpose.
 	DefaultBrokerUnreachable = 60 * time.Second

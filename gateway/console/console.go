@@ -49,7 +49,7 @@ type Snapshot struct {
 	// Unconfirmed counts cycle records and events the broker acknowledged
 	// that have not come back on the gateway's own subscription.
 	Unconfirmed int64
-	Devices              []protocol.DeviceStatus
+	Devices     []protocol.DeviceStatus
 	// Cycles counts the cycle records journaled since the gateway started.
 	Cycles []CycleCount
 	// Metrics are the samples other parts of the gateway expose (driver
