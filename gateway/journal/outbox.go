@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -180,6 +181,13 @@ type Stats struct {
 
 // Stats reads the journal's counters.
 func (j *Journal) Stats(ctx context.Context) (Stats, error) {
+	// A salvage by another process clears journal_damaged: seen here at
+	// the next scrape rather than at the next maintenance.
+	if slices.Contains(j.Alarms(), AlarmDamaged) {
+		if err := j.refreshDamagedAlarm(ctx); err != nil {
+			return Stats{}, fmt.Errorf("journal: read stats: %w", err)
+		}
+	}
 	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms(),
 		HeldEssential: j.memEssential.Load(), HeldTelemetry: j.memTelemetry.Load()}
 	// The oldest undelivered entry is the first of either lane in outbox

@@ -248,10 +248,15 @@ func guessWALPageSize(b []byte) int {
 // are then read one by one, and those that cannot be read are counted.
 func readAllEntries(ctx context.Context, db *sql.DB, fn func(Entry) error, unreadable *int) error {
 	var maxID sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT MAX(id) FROM entries`).Scan(&maxID); err != nil || !maxID.Valid {
+	if err := db.QueryRowContext(ctx, `SELECT MAX(id) FROM entries`).Scan(&maxID); err != nil {
+		// The table's last page is damaged: the id counter says how far
+		// positions go.
 		if err2 := db.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'entries'`).Scan(&maxID); err2 != nil {
-			return fmt.Errorf("the damaged journal's entries cannot be read at all: %w", errors.Join(err, err2))
+			return fmt.Errorf("the entries cannot be read at all: %w", errors.Join(err, err2))
 		}
+	}
+	if !maxID.Valid {
+		return nil // no entries
 	}
 	cols := entryColumnsOf(ctx, db)
 	pos := int64(0)
