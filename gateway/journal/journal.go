@@ -314,15 +314,22 @@ func Open(path string, opts Options) (*Journal, error) {
 		done:     make(chan struct{}),
 	}
 	j.damage.init()
+	roomForReserve := true
 	if opts.ReserveBytes > 0 {
 		j.space = newSpaceReserve(spaceReservePath(path), opts.ReserveBytes, log)
-		j.space.ensure()
+		roomForReserve = j.space.ensure()
 	}
 	w, err := newWriter(ctx, j)
 	if err != nil {
 		cancel()
 		rdb.Close()
 		return fail(fmt.Errorf("journal %s: %w", path, err))
+	}
+	if !roomForReserve {
+		// A disk without room for the reserve is full: start as the
+		// writer would have gone on (a gateway restarted during the
+		// outage), keeping what is left for records, events and state.
+		w.enterDiskFull(errors.New("no room for the space reserve at start"))
 	}
 	if err := j.refreshDamagedAlarm(ctx); err != nil {
 		log.Warn("journal: cannot read the list of damaged journals", "err", err)

@@ -48,7 +48,7 @@ func (s *spaceReserve) ensure() bool {
 	}
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		s.log.Warn("journal: cannot create the space reserve", "path", s.path, "err", err)
+		s.log.Warn("journal: cannot create the space reserve", "reserve", s.path, "err", err)
 		return false
 	}
 	// fallocate allocates the blocks: a sparse file would free nothing.
@@ -62,7 +62,7 @@ func (s *spaceReserve) ensure() bool {
 	f.Close()
 	if err != nil {
 		os.Remove(s.path)
-		s.log.Warn("journal: no room for the space reserve; the disk is nearly full", "path", s.path, "bytes", s.size, "err", err)
+		s.log.Warn("journal: no room for the space reserve: the disk is full", "reserve", s.path, "bytes", s.size, "err", err)
 		return false
 	}
 	syncDir(filepath.Dir(s.path))
@@ -86,7 +86,7 @@ func (s *spaceReserve) release() bool {
 		return false
 	}
 	if err := os.Remove(s.path); err != nil {
-		s.log.Warn("journal: cannot release the space reserve", "path", s.path, "err", err)
+		s.log.Warn("journal: cannot release the space reserve", "reserve", s.path, "err", err)
 		return false
 	}
 	syncDir(filepath.Dir(s.path))

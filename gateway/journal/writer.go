@@ -287,7 +287,10 @@ func (w *writer) drainAtClose() {
 		w.processWithMaintenance(ctx, batch)
 	}
 	if w.diskFull {
-		w.retryHeld(ctx, false)
+		// As while running: telemetry only once the disk has room again,
+		// so a gateway stopped during the outage leaves what is left of
+		// the reserve to the records of the next run.
+		w.retryWhileFull(ctx)
 	}
 	if n := len(w.held); n > 0 {
 		essential, telemetry := w.heldCounts()
