@@ -28,9 +28,9 @@ func FuzzTCPReply(f *testing.F) {
 	f.Add(byte(3), uint16(2), reply(1, 3, 4, 0, 1, 0, 2))
 	f.Add(byte(4), uint16(1), reply(1, 4, 2, 0xff, 0xfe))
 	f.Add(byte(1), uint16(9), reply(1, 1, 2, 0xa5, 0x01))
-	f.Add(byte(3), uint16(2), reply(1, 0x83, 2))         // exception 2
-	f.Add(byte(3), uint16(2), reply(1, 0x83, 11))        // gateway target failed to respond
-	f.Add(byte(3), uint16(2), reply(1, 3, 2, 0, 1))      // too few registers
+	f.Add(byte(3), uint16(2), reply(1, 0x83, 2))          // exception 2
+	f.Add(byte(3), uint16(2), reply(1, 0x83, 11))         // gateway target failed to respond
+	f.Add(byte(3), uint16(2), reply(1, 3, 2, 0, 1))       // too few registers
 	f.Add(byte(3), uint16(2), reply(2, 3, 4, 0, 1, 0, 2)) // another unit
 	f.Add(byte(3), uint16(2), reply(1, 4, 4, 0, 1, 0, 2)) // another function
 	f.Add(byte(3), uint16(2), append(reply(1, 3, 4, 0, 1, 0, 2), 0xde, 0xad))
