@@ -19,8 +19,9 @@ import (
 	"github.com/sterigate/sterigate/protocol"
 )
 
-// walFrames returns the WAL file's page size and how many whole frames it
-// holds.
+// walFrames returns the WAL file's page size and how many frames of its
+// current generation (those carrying the header's salts, which SQLite
+// replays; older ones after them are leftovers) it holds.
 func walFrames(t testing.TB, wal string) (pageSize, frames int) {
 	t.Helper()
 	b, err := os.ReadFile(wal)
@@ -31,7 +32,10 @@ func walFrames(t testing.TB, wal string) (pageSize, frames int) {
 		return 0, 0
 	}
 	pageSize = int(be.BigEndian.Uint32(b[8:]))
-	return pageSize, (len(b) - 32) / (24 + pageSize)
+	for off := 32; off+24+pageSize <= len(b) && bytes.Equal(b[off+8:off+16], b[16:24]); off += 24 + pageSize {
+		frames++
+	}
+	return pageSize, frames
 }
 
 // damageWAL flips a byte of WAL frame `frame`: in its page (what the disk

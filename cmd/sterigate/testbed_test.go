@@ -229,10 +229,20 @@ type message struct {
 
 func subscribe(t testing.TB, brokerAddr, filter string) *collector {
 	t.Helper()
+	return subscribeTo(t, "tcp://"+brokerAddr, filter, nil)
+}
+
+// subscribeTo is subscribe to a broker URL, with options (credentials,
+// TLS) set by configure.
+func subscribeTo(t testing.TB, broker, filter string, configure func(*mqtt.ClientOptions)) *collector {
+	t.Helper()
 	c := &collector{}
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID(fmt.Sprintf("e2e-sub-%d", time.Now().UnixNano())).
+	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("e2e-sub-%d", time.Now().UnixNano())).
 		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetOrderMatters(true)
+	if configure != nil {
+		configure(opts)
+	}
 	opts.SetOnConnectHandler(func(cl mqtt.Client) {
 		cl.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
 			c.mu.Lock()
