@@ -12,7 +12,7 @@ const EventSchema = "sterigate.event.v1"
 // published together to keep per-message overhead low.
 type Telemetry struct {
 	Schema   string   `json:"schema"`
-	ID       string   `json:"id"` // "<site>:<device>:t<seq>", stable across re-delivery
+	ID       string   `json:"id"` // "<site>:<device>:<journal id>.t<seq>", stable across re-delivery, never reused
 	Gateway  string   `json:"gateway"`
 	Site     string   `json:"site"`
 	Device   string   `json:"device"`
