@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -28,18 +26,6 @@ import (
 	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 )
-
-// trusting is a TLS configuration that trusts the CA in caFile.
-func trusting(t testing.TB, caFile string) *tls.Config {
-	t.Helper()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &tls.Config{RootCAs: pool}
-}
 
 // The chaos suite: the simulator (with --truth), the gateway and a real
 // Mosquitto run as processes, and a seeded schedule injects the faults a
@@ -102,7 +88,7 @@ func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
 		t.Fatal(err)
 	}
 	sub := subscribeTo(t, broker.URL("ssl"), "sterigate/#", func(o *mqtt.ClientOptions) {
-		o.SetUsername("cssd-dashboard").SetPassword(consumerPassword).SetTLSConfig(trusting(t, pk.CAFile))
+		o.SetUsername("cssd-dashboard").SetPassword(consumerPassword).SetTLSConfig(brokertest.Trusting(t, pk.CAFile))
 	})
 	brokerNet := startProxy(t, broker.Addr())
 

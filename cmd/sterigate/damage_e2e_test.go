@@ -91,6 +91,20 @@ func checkNoIDOrSeqReused(t *testing.T, msgs []message) {
 	}
 }
 
+// cycleRecords returns the cycle records a subscriber received, by id.
+func cycleRecords(sub *collector) map[string]protocol.CycleRecord {
+	out := map[string]protocol.CycleRecord{}
+	for _, m := range sub.messages() {
+		if strings.HasSuffix(m.Topic, "/cycle") {
+			var r protocol.CycleRecord
+			if json.Unmarshal(m.Payload, &r) == nil {
+				out[r.ID] = r
+			}
+		}
+	}
+	return out
+}
+
 func gatewayAlarms(t *testing.T, sub *collector, site, gw string) []string {
 	var st protocol.GatewayStatus
 	for _, m := range sub.messages() {
@@ -127,18 +141,7 @@ devices:
   - {id: autoclave-1, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 50ms, timeout: 500ms}
 `, dataDir, consoleAddr, broker.addr(), simAddr))
 	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
-	cycleIDs := func() map[string]bool {
-		out := map[string]bool{}
-		for _, m := range sub.messages() {
-			if strings.HasSuffix(m.Topic, "/cycle") {
-				var r protocol.CycleRecord
-				if json.Unmarshal(m.Payload, &r) == nil {
-					out[r.ID] = true
-				}
-			}
-		}
-		return out
-	}
+	cycleIDs := func() map[string]protocol.CycleRecord { return cycleRecords(sub) }
 	waitFor(t, 90*time.Second, "a cycle record through the broker", func() bool { mustRun(t, gw, sim); return len(cycleIDs()) >= 1 })
 
 	// The broker goes away; two cycles finish into the journal.
@@ -185,7 +188,7 @@ devices:
 		got := cycleIDs()
 		truth := readTruth(t, truthPath)
 		for _, c := range truth {
-			if !got[protocol.CycleID("dax", "autoclave-1", c.Counter)] {
+			if _, ok := got[protocol.CycleID("dax", "autoclave-1", c.Counter)]; !ok {
 				return false
 			}
 		}

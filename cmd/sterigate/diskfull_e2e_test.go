@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -86,18 +85,7 @@ devices:
   - {id: autoclave-1, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 50ms, timeout: 500ms, time_scale: 300}
 `, dataDir, consoleAddr, broker.addr(), simAddr))
 	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
-	records := func() map[string]protocol.CycleRecord {
-		out := map[string]protocol.CycleRecord{}
-		for _, m := range sub.messages() {
-			if strings.HasSuffix(m.Topic, "/cycle") {
-				var r protocol.CycleRecord
-				if json.Unmarshal(m.Payload, &r) == nil {
-					out[r.ID] = r
-				}
-			}
-		}
-		return out
-	}
+	records := func() map[string]protocol.CycleRecord { return cycleRecords(sub) }
 	waitFor(t, 60*time.Second, "a first cycle record", func() bool { mustRun(t, gw, sim); return len(records()) >= 1 })
 
 	filler := fillDisk(t, dataDir)

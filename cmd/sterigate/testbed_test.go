@@ -20,6 +20,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 )
 
 var binary string // path of the sterigate binary built once by TestMain
@@ -161,18 +163,7 @@ func (p *proc) stop(within time.Duration) error {
 	}
 }
 
-func mosquittoPath(t testing.TB) string {
-	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("mosquitto is not installed; scripts/test installs it")
-	}
-	t.Skip("mosquitto is not installed; run scripts/test, which installs it")
-	return ""
-}
+func mosquittoPath(t testing.TB) string { return brokertest.Binary(t) }
 
 // mosquitto is a real broker on a loopback port. It persists sessions to
 // its own directory so that a subscriber's QoS 1 queue survives a restart,

@@ -205,6 +205,7 @@ func buildLink(cfg *config.Config, devs []config.Device, j sinkStore, log *slog.
 			add(deviceCounter("sterigate_printer_rejected_reports_total", "Printed reports of the device refused because the template's required fields did not parse.", first.ID, st.Rejected))
 			add(deviceCounter("sterigate_printer_garbage_bytes_total", "Bytes on the device's printer line that belonged to no report.", first.ID, st.GarbageBytes))
 			add(deviceCounter("sterigate_printer_bytes_read_total", "Bytes read from the device's printer line.", first.ID, st.BytesRead))
+			add(deviceCounter("sterigate_printer_dropped_bytes_total", "Bytes read from the device's printer line and dropped because the buffer was full while the journal refused records (each drop is a gap event).", first.ID, st.DroppedBytes))
 		}}, nil
 	}
 	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)

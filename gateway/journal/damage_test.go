@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,9 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,16 +23,7 @@ import (
 // since the last checkpoint.
 func runHelperThenKill(t *testing.T, path string, want int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), "STERIGATE_JOURNAL_HELPER_DB="+path)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
+	cmd, sc := startHelper(t, path)
 	for n := 0; n < want && sc.Scan(); n++ {
 		if !strings.HasPrefix(sc.Text(), "ok ") {
 			cmd.Process.Kill()
@@ -44,8 +32,23 @@ func runHelperThenKill(t *testing.T, path string, want int) {
 		}
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
-	io.Copy(io.Discard, stdout)
+	for sc.Scan() {
+	}
 	cmd.Wait()
+}
+
+// killedJournal leaves in a new directory a journal whose appender was
+// SIGKILLed (its write-ahead log full of commits) and returns its path
+// and, read from an untouched copy, every entry it holds.
+func killedJournal(t *testing.T) (dir, path string, held []Entry) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "journal.db")
+	runHelperThenKill(t, path, 600)
+	pristine := filepath.Join(t.TempDir(), "journal.db")
+	copyFile(t, path, pristine)
+	copyFile(t, path+"-wal", pristine+"-wal")
+	return dir, path, readAll(t, pristine)
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -92,15 +95,7 @@ func flipInFrame(t *testing.T, wal string, frame int) {
 // continue each device past anything the damaged journal held.
 func TestWALFlipStartsANewJournalPastEveryPublishableSeq(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "journal.db")
-	runHelperThenKill(t, path, 600)
-
-	// What the journal really held, from an untouched copy.
-	pristine := filepath.Join(t.TempDir(), "journal.db")
-	copyFile(t, path, pristine)
-	copyFile(t, path+"-wal", pristine+"-wal")
-	held := readAll(t, pristine)
+	dir, path, held := killedJournal(t)
 	maxSeq := map[string]uint64{}
 	ids := map[string]bool{}
 	for _, e := range held {
@@ -249,13 +244,7 @@ func TestJournalFilesAreOwnerOnly(t *testing.T) {
 // seq, except those whose page the flip hit, which are named.
 func TestSalvageRecoversWhatTheWALFlipHid(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "journal.db")
-	runHelperThenKill(t, path, 600)
-	pristine := filepath.Join(t.TempDir(), "journal.db")
-	copyFile(t, path, pristine)
-	copyFile(t, path+"-wal", pristine+"-wal")
-	held := readAll(t, pristine)
+	dir, path, held := killedJournal(t)
 
 	scan, _ := scanWAL(path + "-wal")
 	flipInFrame(t, path+"-wal", scan.ValidFrames/3)

@@ -530,20 +530,27 @@ func TestHelperProcess(t *testing.T) {
 	wg.Wait()
 }
 
+// startHelper starts TestHelperProcess appending to the journal at path;
+// the scanner reads what it acknowledged.
+func startHelper(t *testing.T, path string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "STERIGATE_JOURNAL_HELPER_DB="+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout)
+}
+
 func TestSurvivesSIGKILL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j.db")
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), "STERIGATE_JOURNAL_HELPER_DB="+path)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, sc := startHelper(t, path)
 		acked := map[string]int{} // cycle ids and per-device counts of other kinds
-		sc := bufio.NewScanner(stdout)
 		lines := 0
 		want := 400 + round*137 // kill at a different instant each round
 		for lines < want && sc.Scan() {

@@ -48,8 +48,9 @@ func (j *Journal) Verify(ctx context.Context, es []Entry) ([]DamagedEntry, error
 
 func (j *Journal) verifyOne(ctx context.Context, e *Entry) (string, error) {
 	sum := sha256.Sum256(e.Payload)
-	if got := hex.EncodeToString(sum[:]); got != e.Hash {
-		return fmt.Sprintf("entry %d (%s %s seq %d): its payload hashes to %s, the journal stored %s", e.ID, e.Device, e.Kind, e.Seq, got, e.Hash), nil
+	var stored [sha256.Size]byte
+	if n, err := hex.Decode(stored[:], []byte(e.Hash)); err != nil || n != len(stored) || stored != sum {
+		return fmt.Sprintf("entry %d (%s %s seq %d): its payload hashes to %s, the journal stored %s", e.ID, e.Device, e.Kind, e.Seq, hex.EncodeToString(sum[:]), e.Hash), nil
 	}
 	f, ok := chainFieldsOf(e.Payload)
 	switch {
@@ -63,7 +64,7 @@ func (j *Journal) verifyOne(ctx context.Context, e *Entry) (string, error) {
 		// salvage verified it.
 		return "", nil
 	}
-	defer j.verified.remember(e.Device, e.Seq, e.Hash)
+	defer j.verified.remember(e.Device, e.Seq, e.Hash, e.Kind != KindTelemetry)
 	if f.prevHash == "" {
 		if e.Seq != 1 {
 			return fmt.Sprintf("entry %d (%s seq %d): no prev_hash, and it is not the device's first entry", e.ID, e.Device, e.Seq), nil
@@ -158,10 +159,12 @@ func chainFieldsOf(p []byte) (payloadChain, bool) {
 
 // chainMemory remembers the hashes of the last entries verified per
 // device, so checking an entry's link to its predecessor rarely reads the
-// database: entries are checked about in seq order.
+// database: each lane is checked in seq order, and cycle records and
+// events (read first, and rarer) are kept apart so the telemetry that
+// follows one still finds it.
 type chainMemory struct {
-	mu       sync.Mutex
-	byDevice map[string]*recentLinks
+	mu                sync.Mutex
+	telemetry, urgent map[string]*recentLinks
 }
 
 const recentLinksKept = 64
@@ -172,16 +175,20 @@ type recentLinks struct {
 	next int
 }
 
-func (m *chainMemory) remember(device string, seq uint64, hash string) {
+func (m *chainMemory) remember(device string, seq uint64, hash string, urgent bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.byDevice == nil {
-		m.byDevice = map[string]*recentLinks{}
+	lane := &m.telemetry
+	if urgent {
+		lane = &m.urgent
 	}
-	r := m.byDevice[device]
+	if *lane == nil {
+		*lane = map[string]*recentLinks{}
+	}
+	r := (*lane)[device]
 	if r == nil {
 		r = &recentLinks{}
-		m.byDevice[device] = r
+		(*lane)[device] = r
 	}
 	r.seq[r.next], r.hash[r.next] = seq, hash
 	r.next = (r.next + 1) % recentLinksKept
@@ -190,13 +197,16 @@ func (m *chainMemory) remember(device string, seq uint64, hash string) {
 func (m *chainMemory) lookup(device string, seq uint64) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := m.byDevice[device]
-	if r == nil || seq == 0 {
+	if seq == 0 {
 		return "", false
 	}
-	for i := range recentLinksKept {
-		if r.seq[i] == seq && r.hash[i] != "" {
-			return r.hash[i], true
+	for _, lane := range []map[string]*recentLinks{m.telemetry, m.urgent} {
+		if r := lane[device]; r != nil {
+			for i := range recentLinksKept {
+				if r.seq[i] == seq && r.hash[i] != "" {
+					return r.hash[i], true
+				}
+			}
 		}
 	}
 	return "", false

@@ -2,8 +2,6 @@ package mqttpub
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"os"
@@ -34,17 +32,6 @@ func shippedBroker(t *testing.T, acl string) (*brokertest.Broker, *brokertest.PK
 	return b, pk
 }
 
-func tlsTrusting(t *testing.T, caFile string) *tls.Config {
-	t.Helper()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &tls.Config{RootCAs: pool}
-}
-
 // consumer is a dashboard's subscriber: user cssd-dashboard, a fixed
 // client id and a persistent session, QoS 1, so the broker queues for it
 // while it is away.
@@ -58,7 +45,7 @@ func connectConsumer(t *testing.T, b *brokertest.Broker, caFile, clientID string
 	t.Helper()
 	cons := &consumer{c: c, ok: &subscribed{}}
 	o := paho.NewClientOptions().AddBroker(b.URL("ssl")).SetClientID(clientID).SetCleanSession(false).
-		SetUsername("cssd-dashboard").SetPassword(consumerPassword).SetTLSConfig(tlsTrusting(t, caFile)).
+		SetUsername("cssd-dashboard").SetPassword(consumerPassword).SetTLSConfig(brokertest.Trusting(t, caFile)).
 		SetAutoReconnect(false).SetOrderMatters(true)
 	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.add(m.Topic(), m.Payload(), m.Retained()) })
 	cons.client = paho.NewClient(o)

@@ -12,13 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +23,7 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/embedbroker"
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -425,101 +423,14 @@ func (p *proxy) Pause(paused bool) {
 	p.mu.Unlock()
 }
 
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// mosquitto runs a real Mosquitto process on a free loopback port.
-type mosquitto struct {
-	t    testing.TB
-	dir  string
-	conf string
-	port int
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	done chan struct{}
-}
-
-func needMosquitto(t testing.TB) string {
-	path, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
-			return "/usr/sbin/mosquitto"
-		}
-		t.Skip("mosquitto is not installed (scripts/test installs it)")
-	}
-	return path
-}
-
-// startMosquitto writes a config with extra lines (listener options) and
-// starts it. Persistence is on so a graceful restart keeps sessions.
-func startMosquitto(t testing.TB, extra string) *mosquitto {
+// startMosquitto runs a real Mosquitto on a free loopback port with extra
+// configuration lines (listener options). Persistence is on so a graceful
+// restart keeps sessions.
+func startMosquitto(t testing.TB, extra string) *brokertest.Broker {
 	t.Helper()
-	needMosquitto(t)
-	dir := t.TempDir()
-	m := &mosquitto{t: t, dir: dir, port: freePort(t)}
-	m.conf = filepath.Join(dir, "mosquitto.conf")
-	conf := fmt.Sprintf("user root\nlistener %d 127.0.0.1\npersistence true\npersistence_location %s/\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", m.port, dir, extra)
-	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.start()
-	t.Cleanup(func() { m.stop(syscall.SIGKILL) })
-	return m
-}
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.log = new(bytes.Buffer)
-	m.cmd = exec.Command(needMosquitto(m.t), "-c", m.conf)
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	m.done = make(chan struct{})
-	cmd, done := m.cmd, m.done
-	go func() { cmd.Wait(); close(done) }()
-	addr := fmt.Sprintf("127.0.0.1:%d", m.port)
-	eventually(m.t, 10*time.Second, "mosquitto to listen on "+addr, func() bool {
-		select {
-		case <-done:
-			m.t.Fatalf("mosquitto exited: %s", m.log.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+	return brokertest.Start(t, func(port int, dir string) string {
+		return fmt.Sprintf("user root\nlistener %d 127.0.0.1\npersistence true\npersistence_location %s/\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", port, dir, extra)
 	})
-}
-
-func (m *mosquitto) stop(sig syscall.Signal) {
-	if m.cmd == nil || m.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-m.done:
-		return
-	default:
-	}
-	m.cmd.Process.Signal(sig)
-	select {
-	case <-m.done:
-	case <-time.After(10 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.done
-	}
-}
-
-func (m *mosquitto) url(scheme string) string {
-	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, m.port)
 }
 
 // subscriber is a paho client with a persistent session that subscribes

@@ -176,17 +176,7 @@ func (p *Publisher) gatewayStatus(state string) []byte {
 }
 
 func (p *Publisher) newClient(broker string, lost chan<- error) paho.Client {
-	o := paho.NewClientOptions().
-		AddBroker(broker).
-		SetClientID(p.opts.ClientID).
-		SetCleanSession(true).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetOrderMatters(false).
-		SetKeepAlive(p.opts.KeepAlive).
-		SetPingTimeout(min(10*time.Second, p.opts.KeepAlive)).
-		SetWriteTimeout(p.opts.WriteTimeout).
-		SetConnectTimeout(p.opts.ConnectTimeout).
+	o := p.clientOptions(broker, p.opts.ClientID).
 		SetBinaryWill(p.topics.GatewayStatus(p.opts.Gateway), p.gatewayStatus(protocol.GatewayOffline), 1, true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
@@ -194,6 +184,24 @@ func (p *Publisher) newClient(broker string, lost chan<- error) paho.Client {
 			default:
 			}
 		})
+	return paho.NewClient(o)
+}
+
+// clientOptions are the settings of every connection (libraries' traps:
+// no auto-reconnect, no connect retry, a clean session; a new client per
+// connection), with the credentials and TLS.
+func (p *Publisher) clientOptions(broker, clientID string) *paho.ClientOptions {
+	o := paho.NewClientOptions().
+		AddBroker(broker).
+		SetClientID(clientID).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetOrderMatters(false).
+		SetKeepAlive(p.opts.KeepAlive).
+		SetPingTimeout(min(10*time.Second, p.opts.KeepAlive)).
+		SetWriteTimeout(p.opts.WriteTimeout).
+		SetConnectTimeout(p.opts.ConnectTimeout)
 	if p.opts.Username != "" {
 		o.SetUsername(p.opts.Username)
 	}
@@ -203,7 +211,7 @@ func (p *Publisher) newClient(broker string, lost chan<- error) paho.Client {
 	if p.tls != nil {
 		o.SetTLSConfig(p.tls.Clone())
 	}
-	return paho.NewClient(o)
+	return o
 }
 
 func urlScheme(broker string) (string, error) {

@@ -38,18 +38,8 @@ func Republish(ctx context.Context, opts Options, entries func(send func(journal
 	}
 	var client paho.Client
 	for _, broker := range p.opts.Brokers {
-		o := paho.NewClientOptions().AddBroker(broker).SetClientID(p.opts.ClientID + "-republish").
-			SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(false).
-			SetKeepAlive(p.opts.KeepAlive).SetWriteTimeout(p.opts.WriteTimeout).SetConnectTimeout(p.opts.ConnectTimeout)
-		if p.opts.Username != "" {
-			o.SetUsername(p.opts.Username)
-		}
-		if p.password != "" {
-			o.SetPassword(p.password)
-		}
-		if p.tls != nil {
-			o.SetTLSConfig(p.tls.Clone())
-		}
+		// No Last Will: this connection is not the gateway.
+		o := p.clientOptions(broker, p.opts.ClientID+"-republish")
 		c := paho.NewClient(o)
 		if err = waitToken(ctx, c.Connect(), p.opts.ConnectTimeout+time.Second); err == nil {
 			client, rep.Broker = c, broker

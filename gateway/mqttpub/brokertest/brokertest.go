@@ -10,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -208,7 +209,7 @@ func StartShipped(t testing.TB, s Setup) *Broker {
 		}
 		acl = string(b)
 	}
-	b := &Broker{t: t, Dir: dir, Port: freePort(t), ConfPath: filepath.Join(dir, "mosquitto.conf"), ACLPath: filepath.Join(dir, "acl")}
+	b := &Broker{t: t, Dir: dir, Port: FreePort(t), ConfPath: filepath.Join(dir, "mosquitto.conf"), ACLPath: filepath.Join(dir, "acl")}
 	if err := os.WriteFile(b.ACLPath, []byte(acl), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -238,15 +239,45 @@ func StartShipped(t testing.TB, s Setup) *Broker {
 	// As root Mosquitto would switch to its own user, which cannot write
 	// the test's directory.
 	conf += fmt.Sprintf("\nuser %s\n", me.Username)
-	if err := os.WriteFile(b.ConfPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
-	t.Cleanup(func() { b.Stop(syscall.SIGKILL) })
+	b.run(conf)
 	return b
 }
 
-func freePort(t testing.TB) int {
+// Start starts Mosquitto with the configuration conf returns for a free
+// loopback port and the test's directory (for a test that needs another
+// configuration than the shipped one).
+func Start(t testing.TB, conf func(port int, dir string) string) *Broker {
+	t.Helper()
+	Binary(t)
+	dir := t.TempDir()
+	b := &Broker{t: t, Dir: dir, Port: FreePort(t), ConfPath: filepath.Join(dir, "mosquitto.conf")}
+	b.run(conf(b.Port, dir))
+	return b
+}
+
+func (b *Broker) run(conf string) {
+	b.t.Helper()
+	if err := os.WriteFile(b.ConfPath, []byte(conf), 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+	b.Start()
+	b.t.Cleanup(func() { b.Stop(syscall.SIGKILL) })
+}
+
+// Trusting is a TLS client configuration that trusts the CA in caFile.
+func Trusting(t testing.TB, caFile string) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &tls.Config{RootCAs: pool}
+}
+
+// FreePort returns a loopback TCP port nothing listens on.
+func FreePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
