@@ -324,13 +324,17 @@ func runOnJournal(ctx context.Context, o gatewayOptions, replace string) (damage
 	// What the next start will send first.
 	st, statsErr := j.Stats(context.Background())
 	closed = true
-	if err := j.Close(); err != nil {
+	closeErr := j.Close()
+	if damage != "" {
+		if closeErr != nil {
+			log.Error("the damaged journal could not be closed cleanly", "err", closeErr)
+		}
+		return damage, nil
+	}
+	if closeErr != nil {
 		// Entries the disk refused and that were held in memory are gone:
 		// the exit status says so, not only the log.
-		return "", err
-	}
-	if damage != "" {
-		return damage, nil
+		return "", closeErr
 	}
 	if statsErr == nil {
 		log.Info("sterigate stopped", "pending", st.PendingUrgent+st.PendingTelemetry,

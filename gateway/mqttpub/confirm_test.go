@@ -257,3 +257,46 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestRepublishSendsAgainMarkedAsReplays: a consumer that lost records
+// gets them again, byte for byte with the replay marker, from a
+// connection of the command's own, and the command says they came back.
+func TestRepublishSendsAgainMarkedAsReplays(t *testing.T) {
+	j := openJournal(t)
+	fill(t, j, []string{"ac-1", "ac-2"}, 1, 2, 1)
+	es, err := j.Entries(context.Background(), "ac-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := startMochi(t, "127.0.0.1:0")
+	c := &collector{}
+	if err := broker.Subscribe("sterigate/#", c.add); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Republish(context.Background(), testOptions(broker.URL()), func(send func(journal.Entry) error) error {
+		for _, e := range es {
+			if err := send(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	urgent := len(urgentEntries(t, j)) / 2 // ac-1's half
+	if rep.Published != len(es) || rep.Acknowledged != len(es) || rep.Confirmed != urgent || len(rep.Unconfirmed) != 0 {
+		t.Fatalf("report %+v, want %d published and acknowledged, %d confirmed", rep, len(es), urgent)
+	}
+	eventually(t, 5*time.Second, "every entry at the consumer", func() bool { return len(c.all()) >= len(es) })
+	journaled := map[string]bool{}
+	for _, e := range es {
+		journaled[string(e.Payload)] = true
+	}
+	for _, m := range c.all() {
+		p, replay := stripReplay(m.payload)
+		if !replay || !journaled[string(p)] {
+			t.Fatalf("republished %.80s: replay marker %v, the journal's bytes %v", m.payload, replay, journaled[string(p)])
+		}
+	}
+}
