@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	be "encoding/binary"
 	"encoding/json"
 	"errors"
@@ -250,4 +251,103 @@ devices:
 	if out, err := exec.Command(binary, "journal", "check", "--journal", path).CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
 		t.Fatalf("journal check: %v\n%s", err, out)
 	}
+}
+
+// TestEndToEndMainFileFlipIsNeverPublished flips a byte of an undelivered
+// cycle record in the journal's database file while the gateway is
+// stopped. quick_check does not read payloads; the check before
+// publishing does: the record must never reach a consumer as it now
+// reads, the running gateway must go on on a new journal, and a salvage
+// must bring back every other record and name the damaged one. (Before:
+// the gateway published payloads whose bytes no longer matched their
+// hash.)
+func TestEndToEndMainFileFlipIsNeverPublished(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test runs whole simulated cycles")
+	}
+	dir := t.TempDir()
+	brokerPort := freePort(t)
+	const cycles = 6
+	sim, simAddr, truthPath := startSim(t, dir, 1, cycles, 600, 13, nil)
+	dataDir := filepath.Join(dir, "data")
+	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
+gateway: {id: flip-gw, site: dax, data_dir: %q}
+mqtt: {brokers: ["tcp://127.0.0.1:%d"], keepalive: 2s}
+devices:
+  - {id: autoclave-1, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 50ms, timeout: 500ms}
+`, dataDir, brokerPort, simAddr))
+	// No broker yet: records wait in the journal.
+	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
+	waitFor(t, 90*time.Second, "three cycles into the journal", func() bool { mustRun(t, gw, sim); return len(readTruth(t, truthPath)) >= 3 })
+	if err := gw.stop(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dataDir, "journal.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	victim := protocol.CycleID("dax", "autoclave-1", readTruth(t, truthPath)[1].Counter)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := []byte(`"schema":"sterigate.cycle.v1","id":"` + victim + `"`)
+	flipped := 0
+	for i := 0; ; {
+		k := bytes.Index(b[i:], target)
+		if k < 0 {
+			break
+		}
+		b[i+k+len(target)+60] ^= 0x01
+		flipped++
+		i += k + 1
+	}
+	if flipped == 0 {
+		t.Fatalf("record %s not found in the database file", victim)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	broker := startMosquittoOnPort(t, dir, brokerPort)
+	sub := subscribe(t, broker.addr(), "sterigate/#")
+	gw = startProc(t, "gateway", binary, "run", "--config", cfg)
+	gw.waitOutput(30*time.Second, "starting again on a new journal")
+	waitFor(t, 30*time.Second, "the gateway running on the new journal", func() bool {
+		mustRun(t, gw)
+		return strings.Count(gw.output(), "sterigate running") == 2
+	})
+	kept, _ := filepath.Glob(filepath.Join(dataDir, "journal.damaged-*.db"))
+	if len(kept) != 1 {
+		t.Fatalf("damaged journal kept as %v, want one file", kept)
+	}
+	out, err := exec.Command(binary, "journal", "salvage", "--journal", path, kept[0]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "damaged, not salvaged: autoclave-1") || !strings.Contains(string(out), victim) {
+		t.Fatalf("salvage: %v\n%s", err, out)
+	}
+	waitFor(t, 120*time.Second, "every other finished cycle at the subscriber", func() bool {
+		mustRun(t, gw, sim)
+		got := cycleRecords(sub)
+		truth := readTruth(t, truthPath)
+		for _, c := range truth {
+			if id := protocol.CycleID("dax", "autoclave-1", c.Counter); id != victim {
+				if _, ok := got[id]; !ok {
+					return false
+				}
+			}
+		}
+		return len(truth) == cycles
+	})
+	if err := gw.stop(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cycleRecords(sub)[victim]; ok {
+		t.Errorf("the damaged record %s was published", victim)
+	}
+	checkNoIDOrSeqReused(t, sub.messages())
 }

@@ -177,7 +177,14 @@ type mosquitto struct {
 
 func startMosquitto(t testing.TB, dir string) *mosquitto {
 	t.Helper()
-	m := &mosquitto{t: t, port: freePort(t), conf: filepath.Join(dir, "mosquitto.conf")}
+	return startMosquittoOnPort(t, dir, freePort(t))
+}
+
+// startMosquittoOnPort is startMosquitto on a port chosen beforehand (a
+// gateway configured before its broker starts).
+func startMosquittoOnPort(t testing.TB, dir string, port int) *mosquitto {
+	t.Helper()
+	m := &mosquitto{t: t, port: port, conf: filepath.Join(dir, "mosquitto.conf")}
 	// Run as whoever runs the test: as root, mosquitto would otherwise
 	// switch to its own user, which cannot write the test's directory.
 	me, err := user.Current()

@@ -147,6 +147,7 @@ func Salvage(ctx context.Context, newPath, oldPath string) (SalvageReport, error
 // gateway: it waits for the gateway's commits.
 func writerDSN(path string) string {
 	q := url.Values{}
+	q.Add("mode", "rw") // never create it
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "synchronous(FULL)")
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
