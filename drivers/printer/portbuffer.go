@@ -77,6 +77,11 @@ func (b *portBuffer) next(ctx context.Context) ([]byte, droppedSpan, error) {
 	case <-b.wake:
 	case <-ctx.Done():
 	}
+	return b.take()
+}
+
+// take returns what next returns, without waiting.
+func (b *portBuffer) take() ([]byte, droppedSpan, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	data, lost, err := b.data, b.lost, b.err

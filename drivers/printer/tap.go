@@ -311,6 +311,15 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 	}()
 	for {
 		if ctx.Err() != nil {
+			// What was read is processed before the tap goes: the end of
+			// a report may be in it.
+			stopReading()
+			if data, lost, _ := in.take(); len(data) > 0 || lost.bytes > 0 {
+				if lost.bytes > 0 {
+					s.dropped(ctx, lost)
+				}
+				s.deliver(ctx, s.split.Write(data))
+			}
 			s.cut(ctx, "gateway stopping")
 			return true, ctx.Err()
 		}
