@@ -12,7 +12,7 @@ const EventSchema = "sterigate.event.v1"
 // published together to keep per-message overhead low.
 type Telemetry struct {
 	Schema   string   `json:"schema"`
-	ID       string   `json:"id"` // "<site>:<device>:t<seq>", stable across re-delivery
+	ID       string   `json:"id"` // "<site>:<device>:<journal id>.t<seq>", stable across re-delivery, never reused
 	Gateway  string   `json:"gateway"`
 	Site     string   `json:"site"`
 	Device   string   `json:"device"`
@@ -60,6 +60,11 @@ const (
 	// signed by the old key (unless the old key was lost, Text says so)
 	// and names the next one in NextKey and NextPublicKey.
 	EventKeyRotation EventKind = "key_rotation"
+	// EventJournalBreak is the first entry of every device in a journal
+	// that replaced a damaged one: LastSeq and LastHash name the device's
+	// last good entry (its prev_hash is LastHash), Journal the damaged
+	// journal's id; seqs between LastSeq and this event's may be missing.
+	EventJournalBreak EventKind = "journal_break"
 )
 
 // Release decisions (Event.Decision of a release event).
@@ -136,9 +141,15 @@ type Event struct {
 	// verdict on the record, and the names of the checks that failed or
 	// could not be judged (protocol/verify's check names, stable, for a
 	// console to translate).
-	Verdict  string   `json:"verdict,omitempty"`
-	Checks   []string `json:"checks,omitempty"`
-	Seq      uint64   `json:"seq"`
-	PrevHash string   `json:"prev_hash,omitempty"`
-	Replay   bool     `json:"replay,omitempty"` // see CycleRecord.Replay
+	Verdict string   `json:"verdict,omitempty"`
+	Checks  []string `json:"checks,omitempty"`
+	// LastSeq, LastHash and Journal describe a journal break: the last
+	// good entry of the device in the damaged journal, and that journal's
+	// id.
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+	LastHash string `json:"last_hash,omitempty"`
+	Journal  string `json:"journal,omitempty"`
+	Seq      uint64 `json:"seq"`
+	PrevHash string `json:"prev_hash,omitempty"`
+	Replay   bool   `json:"replay,omitempty"` // see CycleRecord.Replay
 }

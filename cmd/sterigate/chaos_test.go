@@ -10,15 +10,20 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/evidence"
 )
@@ -27,7 +32,12 @@ import (
 // Mosquitto run as processes, and a seeded schedule injects the faults a
 // hospital sees — broker stopped or killed, the gateway SIGKILLed, the
 // network to the broker cut or blackholed, the link to a sterilizer cut, a
-// sterilizer behind a serial server (a Modbus TCP gateway) powered off.
+// sterilizer behind a serial server (a Modbus TCP gateway) powered off,
+// the journal's file damaged under a killed gateway (then salvaged beside
+// the restarted one), the broker's ACL flipped to deny the gateway for a
+// while. The broker runs the configuration sterigate ships
+// (deploy/mosquitto.conf: TLS, passwords, the ACL, saved after every
+// change), adapted to the test's port and directory.
 // CI runs one short schedule; a soak runs many:
 //
 //	go test ./cmd/sterigate -run TestChaos -chaos.schedules 100 -timeout 6h -v
@@ -43,13 +53,14 @@ type chaosTally struct {
 	schedules, faults, cycles                          int
 	lost, duplicatedIDs, brokenChains, unrecordedGaps  int
 	deliveredNotReceived, redeliveries, journalEntries int
+	deniedTelemetry                                    int
 }
 
 func (c *chaosTally) summary() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return fmt.Sprintf("chaos: %d schedules, %d faults, %d cycles, %d journal entries: %d lost, %d duplicated ids, %d broken chains, %d unrecorded gaps, %d marked delivered but never received (%d QoS 1 redeliveries)",
-		c.schedules, c.faults, c.cycles, c.journalEntries, c.lost, c.duplicatedIDs, c.brokenChains, c.unrecordedGaps, c.deliveredNotReceived, c.redeliveries)
+	return fmt.Sprintf("chaos: %d schedules, %d faults, %d cycles, %d journal entries: %d lost, %d duplicated ids, %d broken chains, %d unrecorded gaps, %d marked delivered but never received (%d QoS 1 redeliveries; %d telemetry batches dropped by a denying ACL, not confirmed by design)",
+		c.schedules, c.faults, c.cycles, c.journalEntries, c.lost, c.duplicatedIDs, c.brokenChains, c.unrecordedGaps, c.deliveredNotReceived, c.redeliveries, c.deniedTelemetry)
 }
 
 func TestChaos(t *testing.T) {
@@ -70,9 +81,17 @@ func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
 	const devices = 2
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	dir := t.TempDir()
-	broker := startMosquitto(t, dir)
-	sub := subscribe(t, broker.addr(), "sterigate/#")
-	brokerNet := startProxy(t, broker.addr())
+	const gatewayPassword, consumerPassword = "chaos-gw-pw", "chaos-dashboard-pw"
+	pk := brokertest.NewPKI(t)
+	broker := brokertest.StartShipped(t, brokertest.Setup{PKI: pk, Users: map[string]string{"lab": gatewayPassword, "cssd-dashboard": consumerPassword}})
+	shippedACL, err := os.ReadFile(broker.ACLPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := subscribeTo(t, broker.URL("ssl"), "sterigate/#", func(o *mqtt.ClientOptions) {
+		o.SetUsername("cssd-dashboard").SetPassword(consumerPassword).SetTLSConfig(brokertest.Trusting(t, pk.CAFile))
+	})
+	brokerNet := startProxy(t, broker.Addr())
 
 	// Enough cycles to outlast the fault phase (a cycle takes about 6 s at
 	// 300x); then every cycle's end is observable once the faults stop.
@@ -102,12 +121,17 @@ func runChaosSchedule(t *testing.T, seed uint64, tally *chaosTally) {
 		fmt.Fprintf(&devs, "  - {id: autoclave-%d, driver: modbus-tcp, address: %q, unit: %d, profile: sim-autoclave, poll_interval: 50ms, timeout: 300ms, time_scale: %d}\n",
 			i, deviceNet.addr(), i, speed)
 	}
+	pwFile := writeFile(t, filepath.Join(dir, "mqtt-password"), gatewayPassword)
 	cfg := writeFile(t, filepath.Join(dir, "sterigate.yaml"), fmt.Sprintf(`
 gateway: {id: chaos-gw, site: lab, data_dir: %q}
-mqtt: {brokers: ["tcp://%s"], topic_root: sterigate, keepalive: 2s}
+mqtt: {brokers: ["ssl://%s"], topic_root: sterigate, keepalive: 2s, confirm_timeout: 2s,
+       username: lab, password_file: %q, tls: {ca_file: %q}}
 devices:
-%s`, dataDir, brokerNet.addr(), devs.String()))
+%s`, dataDir, brokerNet.addr(), pwFile, pk.CAFile, devs.String()))
 	gw := startProc(t, "gateway", binary, "run", "--config", cfg)
+	// While the ACL denies the gateway, telemetry (never confirmed nor
+	// published again, by design) is acknowledged and dropped.
+	var denied []timeWindow
 
 	// The fault schedule.
 	end := time.Now().Add(*chaosFaultTime)
@@ -115,6 +139,7 @@ devices:
 	pause := func(d time.Duration) { <-time.After(d) } // the schedule's own pacing
 	randDur := func(lo, hi time.Duration) time.Duration { return randBetween(rng, lo, hi) }
 	poweredOffLogged := false
+	injected := map[int]bool{}
 	for time.Now().Before(end) {
 		pause(randDur(500*time.Millisecond, 3*time.Second))
 		d := randDur(300*time.Millisecond, 4*time.Second)
@@ -126,19 +151,29 @@ devices:
 			poweredOffLogged = true
 			continue
 		}
-		switch f := rng.IntN(6); f {
+		f := rng.IntN(8)
+		// Every schedule damages the journal and flips the ACL at least
+		// once: CI runs only one.
+		if time.Until(end) < *chaosFaultTime/2 {
+			for _, must := range []int{6, 7} {
+				if !injected[must] {
+					f = must
+					break
+				}
+			}
+		}
+		injected[f] = true
+		switch f {
 		case 0:
 			faults = append(faults, fmt.Sprintf("broker stopped %s", d))
-			if err := broker.proc.stop(10 * time.Second); err != nil {
-				t.Fatal(err)
-			}
+			broker.Stop(syscall.SIGTERM)
 			pause(d)
-			broker.start()
+			broker.Start()
 		case 1:
 			faults = append(faults, fmt.Sprintf("broker killed %s", d))
-			broker.proc.kill()
+			broker.Stop(syscall.SIGKILL)
 			pause(d)
-			broker.start()
+			broker.Start()
 		case 2:
 			faults = append(faults, "gateway killed")
 			gw.kill()
@@ -163,6 +198,16 @@ devices:
 			deviceNet.setMode(proxyRefuse)
 			pause(d)
 			deviceNet.setMode(proxyForward)
+		case 6:
+			faults = append(faults, "journal file damaged: "+damageJournal(t, dataDir, &gw, cfg))
+		case 7:
+			faults = append(faults, fmt.Sprintf("broker ACL denies the gateway %s", d))
+			w := timeWindow{from: time.Now()}
+			broker.SetACL("user lab\ntopic readwrite sterigate/elsewhere/#\n" + string(shippedACL))
+			pause(d)
+			broker.SetACL(string(shippedACL))
+			w.to = time.Now()
+			denied = append(denied, w)
 		}
 	}
 	t.Logf("seed %d faults: %s", seed, strings.Join(faults, "; "))
@@ -224,7 +269,7 @@ devices:
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := verifyChaos(truth, entries, sub.messages(), idOf)
+	v := verifyChaos(truth, entries, sub.messages(), idOf, denied)
 	for _, p := range v.problems {
 		t.Error(p)
 	}
@@ -263,6 +308,7 @@ devices:
 	tally.unrecordedGaps += v.unrecordedGaps
 	tally.deliveredNotReceived += v.deliveredNotReceived
 	tally.redeliveries += v.redeliveries
+	tally.deniedTelemetry += v.deniedTelemetry
 	tally.mu.Unlock()
 }
 
@@ -298,12 +344,47 @@ func offlineThenOnline(entries []journal.Entry, device, why string) error {
 
 type chaosVerdict struct {
 	lost, duplicatedIDs, brokenChains, unrecordedGaps, deliveredNotReceived, redeliveries int
-	problems                                                                              []string
+	// deniedTelemetry counts telemetry the broker acknowledged and dropped
+	// while its ACL denied the gateway (telemetry is not confirmed).
+	deniedTelemetry int
+	problems        []string
+}
+
+// timeWindow is a stretch of the schedule.
+type timeWindow struct{ from, to time.Time }
+
+// damageJournal is the "journal file damaged" fault: the gateway is
+// killed, a frame checksum of its write-ahead log is flipped (SQLite would
+// drop every commit after it), the gateway is started again — it must keep
+// the damaged journal aside and carry on — and the damaged journal is
+// salvaged beside it. It says what it did.
+func damageJournal(t *testing.T, dataDir string, gw **proc, cfg string) string {
+	(*gw).kill()
+	wal := filepath.Join(dataDir, "journal.db-wal")
+	what := "log too short to damage"
+	if _, frames := walFrames(t, wal); frames >= 8 {
+		damageWAL(t, wal, frames/2, true)
+		what = fmt.Sprintf("checksum of log frame %d of %d flipped", frames/2, frames)
+	}
+	*gw = startProc(t, "gateway", binary, "run", "--config", cfg)
+	(*gw).waitOutput(20*time.Second, "sterigate running")
+	kept, _ := filepath.Glob(filepath.Join(dataDir, "journal.damaged-*.db"))
+	for _, k := range kept {
+		out, err := exec.Command(binary, "journal", "salvage", "--journal", filepath.Join(dataDir, "journal.db"), k).CombinedOutput()
+		if err != nil {
+			t.Errorf("salvage of %s: %v\n%s", k, err, out)
+		}
+		if !strings.Contains(string(out), "0 salvaged") {
+			what += "; " + strings.TrimSpace(string(out[strings.LastIndex(string(out[:len(out)-1]), "\n")+1:]))
+		}
+	}
+	return what
 }
 
 // verifyChaos checks one schedule's outcome against the simulator's truth
-// and the journal.
-func verifyChaos(truth []truthCycle, entries []journal.Entry, msgs []message, idOf func(truthCycle) string) chaosVerdict {
+// and the journal. Telemetry acknowledged while the ACL denied the
+// gateway (denied) may be missing: it is not confirmed, by design.
+func verifyChaos(truth []truthCycle, entries []journal.Entry, msgs []message, idOf func(truthCycle) string, denied []timeWindow) chaosVerdict {
 	var v chaosVerdict
 	fail := func(counter *int, format string, args ...any) {
 		*counter++
@@ -366,37 +447,63 @@ func verifyChaos(truth []truthCycle, entries []journal.Entry, msgs []message, id
 		}
 	}
 
-	// The journal: per device, seq gap-free from 1, each entry chained to
-	// the previous one, and everything marked delivered really arrived,
-	// byte for byte.
+	// The journal (with what was salvaged from damaged ones): per device,
+	// seq gap-free from 1 except where a journal_break says entries may be
+	// missing, each entry chained to the previous one (a break to the last
+	// good entry it names), and everything marked delivered really
+	// arrived, byte for byte.
 	byDevice := map[string][]journal.Entry{}
 	for _, e := range entries {
 		byDevice[e.Device] = append(byDevice[e.Device], e)
 	}
+	inDenied := func(at time.Time) bool {
+		for _, w := range denied {
+			if !at.Before(w.from) && !at.After(w.to.Add(3*time.Second)) {
+				return true
+			}
+		}
+		return false
+	}
 	cycleIDs := map[string]int{}
 	for device, es := range byDevice {
 		sort.Slice(es, func(a, b int) bool { return es[a].Seq < es[b].Seq })
+		hashOf := map[uint64]string{}
+		for _, e := range es {
+			sum := sha256.Sum256(e.Payload)
+			hashOf[e.Seq] = hex.EncodeToString(sum[:])
+		}
 		for i, e := range es {
 			if e.Kind == journal.KindCycle {
 				cycleIDs[e.RecordID]++
 			}
-			if want := uint64(i + 1); e.Seq != want {
-				fail(&v.unrecordedGaps, "%s: journal seq %d where %d was expected (no quota was set, nothing may be thinned)", device, e.Seq, want)
-			}
 			var hdr struct {
-				PrevHash string `json:"prev_hash"`
+				PrevHash string             `json:"prev_hash"`
+				Kind     protocol.EventKind `json:"kind"`
+				LastSeq  uint64             `json:"last_seq"`
 			}
 			json.Unmarshal(e.Payload, &hdr)
+			isBreak := e.Kind == journal.KindEvent && hdr.Kind == protocol.EventJournalBreak
+			prevSeq := uint64(0)
 			if i > 0 {
-				sum := sha256.Sum256(es[i-1].Payload)
-				if hdr.PrevHash != hex.EncodeToString(sum[:]) {
-					fail(&v.brokenChains, "%s seq %d: prev_hash does not match seq %d", device, e.Seq, es[i-1].Seq)
+				prevSeq = es[i-1].Seq
+			}
+			if e.Seq != prevSeq+1 && !(isBreak && e.Seq > prevSeq) {
+				fail(&v.unrecordedGaps, "%s: journal seq %d after %d (no quota was set, nothing may be thinned)", device, e.Seq, prevSeq)
+			}
+			switch {
+			case isBreak:
+				if want, ok := hashOf[hdr.LastSeq]; ok && hdr.PrevHash != want {
+					fail(&v.brokenChains, "%s seq %d: the journal_break does not chain onto the last good seq %d", device, e.Seq, hdr.LastSeq)
 				}
+			case i > 0 && e.Seq == prevSeq+1 && hdr.PrevHash != hashOf[prevSeq]:
+				fail(&v.brokenChains, "%s seq %d: prev_hash does not match seq %d", device, e.Seq, prevSeq)
 			}
 			p, ok := got[key{device, e.Seq}]
 			switch {
 			case ok && !bytes.Equal(p, e.Payload):
 				fail(&v.brokenChains, "%s seq %d: what arrived differs from the journal", device, e.Seq)
+			case !ok && !e.DeliveredAt.IsZero() && e.Kind == journal.KindTelemetry && inDenied(e.DeliveredAt):
+				v.deniedTelemetry++
 			case !ok && !e.DeliveredAt.IsZero():
 				fail(&v.deliveredNotReceived, "%s seq %d (%s) is marked delivered but never arrived", device, e.Seq, e.Kind)
 			}
@@ -429,7 +536,7 @@ func unrecordedTimeGaps(device string, es []journal.Entry, problems *[]string) i
 			var ev protocol.Event
 			json.Unmarshal(e.Payload, &ev)
 			switch ev.Kind {
-			case protocol.EventOffline, protocol.EventOnline:
+			case protocol.EventOffline, protocol.EventOnline, protocol.EventJournalBreak:
 				marks = append(marks, ev.At)
 			case protocol.EventGap:
 				marks = append(marks, ev.At, ev.From, ev.To)

@@ -30,7 +30,12 @@ func openSigningKey(cfg *config.Config, journalPath string, log *slog.Logger) (*
 	path := keystore.Path(cfg.Gateway.DataDir, cfg.Gateway.SigningKey)
 	keys, err := journalKeys(journalPath)
 	if err != nil {
-		return nil, err
+		// A journal that cannot be read (empty, foreign, damaged) is for
+		// the journal's own start-up check to refuse or replace, with its
+		// own message; the key it holds is then unknown here, and the
+		// journal still refuses a key that is not its current one.
+		log.Warn("signing key: cannot read the journal's keys", "journal", journalPath, "err", err)
+		keys = nil
 	}
 	current := ""
 	if len(keys) > 0 {

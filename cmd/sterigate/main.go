@@ -103,6 +103,8 @@ func commands() map[string]command {
 		"verify":       {"check a journal or an MQTT capture: sequence, hash chain and signatures", cmdVerify},
 		"export":       {"write a device's records from a journal, with their signatures (JSON lines or CSV)", cmdExport},
 		"key":          {"show or rotate the gateway's signing key", cmdKey},
+		"journal":      {"check a journal, salvage a damaged one, or start fresh over a file that is not one", cmdJournal},
+		"republish":    {"send a device's journaled entries again for a consumer that lost them", cmdRepublish},
 		"version":      {"print the version", cmdVersion},
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 )
 
 var binary string // path of the sterigate binary built once by TestMain
@@ -161,10 +163,6 @@ func (p *proc) stop(within time.Duration) error {
 	}
 }
 
-func mosquittoPath(t testing.TB) string {
-	return toolPath(t, "mosquitto is not installed; run scripts/test, which installs it", "mosquitto", "/usr/sbin/mosquitto")
-}
-
 // toolPath finds a program a test needs under one of names. Missing, the
 // test is skipped with why locally, and fails in CI, whose scripts/test
 // installs it.
@@ -181,6 +179,7 @@ func toolPath(t testing.TB, why string, names ...string) string {
 	t.Skip(why)
 	return ""
 }
+func mosquittoPath(t testing.TB) string { return brokertest.Binary(t) }
 
 // mosquitto is a real broker on a loopback port. It persists sessions to
 // its own directory so that a subscriber's QoS 1 queue survives a restart,
@@ -194,7 +193,14 @@ type mosquitto struct {
 
 func startMosquitto(t testing.TB, dir string) *mosquitto {
 	t.Helper()
-	m := &mosquitto{t: t, port: freePort(t), conf: filepath.Join(dir, "mosquitto.conf")}
+	return startMosquittoOnPort(t, dir, freePort(t))
+}
+
+// startMosquittoOnPort is startMosquitto on a port chosen beforehand (a
+// gateway configured before its broker starts).
+func startMosquittoOnPort(t testing.TB, dir string, port int) *mosquitto {
+	t.Helper()
+	m := &mosquitto{t: t, port: port, conf: filepath.Join(dir, "mosquitto.conf")}
 	// Run as whoever runs the test: as root, mosquitto would otherwise
 	// switch to its own user, which cannot write the test's directory.
 	me, err := user.Current()
@@ -237,10 +243,20 @@ type message struct {
 
 func subscribe(t testing.TB, brokerAddr, filter string) *collector {
 	t.Helper()
+	return subscribeTo(t, "tcp://"+brokerAddr, filter, nil)
+}
+
+// subscribeTo is subscribe to a broker URL, with options (credentials,
+// TLS) set by configure.
+func subscribeTo(t testing.TB, broker, filter string, configure func(*mqtt.ClientOptions)) *collector {
+	t.Helper()
 	c := &collector{}
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID(fmt.Sprintf("e2e-sub-%d", time.Now().UnixNano())).
+	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("e2e-sub-%d", time.Now().UnixNano())).
 		SetCleanSession(false).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetOrderMatters(true)
+	if configure != nil {
+		configure(opts)
+	}
 	opts.SetOnConnectHandler(func(cl mqtt.Client) {
 		cl.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
 			c.mu.Lock()

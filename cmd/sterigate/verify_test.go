@@ -40,6 +40,18 @@ func newEvidenceFixture(t testing.TB) evidenceFixture {
 	dir := t.TempDir()
 	f := evidenceFixture{dir: dir, journal: filepath.Join(dir, "journal.db"), signer: seededSigner(t, 1)}
 	at := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
+	// The journal id is random and goes into every event and telemetry id;
+	// the golden files need a fixed one.
+	empty, err := journal.Open(f.journal, journal.Options{Gateway: "cssd-gw-1", Site: "dax", Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := empty.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := openForTampering(t, f.journal)
+	mustExec(t, db, `UPDATE journal_meta SET value = '3fa94c2b7e' WHERE key = 'journal_id'`)
+	db.Close()
 	j, err := journal.Open(f.journal, journal.Options{Gateway: "cssd-gw-1", Site: "dax", Signer: f.signer, Now: func() time.Time { return at }})
 	if err != nil {
 		t.Fatal(err)

@@ -230,46 +230,68 @@ func buildLink(devs []config.Device, files map[string]deviceFiles, j sinkStore, 
 			add(deviceCounter("sterigate_printer_rejected_reports_total", "Printed reports of the device refused because the template's required fields did not parse.", first.ID, st.Rejected))
 			add(deviceCounter("sterigate_printer_garbage_bytes_total", "Bytes on the device's printer line that belonged to no report.", first.ID, st.GarbageBytes))
 			add(deviceCounter("sterigate_printer_bytes_read_total", "Bytes read from the device's printer line.", first.ID, st.BytesRead))
+			add(deviceCounter("sterigate_printer_dropped_bytes_total", "Bytes read from the device's printer line and dropped because the buffer was full while the journal refused records (each drop is a gap event).", first.ID, st.DroppedBytes))
 		}}, nil
 	}
 	return link{}, fmt.Errorf("device %s: driver %q is not supported", first.ID, first.Driver)
 }
 
-// runGateway runs the gateway until ctx is done. Shutdown order matters:
-// drivers stop first, then the publisher says offline, then the journal
-// closes with everything committed.
+// runGateway runs the gateway until ctx is done. When the journal is
+// found damaged while it runs, everything stops and starts again on a new
+// journal (the damaged one is kept aside): the sterilizers go on being
+// logged, after a pause of about a second.
 func runGateway(ctx context.Context, o gatewayOptions) error {
-	cfg, log := o.cfg, o.log
 	// One gateway per journal, held until this process ends.
-	lock, err := datadir.Acquire(cfg.Gateway.DataDir)
+	lock, err := datadir.Acquire(o.cfg.Gateway.DataDir)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
+	damage := ""
+	for {
+		if damage, err = runOnJournal(ctx, o, damage); err != nil || damage == "" {
+			return err
+		}
+		o.log.Error("the journal was found damaged while running: starting again on a new journal", "damage", damage)
+	}
+}
+
+// runOnJournal runs the gateway on the journal until ctx is done, or
+// until the journal is found damaged (it then returns why). replace, when
+// not empty, is damage found in a previous run: the journal is replaced.
+// Shutdown order matters: drivers stop first, then the publisher says
+// offline, then the journal closes with everything committed.
+func runOnJournal(ctx context.Context, o gatewayOptions, replace string) (damage string, err error) {
+	cfg, log := o.cfg, o.log
 	journalPath := filepath.Join(cfg.Gateway.DataDir, "journal.db")
 	signer, err := openSigningKey(cfg, journalPath, log)
 	if err != nil {
-		return err
+		return "", err
 	}
 	j, err := journal.Open(journalPath, journal.Options{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
 		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
-		Signer: signer,
+		Signer: signer, ReplaceDamaged: replace,
 	})
 	if err != nil {
-		return keyMismatchHint(cfg, signer, err)
+		return "", keyMismatchHint(cfg, signer, err)
 	}
-	defer j.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			j.Close()
+		}
+	}()
 	keys, err := j.SigningKeys(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := keystore.SavePublic(cfg.Gateway.DataDir, cfg.Gateway.ID, cfg.Gateway.Site, keys); err != nil {
-		return err
+		return "", err
 	}
 	keyMsg, err := keyMessage(cfg, keys)
 	if err != nil {
-		return err
+		return "", err
 	}
 	ids := make([]string, len(cfg.Devices))
 	for i, d := range cfg.Devices {
@@ -278,7 +300,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	// Every configured sterilizer appears on its status topic (as
 	// "unknown") from the first connection, even one never reached.
 	if err := j.RegisterDevices(ctx, ids...); err != nil {
-		return err
+		return "", err
 	}
 
 	// The console's overview shows when the broker last acknowledged
@@ -292,12 +314,12 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	pub, err := mqttpub.New(publisherOptions(cfg, onDelivered, log, keyMsg), j)
 	if err != nil {
-		return err
+		return "", err
 	}
 	live := newLiveJournal(j)
 	links, err := buildLinks(cfg, live, log)
 	if err != nil {
-		return err
+		return "", err
 	}
 
 	driverCtx, stopDrivers := context.WithCancel(ctx)
@@ -322,7 +344,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		})
 		copts, err := consoleOptions(cfg, j, log.With("component", "console"))
 		if err != nil {
-			return err
+			return "", err
 		}
 		services.Go("console", func(ctx context.Context) error {
 			return console.Serve(ctx, cfg.Gateway.Console, src, copts)
@@ -330,39 +352,59 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	log.Info("sterigate running", "gateway", cfg.Gateway.ID, "site", cfg.Gateway.Site, "devices", len(cfg.Devices),
 		"journal", journalPath, "signing_key", signer.ID(), "version", readBuild().version)
-	if o.ready != nil {
+	if o.ready != nil && replace == "" {
 		o.ready()
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-j.Damaged():
+		damage = j.DamageReason()
+	}
 	stopDrivers()
 	drivers.Wait()
-	// Nobody watches the devices from here on: say so before the gateway's
-	// own offline status.
-	unknownCtx, cancelUnknown := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := j.MarkDevicesUnknown(unknownCtx, "gateway stopped"); err != nil {
-		log.Warn("device statuses not marked unknown at shutdown", "err", err)
+	if damage == "" {
+		// Nobody watches the devices from here on: say so before the
+		// gateway's own offline status.
+		unknownCtx, cancelUnknown := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := j.MarkDevicesUnknown(unknownCtx, "gateway stopped"); err != nil {
+			log.Warn("device statuses not marked unknown at shutdown", "err", err)
+		}
+		cancelUnknown()
+		// The telemetry since each device's last signed entry goes out
+		// covered by a signed checkpoint, while the publisher still runs.
+		signCtx, cancelSign := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := j.Checkpoint(signCtx); err != nil {
+			log.Warn("no checkpoint at shutdown: the last telemetry stays unsigned until the next start", "err", err)
+		} else {
+			awaitDelivery(signCtx, j, pub)
+		}
+		cancelSign()
 	}
-	cancelUnknown()
-	// The telemetry since each device's last signed entry goes out covered
-	// by a signed checkpoint, while the publisher still runs.
-	signCtx, cancelSign := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := j.Checkpoint(signCtx); err != nil {
-		log.Warn("no checkpoint at shutdown: the last telemetry stays unsigned until the next start", "err", err)
-	} else {
-		awaitDelivery(signCtx, j, pub)
-	}
-	cancelSign()
 	stopPub()
 	services.Wait()
 	// What the next start will send first.
-	if st, err := j.Stats(context.Background()); err == nil {
+	st, statsErr := j.Stats(context.Background())
+	closed = true
+	closeErr := j.Close()
+	if damage != "" {
+		if closeErr != nil {
+			log.Error("the damaged journal could not be closed cleanly", "err", closeErr)
+		}
+		return damage, nil
+	}
+	if closeErr != nil {
+		// Entries the disk refused and that were held in memory are gone:
+		// the exit status says so, not only the log.
+		return "", closeErr
+	}
+	if statsErr == nil {
 		log.Info("sterigate stopped", "pending", st.PendingUrgent+st.PendingTelemetry,
 			"pending_records_and_events", st.PendingUrgent, "pending_telemetry", st.PendingTelemetry)
 	} else {
-		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", err)
+		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", statsErr)
 	}
-	return nil
+	return "", nil
 }
 
 // consoleOptions turns the config's console settings into the console's
@@ -470,14 +512,18 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 	}
 	cycles, verdictMetrics := cycleCounts(cfg, j.CyclesJournaled())
 	metrics = append(metrics, verdictMetrics...)
+	alarms := pub.Alarms()
 	return console.Snapshot{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: readBuild().version, Started: started,
 		BrokerConnected: pub.Connected(), BrokerUnreachableSince: pub.UnreachableSince(),
-		Pending:       map[string]int64{"urgent": st.PendingUrgent, "telemetry": st.PendingTelemetry},
+		// What the disk refused and memory holds is pending too.
+		Pending:       map[string]int64{"urgent": st.PendingUrgent + st.HeldEssential, "telemetry": st.PendingTelemetry + st.HeldTelemetry},
+		HeldInMemory:  st.HeldEssential + st.HeldTelemetry,
+		Unconfirmed:   st.Unconfirmed,
 		OldestPending: st.OldestPending,
 		JournalBytes:  st.FileBytes, JournalQuota: st.QuotaBytes,
-		JournalRefusesWrites: slices.Contains(st.Alarms, journal.AlarmDiskFull),
-		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: st.Alarms,
+		JournalRefusesWrites: slices.Contains(alarms, journal.AlarmDiskFull),
+		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: alarms,
 	}, nil
 }
 
@@ -542,7 +588,7 @@ func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
 		Version: readBuild().version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
-		KeepAlive: m.KeepAlive, Window: m.Inflight, OnDelivered: onDelivered, Logger: log, KeyMessage: keyMessage,
+		KeepAlive: m.KeepAlive, Window: m.Inflight, ConfirmTimeout: m.ConfirmTimeout, OnDelivered: onDelivered, Logger: log, KeyMessage: keyMessage,
 	}
 }
 

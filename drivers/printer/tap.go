@@ -58,7 +58,16 @@ type TapConfig struct {
 	// StopGrace bounds how long a stopping tap keeps offering the reports
 	// it holds to a sink that refuses them. Default 10 s.
 	StopGrace time.Duration
+	// BufferBytes bounds the bytes read from the port and not yet
+	// processed, while the sink holds the tap up (a journal on a full
+	// disk). The port is read all the same, so the UART never overruns;
+	// past the bound new bytes are dropped and a gap event says how many.
+	// Default DefaultBufferBytes.
+	BufferBytes int
 }
+
+// DefaultBufferBytes holds several hundred printed reports.
+const DefaultBufferBytes = 4 << 20
 
 // DefaultReportTimeout is the silence after which a report without its
 // end line is taken as cut.
@@ -81,10 +90,13 @@ type TapStats struct {
 	// garbage and the rejected reports.
 	GarbageBytes  int64
 	GarbageEvents int64 // garbage events sent
-	Opens         int64 // successful port opens
-	Samples       int64 // stream-mode samples delivered as telemetry
-	BytesRead     int64 // bytes read from the port
-	Split         SplitStats
+	// DroppedBytes counts bytes read from the port and dropped because
+	// the buffer was full (each drop is a gap event).
+	DroppedBytes int64
+	Opens        int64 // successful port opens
+	Samples      int64 // stream-mode samples delivered as telemetry
+	BytesRead    int64 // bytes read from the port
+	Split        SplitStats
 }
 
 // Tap reads a printer port and delivers one CycleRecord per printed report
@@ -135,6 +147,9 @@ func NewTap(cfg TapConfig, sink protocol.Sink, log *slog.Logger) (*Tap, error) {
 	def(&cfg.ReadTimeout, 100*time.Millisecond)
 	def(&cfg.ReopenMin, 500*time.Millisecond)
 	def(&cfg.ReopenMax, 30*time.Second)
+	if cfg.BufferBytes <= 0 {
+		cfg.BufferBytes = DefaultBufferBytes
+	}
 	tmpl := cfg.Template
 	if cfg.Location != nil {
 		tmpl = tmpl.WithLocation(cfg.Location)
@@ -281,20 +296,45 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 	t.log.Info("printer port open", "node", name, "baud", mode.BaudRate)
 	s.offline = false
 	t.event(ctx, protocol.Event{Kind: protocol.EventOnline, At: time.Now().UTC(), Text: "printer port " + name + " open"})
-	buf := make([]byte, 4096)
+	// One goroutine only reads the port into a bounded buffer; this one
+	// parses and delivers, and may wait on the sink for as long as it
+	// refuses a record: a printer does not wait, and a UART whose bytes
+	// are not read overruns.
+	in := newPortBuffer(t.cfg.BufferBytes, func(n int64) { t.count(func(st *TapStats) { st.DroppedBytes += n }) })
+	readCtx, stopReading := context.WithCancel(ctx)
+	var reader sync.WaitGroup
+	reader.Go(func() { in.readFrom(readCtx, port) })
+	defer func() {
+		stopReading()
+		port.Close() // unblocks a Read in progress
+		reader.Wait()
+	}()
 	for {
 		if ctx.Err() != nil {
+			// What was read is processed before the tap goes: the end of
+			// a report may be in it.
+			stopReading()
+			if data, lost, _ := in.take(); len(data) > 0 || lost.bytes > 0 {
+				if lost.bytes > 0 {
+					s.dropped(ctx, lost)
+				}
+				s.deliver(ctx, s.split.Write(data))
+			}
 			s.cut(ctx, "gateway stopping")
 			return true, ctx.Err()
 		}
-		// A timeout is (0, nil) with go.bug.st/serial (libraries.md §3):
-		// it is the silence tick, not data and not an error.
-		n, err := port.Read(buf)
+		data, lost, err := in.next(ctx)
+		if lost.bytes > 0 {
+			s.dropped(ctx, lost)
+		}
 		if err != nil {
+			s.deliver(ctx, s.split.Write(data))
 			s.cut(ctx, "port read failed: "+err.Error())
 			s.wentOffline(ctx, fmt.Sprintf("read %s: %v", name, err))
 			return true, fmt.Errorf("read %s: %w", name, err)
 		}
+		n := len(data)
+		buf := data
 		now := time.Now()
 		if n == 0 {
 			s.deliver(ctx, s.split.Idle())
@@ -314,6 +354,19 @@ func (s *session) run(ctx context.Context) (opened bool, err error) {
 		s.deliver(ctx, s.split.Write(buf[:n]))
 		s.reportGarbage(ctx, now, false, false)
 	}
+}
+
+// dropped records bytes the buffer could not hold: the report they
+// belonged to is cut (it has a hole), and a gap event says how many bytes
+// were lost and when.
+func (s *session) dropped(ctx context.Context, lost droppedSpan) {
+	t := s.tap
+	s.cut(ctx, fmt.Sprintf("%d bytes from the printer port were dropped", lost.bytes))
+	t.log.Error("bytes from the printer port were dropped: the buffer was full while the journal refused records",
+		"bytes", lost.bytes, "buffer_bytes", t.cfg.BufferBytes)
+	t.event(ctx, protocol.Event{Kind: protocol.EventGap, At: time.Now().UTC(), From: lost.from.UTC(), To: lost.to.UTC(), Count: int(min(lost.bytes, int64(^uint32(0)>>1))),
+		Text: fmt.Sprintf("%d bytes printed between %s and %s were dropped: the gateway's %d-byte buffer was full while the journal refused records; the report being printed is recorded as incomplete",
+			lost.bytes, lost.from.UTC().Format(time.RFC3339), lost.to.UTC().Format(time.RFC3339), t.cfg.BufferBytes)})
 }
 
 // A burst of line noise becomes one garbage event: the event waits until

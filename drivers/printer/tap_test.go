@@ -327,3 +327,63 @@ func TestNewTapRejectsBadConfig(t *testing.T) {
 		t.Errorf("good config rejected: %v", err)
 	}
 }
+
+// TestTapKeepsReadingWhileTheSinkRefuses: while the journal refuses
+// records (a full disk), the tap must go on reading its port — a printer
+// does not wait, and a UART that is not read overruns — and record every
+// report once the journal takes them again. Past its buffer it drops bytes
+// and says so in a gap event.
+func TestTapKeepsReadingWhileTheSinkRefuses(t *testing.T) {
+	master, slave := openPTY(t)
+	sink := &memorySink{failCycles: 1 << 30}
+	startTap(t, printer.TapConfig{Port: slave, Template: builtin(t, "dac-de")}, sink)
+	var stream []byte
+	const reports = 60
+	for i := range reports {
+		stream = append(stream, printout.Render(printout.SampleCycle(protocol.ResultPassed, uint32(200+i), t0.Add(time.Duration(i)*time.Hour)), printout.Options{Style: printout.StyleGerman})...)
+	}
+	written := make(chan error, 1)
+	go func() { _, err := master.Write(stream); written <- err }()
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the printer could not print %d bytes in 10 s: the tap stopped reading its port while the sink refused records", len(stream))
+	}
+	sink.mu.Lock()
+	sink.failCycles = 0
+	sink.mu.Unlock()
+	waitFor(t, "every report recorded once the sink takes them", func() bool { recs, _, _ := sink.snapshot(); return len(recs) == reports })
+}
+
+func TestTapBufferOverflowIsAGap(t *testing.T) {
+	master, slave := openPTY(t)
+	sink := &memorySink{failCycles: 1 << 30}
+	r := startTap(t, printer.TapConfig{Port: slave, Template: builtin(t, "dac-de"), BufferBytes: 8 << 10}, sink)
+	var stream []byte
+	for i := range 200 {
+		stream = append(stream, printout.Render(printout.SampleCycle(protocol.ResultPassed, uint32(300+i), t0.Add(time.Duration(i)*time.Hour)), printout.Options{Style: printout.StyleGerman})...)
+	}
+	if _, err := master.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bytes dropped", func() bool { return r.tap.Stats().DroppedBytes > 0 })
+	sink.mu.Lock()
+	sink.failCycles = 0
+	sink.mu.Unlock()
+	waitFor(t, "a gap event counting the dropped bytes", func() bool {
+		_, _, events := sink.snapshot()
+		for _, ev := range events {
+			if ev.Kind == protocol.EventGap && ev.Count > 0 && strings.Contains(ev.Text, "dropped") {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "the reports the buffer held recorded", func() bool { recs, _, _ := sink.snapshot(); return len(recs) > 0 })
+	if recs, _, _ := sink.snapshot(); len(recs) >= 200 {
+		t.Fatalf("%d records with a buffer that overflowed; want some, not all", len(recs))
+	}
+}

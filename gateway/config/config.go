@@ -126,6 +126,10 @@ type MQTT struct {
 	TLS          TLS
 	KeepAlive    time.Duration
 	Inflight     int
+	// ConfirmTimeout is how long an acknowledged cycle record or event may
+	// take to come back on the gateway's own subscription before it is
+	// published again and an alarm raised.
+	ConfirmTimeout time.Duration
 }
 
 // TLS configures the broker connection's TLS; all paths empty means the
@@ -210,7 +214,10 @@ const (
 	DefaultTimeout      = 2 * time.Second
 	DefaultKeepAlive    = 30 * time.Second
 	DefaultInflight     = 32
-	DefaultRetention    = 3650 * 24 * time.Hour // ten years of records
+	// DefaultConfirmTimeout: a record that does not come back within it
+	// is published again.
+	DefaultConfirmTimeout = 30 * time.Second
+	DefaultRetention      = 3650 * 24 * time.Hour // ten years of records
 	// A broker outage of a minute is worth a look; a device needs longer:
 	// a sterilizer switched off between cycles is offline on purpose.
 	DefaultBrokerUnreachable = 60 * time.Second
@@ -342,6 +349,7 @@ func (d *decoder) mqtt(n *yaml.Node, path string, m *MQTT) {
 		field{"password_env", d.str(&m.PasswordEnv)},
 		field{"keepalive", d.duration(&m.KeepAlive, time.Second)},
 		field{"inflight", d.integer(&m.Inflight, 1, 1024)},
+		field{"confirm_timeout", d.duration(&m.ConfirmTimeout, time.Second)},
 		field{"tls", func(n *yaml.Node, p string) {
 			d.mapping(n, p,
 				field{"ca_file", d.str(&m.TLS.CAFile)},
@@ -411,6 +419,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MQTT.Inflight == 0 {
 		c.MQTT.Inflight = DefaultInflight
+	}
+	if c.MQTT.ConfirmTimeout == 0 {
+		c.MQTT.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	for i := range c.Devices {
 		dev := &c.Devices[i]
@@ -495,6 +506,10 @@ func (d *decoder) validate(root *yaml.Node, c *Config) {
 	}
 	for i, b := range m.Brokers {
 		p := fmt.Sprintf("mqtt.brokers[%d]", i)
+		if err := CheckBrokerURLHasNoCredentials(b); err != nil {
+			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%v", err)
+			continue
+		}
 		u, err := url.Parse(b)
 		if err != nil || u.Host == "" {
 			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q is not a broker URL (e.g. tcp://host:1883 or ssl://host:8883)", b)
@@ -647,6 +662,33 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 				devs[j].Serial.Baud, devs[j].Serial.DataBits, devs[j].Serial.Parity[:1], devs[j].Serial.StopBits)
 		}
 	}
+}
+
+// CheckBrokerURLHasNoCredentials refuses a broker URL with a user name or
+// password in it (tcp://user:secret@host): a URL is printed in logs,
+// errors and 'ps', and the secret with it. The message shows the URL
+// without them.
+func CheckBrokerURLHasNoCredentials(broker string) error {
+	if RedactURL(broker) == broker {
+		return nil
+	}
+	return fmt.Errorf("%q: credentials must not be written in the broker URL (it is shown in logs and errors); give mqtt.username and mqtt.password_file (or password_env)", RedactURL(broker))
+}
+
+// RedactURL returns url with everything between "://" and the host's "@"
+// (user name and password) replaced by REDACTED; url itself when it has
+// none. It works on strings that do not parse as URLs too: a password
+// may hold any character.
+func RedactURL(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	j := strings.LastIndexByte(s, '@')
+	if j < i+3 {
+		return s
+	}
+	return s[:i+3] + "REDACTED" + s[j:]
 }
 
 // lookup finds the value node at path (mapping keys, or list indexes as

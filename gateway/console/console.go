@@ -46,7 +46,13 @@ type Snapshot struct {
 	// JournalRefusesWrites is set while the disk refuses journal writes
 	// (entries are held in memory only).
 	JournalRefusesWrites bool
-	Devices              []protocol.DeviceStatus
+	// HeldInMemory counts the entries the disk refused that memory holds
+	// (also counted in Pending).
+	HeldInMemory int64
+	// Unconfirmed counts cycle records and events the broker acknowledged
+	// that have not come back on the gateway's own subscription.
+	Unconfirmed int64
+	Devices     []protocol.DeviceStatus
 	// Cycles counts the cycle records journaled since the gateway started.
 	Cycles []CycleCount
 	// Metrics are the samples other parts of the gateway expose (driver
@@ -242,12 +248,24 @@ type Reason struct {
 	Text   string    `json:"text"`
 }
 
+// unreadyAlarms are the gateway alarms that make /readyz fail (the disk
+// full alarm has its own reason, above), with what they mean.
+var unreadyAlarms = map[string]string{
+	"journal_damaged":  "the journal was found damaged and replaced; the damaged one waits for 'sterigate journal salvage' (the log names it)",
+	"mqtt_unconfirmed": "cycle records or events the broker acknowledged did not come back on the gateway's own subscription (broker ACL, or a broker that loses messages); they are being published again",
+}
+
 // readiness applies the checks of docs/console.md to s.
 func (o Options) readiness(s Snapshot, now time.Time) Readiness {
 	r := Readiness{Reasons: []Reason{}}
 	if s.JournalRefusesWrites {
 		r.Reasons = append(r.Reasons, Reason{Check: CheckJournal,
-			Text: "the disk refuses journal writes: new entries are held in memory only and are lost if the gateway stops"})
+			Text: fmt.Sprintf("the disk refuses journal writes: %d entries are held in memory only and are lost if the gateway stops", s.HeldInMemory)})
+	}
+	for _, a := range s.Alarms {
+		if text, ok := unreadyAlarms[a]; ok {
+			r.Reasons = append(r.Reasons, Reason{Check: CheckJournal, Text: a + ": " + text})
+		}
 	}
 	if since := s.BrokerUnreachableSince; o.BrokerUnreachable > 0 && !s.BrokerConnected && !since.IsZero() && now.Sub(since) > o.BrokerUnreachable {
 		r.Reasons = append(r.Reasons, Reason{Check: CheckBroker, Since: since.UTC(),

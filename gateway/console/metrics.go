@@ -24,7 +24,11 @@ var (
 	descBrokerUnreachable = prometheus.NewDesc("sterigate_broker_unreachable_seconds",
 		"How long no MQTT broker has been reachable; 0 while connected.", nil, nil)
 	descPending = prometheus.NewDesc("sterigate_journal_pending",
-		"Undelivered journal entries by lane: urgent (cycle records, events) and telemetry.", []string{"lane"}, nil)
+		"Undelivered journal entries by lane: urgent (cycle records, events) and telemetry, including those held in memory while the disk refuses writes.", []string{"lane"}, nil)
+	descHeld = prometheus.NewDesc("sterigate_journal_held_in_memory",
+		"Entries the disk refused, held in memory only (lost if the gateway stops before the disk takes them).", nil, nil)
+	descUnconfirmed = prometheus.NewDesc("sterigate_mqtt_unconfirmed",
+		"Cycle records and events the broker acknowledged that have not come back on the gateway's own subscription yet.", nil, nil)
 	descOldestPending = prometheus.NewDesc("sterigate_journal_oldest_pending_age_seconds",
 		"Age of the oldest undelivered journal entry; 0 when everything was delivered.", nil, nil)
 	descJournalBytes = prometheus.NewDesc("sterigate_journal_bytes",
@@ -34,7 +38,7 @@ var (
 	descJournalRefuses = prometheus.NewDesc("sterigate_journal_refuses_writes",
 		"1 while the disk refuses journal writes (entries held in memory only).", nil, nil)
 	descAlarms = prometheus.NewDesc("sterigate_gateway_alarms",
-		"Number of active gateway alarms (journal near quota, quota reached, disk full).", nil, nil)
+		"Number of active gateway alarms (journal near quota, quota reached, disk full, journal damaged, records unconfirmed).", nil, nil)
 	descDeviceOnline = prometheus.NewDesc("sterigate_device_online",
 		"1 while the device answers, else 0 (offline or not reached yet).", []string{"device"}, nil)
 	descCycles = prometheus.NewDesc("sterigate_cycles_total",
@@ -99,6 +103,8 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descJournalBytes, float64(s.JournalBytes))
 	gauge(descJournalQuota, float64(s.JournalQuota))
 	gauge(descJournalRefuses, b2f(s.JournalRefusesWrites))
+	gauge(descHeld, float64(s.HeldInMemory))
+	gauge(descUnconfirmed, float64(s.Unconfirmed))
 	gauge(descAlarms, float64(len(s.Alarms)))
 	for _, d := range s.Devices {
 		gauge(descDeviceOnline, b2f(d.State == protocol.DeviceOnline), d.Device)

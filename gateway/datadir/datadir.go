@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,11 +48,16 @@ func (e *InUseError) Error() string {
 
 // Acquire creates dir if needed and takes its lock without waiting.
 func Acquire(dir string) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("gateway.data_dir: %w", err)
+	}
+	// The journal holds every record: only the gateway's own user may
+	// look into the directory, whatever made it.
+	if err := restrict(dir); err != nil {
 		return nil, fmt.Errorf("gateway.data_dir: %w", err)
 	}
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("gateway.data_dir: lock: %w", err)
 	}
@@ -68,6 +74,23 @@ func Acquire(dir string) (*Lock, error) {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Lock{f: f}, nil
+}
+
+// restrict makes dir 0700 when it is more open and this process owns it;
+// a directory owned by someone else (set up by an administrator) is left
+// as it is.
+func restrict(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return nil
+	}
+	return os.Chmod(dir, fi.Mode().Perm()&0o700)
 }
 
 func readPID(path string) int {

@@ -55,7 +55,7 @@ func TestLatestCycleRecord(t *testing.T) {
 	for _, e := range p {
 		ids = append(ids, e.ID)
 	}
-	if err := j.MarkDelivered(ctx, ids...); err != nil {
+	if err := j.MarkConfirmed(ctx, ids...); err != nil {
 		t.Fatal(err)
 	}
 	now.Add(int64(25 * time.Hour))

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +63,14 @@ type Entry struct {
 	// Signature is the gateway's signature over Hash (cycle records and
 	// events); nil for telemetry, which checkpoints cover.
 	Signature *evidence.Signature
+	// ConfirmedAt is when the entry came back, byte for byte, on the
+	// gateway's own subscription (cycle records and events only; zero
+	// until then).
+	ConfirmedAt time.Time
+	// Replay marks an entry salvaged from a damaged journal: it is
+	// published with the replay marker, and its chain is the damaged
+	// journal's.
+	Replay bool
 }
 
 // Options configures a journal.
@@ -103,6 +110,20 @@ type Options struct {
 	// covering it (default 60 s): a device whose chain ends in unsigned
 	// telemetry gets a signed checkpoint event at least this often.
 	CheckpointEvery time.Duration
+	// StartFresh lets Open replace a file at the journal's path that is
+	// not a journal (zero bytes long, or a foreign file): it is moved
+	// aside, kept, and a new journal is created. Without it Open refuses
+	// such a file with an *UnusableError: it may be a wrong path or a
+	// mount that is missing, and a new journal would hide that.
+	StartFresh bool
+	// ReplaceDamaged, when not empty, is why the journal at path was found
+	// damaged while the gateway ran: Open replaces it as it replaces a
+	// journal its start-up check finds damaged.
+	ReplaceDamaged string
+	// ReserveBytes is the size of the space reserve kept next to the
+	// journal (default 16 MiB; negative: none). It is released when the
+	// disk fills, so cycle records and events can still be written.
+	ReserveBytes int64
 }
 
 // Journal is the durable outbox. It implements protocol.Sink and
@@ -114,6 +135,20 @@ type Journal struct {
 	writer *sql.Conn
 	wdb    *sql.DB
 	rdb    *sql.DB
+	// id is the journal's id (journal_meta), part of every event and
+	// telemetry id.
+	id string
+	// seqs reserves seq numbers outside the database, so a journal that
+	// replaces a damaged one continues every device's seq past anything
+	// the damaged one could have published.
+	seqs *seqMark
+	// space is the reserve released when the disk fills (nil: none).
+	space *spaceReserve
+	// damage is set once damage is found while the gateway runs.
+	damage damageSignal
+	// verified remembers the hashes of recently verified entries, so the
+	// chain check before publishing rarely needs the database.
+	verified chainMemory
 
 	requests chan *request
 	changed  chan struct{}
@@ -131,6 +166,12 @@ type Journal struct {
 	closeOnce  sync.Once
 	closeErr   error
 	closed     atomic.Bool
+	// lost is set by the writer when it stopped with entries still held in
+	// memory; Close returns it.
+	lost error
+	// memEssential and memTelemetry count the requests held in memory
+	// while the disk refuses writes (Stats).
+	memEssential, memTelemetry atomic.Int64
 }
 
 var (
@@ -146,6 +187,11 @@ var ErrClosed = errors.New("journal is closed")
 // but it is not durable yet. Retrying the same cycle is safe: it is
 // de-duplicated by its id.
 var ErrNotDurable = errors.New("journal: entry held in memory, not yet durable")
+
+// ErrEntriesLost is wrapped by Close's error when entries held in memory
+// while the disk refused writes could not be written before the journal
+// closed.
+var ErrEntriesLost = errors.New("journal: entries held in memory were lost")
 
 func dsn(path string, readOnly, creating bool) string {
 	q := url.Values{}
@@ -203,25 +249,41 @@ func Open(path string, opts Options) (*Journal, error) {
 	if opts.CheckpointEvery <= 0 {
 		opts.CheckpointEvery = DefaultCheckpointEvery
 	}
-	_, statErr := os.Stat(path)
-	creating := errors.Is(statErr, os.ErrNotExist)
-
-	wdb, err := sql.Open("sqlite", dsn(path, false, creating))
+	if opts.ReserveBytes == 0 {
+		opts.ReserveBytes = DefaultReserveBytes
+	}
+	ctx := context.Background()
+	log := opts.Logger.With("component", "journal", "path", path)
+	seqs, err := openSeqMark(seqMarkPath(path))
 	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	// What is at path, and is it whole? Nothing is written to the file
+	// before this is known.
+	replaced, err := prepare(ctx, path, opts, log)
+	if err != nil {
+		seqs.Close()
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+
+	wdb, err := sql.Open("sqlite", dsn(path, false, false))
+	if err != nil {
+		seqs.Close()
 		return nil, fmt.Errorf("journal %s: open: %w", path, err)
 	}
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
-	ctx := context.Background()
 	conn, err := wdb.Conn(ctx)
 	if err != nil {
 		wdb.Close()
+		seqs.Close()
 		return nil, fmt.Errorf("journal %s: open: %w", path, err)
 	}
 	fail := func(err error) (*Journal, error) {
 		conn.Close()
 		wdb.Close()
+		seqs.Close()
 		return nil, err
 	}
 	var autoVacuum int
@@ -234,6 +296,19 @@ func Open(path string, opts Options) (*Journal, error) {
 	if err := migrate(ctx, conn); err != nil {
 		return fail(fmt.Errorf("journal %s: %w", path, err))
 	}
+	id, err := readJournalID(ctx, conn)
+	if err != nil {
+		return fail(fmt.Errorf("journal %s: %w", path, err))
+	}
+	var breaks []protocol.Event
+	if replaced != nil {
+		if breaks, err = replaced.seed(ctx, conn, seqs, opts, log); err != nil {
+			return fail(fmt.Errorf("journal %s: start the journal that replaces the damaged one: %w", path, err))
+		}
+	}
+	if err := restrictFiles(path); err != nil {
+		return fail(fmt.Errorf("journal %s: %w", path, err))
+	}
 	rdb, err := sql.Open("sqlite", dsn(path, true, false))
 	if err != nil {
 		return fail(fmt.Errorf("journal %s: open reader: %w", path, err))
@@ -243,15 +318,23 @@ func Open(path string, opts Options) (*Journal, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	j := &Journal{
 		opts:     opts,
-		log:      opts.Logger.With("component", "journal", "path", path),
+		log:      log,
 		path:     path,
 		writer:   conn,
 		wdb:      wdb,
 		rdb:      rdb,
+		id:       id,
+		seqs:     seqs,
 		requests: make(chan *request, 1024),
 		changed:  make(chan struct{}, 1),
 		cancel:   cancel,
 		done:     make(chan struct{}),
+	}
+	j.damage.init()
+	roomForReserve := true
+	if opts.ReserveBytes > 0 {
+		j.space = newSpaceReserve(spaceReservePath(path), opts.ReserveBytes, log)
+		roomForReserve = j.space.ensure()
 	}
 	w, err := newWriter(ctx, j)
 	if err != nil {
@@ -259,18 +342,46 @@ func Open(path string, opts Options) (*Journal, error) {
 		rdb.Close()
 		return fail(fmt.Errorf("journal %s: %w", path, err))
 	}
+	if !roomForReserve {
+		// A disk without room for the reserve is full: start as the
+		// writer would have gone on (a gateway restarted during the
+		// outage), keeping what is left for records, events and state.
+		w.enterDiskFull(errors.New("no room for the space reserve at start"))
+	}
+	if err := j.refreshDamagedAlarm(ctx); err != nil {
+		log.Warn("journal: cannot read the list of damaged journals", "err", err)
+	}
 	go func() {
 		defer close(j.done)
 		w.run(runCtx)
 	}()
+	// The first entry of every device in a journal that replaces a damaged
+	// one says so: what the last good entry was, and where the damaged
+	// journal is kept.
+	for _, ev := range breaks {
+		if err := j.submit(ctx, j.eventRequest(ev, false)); err != nil {
+			j.Close()
+			return nil, fmt.Errorf("journal %s: journal_break event of %q: %w", path, ev.Device, err)
+		}
+	}
 	if opts.Signer != nil {
 		j.background.Go(func() { j.checkpointLoop(runCtx) })
 	}
 	return j, nil
 }
 
+// ID returns the journal's id: random, chosen when the journal file was
+// created, and part of every event and telemetry id it issues.
+func (j *Journal) ID() string { return j.id }
+
+// Path returns the journal's file.
+func (j *Journal) Path() string { return j.path }
+
 // Close stops the writer after it committed every request already queued,
 // and closes the database. It is safe to call more than once.
+//
+// Close returns an error wrapping ErrEntriesLost when entries the disk had
+// refused were still held in memory: they are gone.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		j.checkpointAtClose()
@@ -281,7 +392,8 @@ func (j *Journal) Close() error {
 		errW := j.writer.Close()
 		errDB := j.wdb.Close()
 		errR := j.rdb.Close()
-		j.closeErr = errors.Join(errW, errDB, errR)
+		errS := j.seqs.Close()
+		j.closeErr = errors.Join(j.lost, errW, errDB, errR, errS)
 	})
 	return j.closeErr
 }

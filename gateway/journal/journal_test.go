@@ -136,7 +136,11 @@ func TestAppendFillsIdsSeqAndChain(t *testing.T) {
 		sts[0].LastCycle.ID != "dax:ac-1:41" || sts[0].Cycle != 0 || sts[0].Program != "" {
 		t.Fatalf("status after a cycle record: %+v %v, want last_cycle 41 with its program and no running cycle", sts, err)
 	}
-	wantIDs := []string{"dax:ac-1:41", "dax:ac-1:t2", "dax:ac-1:e3", "dax:ac-2:7"}
+	// Event and telemetry ids carry the journal's id; cycle ids do not.
+	wantIDs := []string{"dax:ac-1:41", "dax:ac-1:" + j.ID() + ".t2", "dax:ac-1:" + j.ID() + ".e3", "dax:ac-2:7"}
+	if len(j.ID()) != 10 {
+		t.Errorf("journal id %q, want 10 hex digits", j.ID())
+	}
 	for i, e := range all {
 		if e.RecordID != wantIDs[i] {
 			t.Errorf("entry %d id %q, want %q", i, e.RecordID, wantIDs[i])
@@ -526,20 +530,27 @@ func TestHelperProcess(t *testing.T) {
 	wg.Wait()
 }
 
+// startHelper starts TestHelperProcess appending to the journal at path;
+// the scanner reads what it acknowledged.
+func startHelper(t *testing.T, path string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "STERIGATE_JOURNAL_HELPER_DB="+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout)
+}
+
 func TestSurvivesSIGKILL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j.db")
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), "STERIGATE_JOURNAL_HELPER_DB="+path)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, sc := startHelper(t, path)
 		acked := map[string]int{} // cycle ids and per-device counts of other kinds
-		sc := bufio.NewScanner(stdout)
 		lines := 0
 		want := 400 + round*137 // kill at a different instant each round
 		for lines < want && sc.Scan() {

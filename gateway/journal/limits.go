@@ -25,8 +25,108 @@ func (w *writer) enterDiskFull(cause error) {
 		return
 	}
 	w.diskFull = true
-	w.j.log.Error("the disk refused a journal write: holding new entries in memory and retrying", "err", cause, "retry_every", w.j.opts.RetryInterval)
+	released := w.j.space != nil && w.j.space.release()
+	w.j.log.Error("the disk refused a journal write: telemetry is held in memory; cycle records, events and driver state go into the released space reserve while it lasts",
+		"err", cause, "reserve_released", released, "retry_every", w.j.opts.RetryInterval)
 	w.j.setAlarm(AlarmDiskFull, true)
+}
+
+// isEssential says whether r may use the space reserve while the disk is
+// full: everything but telemetry, which waits in (bounded) memory.
+func isEssential(r *request) bool {
+	return r.kind != reqAppend || r.entryKind != KindTelemetry
+}
+
+// processWhileFull handles a batch while the disk refuses writes:
+// telemetry is held; the rest is written (into the space the reserve gave
+// back) after what was held before it, or held too when that fails.
+func (w *writer) processWhileFull(ctx context.Context, batch []*request) {
+	var essential []*request
+	for _, r := range batch {
+		if isEssential(r) {
+			essential = append(essential, r)
+		} else {
+			w.hold(r, nil)
+		}
+	}
+	if len(essential) == 0 {
+		w.countHeld()
+		return
+	}
+	if n, _ := w.heldCounts(); n > 0 {
+		w.retryHeld(ctx, true)
+	}
+	if n, _ := w.heldCounts(); n > 0 {
+		for _, r := range essential {
+			w.hold(r, nil)
+		}
+		w.countHeld()
+		return
+	}
+	err := w.commit(ctx, essential)
+	if err != nil && !isDiskFull(err) {
+		// Commit one by one so a single bad request fails alone.
+		for i, r := range essential {
+			if e := w.commit(ctx, []*request{r}); e != nil {
+				if isDiskFull(e) {
+					err = e
+					essential = essential[i:]
+					break
+				}
+				r.finish(e)
+			}
+			err = nil
+		}
+	}
+	if err != nil {
+		if w.j.space != nil && w.j.space.release() {
+			w.j.log.Warn("journal: the disk refused a write again; the space reserve is released")
+		}
+		for _, r := range essential {
+			w.hold(r, err)
+		}
+	}
+	w.countHeld()
+}
+
+// retryWhileFull runs every RetryInterval while the disk refuses writes:
+// once the file system has room again (for the reserve and as much
+// again), it remakes the reserve and writes everything held; until then
+// it writes only what may use the reserve.
+func (w *writer) retryWhileFull(ctx context.Context) {
+	if w.j.space == nil || w.j.space.roomReturned() {
+		if w.j.space != nil {
+			w.j.space.ensure()
+		}
+		w.retryHeld(ctx, false)
+		return
+	}
+	// Still full: a reserve remade meanwhile is there to be spent.
+	if w.j.space.present() && w.j.space.release() {
+		w.j.log.Warn("journal: the disk is still full; the space reserve is released again")
+	}
+	w.retryHeld(ctx, true)
+}
+
+// heldCounts returns how many held requests are essential (everything but
+// telemetry) and how many are telemetry batches.
+func (w *writer) heldCounts() (essential, telemetry int) {
+	for _, r := range w.held {
+		if isEssential(r) {
+			essential++
+		} else {
+			telemetry++
+		}
+	}
+	return essential, telemetry
+}
+
+// countHeld publishes the held counts for Stats (read by other
+// goroutines).
+func (w *writer) countHeld() {
+	e, t := w.heldCounts()
+	w.j.memEssential.Store(int64(e))
+	w.j.memTelemetry.Store(int64(t))
 }
 
 // hold keeps r in memory while the disk refuses writes and answers its
@@ -99,8 +199,43 @@ func (w *writer) dropExcessTelemetry() {
 }
 
 // retryHeld writes what was held in memory, oldest first, with the gap
-// events for what had to be dropped in front of it.
-func (w *writer) retryHeld(ctx context.Context) {
+// events for what had to be dropped in front of it. With essentialOnly it
+// writes only what may use the space reserve and stays in the disk-full
+// mode.
+func (w *writer) retryHeld(ctx context.Context, essentialOnly bool) {
+	defer w.countHeld()
+	if essentialOnly {
+		var essential, rest []*request
+		for _, r := range w.held {
+			if isEssential(r) {
+				essential = append(essential, r)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		for len(essential) > 0 {
+			n := min(len(essential), maxBatch)
+			if err := w.commit(ctx, essential[:n]); err != nil {
+				if !isDiskFull(err) {
+					// One bad request must not hold the others back.
+					for i, r := range essential[:n] {
+						if e := w.commit(ctx, []*request{r}); e != nil && isDiskFull(e) {
+							w.keepHeld(append(essential[i:], rest...))
+							return
+						} else if e != nil {
+							w.j.log.Error("journal: a held entry could not be written", "device", r.device, "kind", r.entryKind, "err", e)
+						}
+					}
+				} else {
+					w.keepHeld(append(essential, rest...))
+					return
+				}
+			}
+			essential = essential[n:]
+		}
+		w.keepHeld(rest)
+		return
+	}
 	var pending []*request
 	for device, d := range w.dropped {
 		pending = append(pending, w.j.eventRequest(protocol.Event{
@@ -192,6 +327,10 @@ func (w *writer) usedBytes(ctx context.Context) (int64, error) {
 // returns free pages to the file system.
 func (w *writer) maintain(ctx context.Context) {
 	w.lastMaintained = w.j.opts.Now()
+	// A salvage by another process clears the damaged-journal alarm.
+	if err := w.j.refreshDamagedAlarm(ctx); err != nil {
+		w.j.log.Warn("journal: cannot read the list of damaged journals", "err", err)
+	}
 	if w.diskFull {
 		return
 	}
@@ -219,7 +358,9 @@ func (w *writer) maintain(ctx context.Context) {
 func (w *writer) pruneDelivered(ctx context.Context, cutoffMilli int64) (int64, error) {
 	var total int64
 	for {
-		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? LIMIT ?)`, cutoffMilli, pruneChunk)
+		// A cycle record or event the broker acknowledged but that never
+		// came back is kept: it is published again until it does.
+		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? AND (urgent = 0 OR confirmed_at IS NOT NULL) LIMIT ?)`, cutoffMilli, pruneChunk)
 		if err != nil {
 			return total, err
 		}

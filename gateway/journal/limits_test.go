@@ -147,12 +147,16 @@ func TestDiskFullHoldsInMemoryAndCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	fillDisk(t, j, "ac-1")
-	err := j.Cycle(ctx, testRecord("ac-1", 2))
+	// A record too big for what is left is held; one that fits would be
+	// written (cycle records and events are tried while the disk is full).
+	big := testRecord("ac-1", 2)
+	big.Samples = testTelemetry("ac-1", 3000).Samples
+	err := j.Cycle(ctx, big)
 	if !errors.Is(err, ErrNotDurable) {
 		t.Fatalf("Cycle while the disk is full: %v, want ErrNotDurable", err)
 	}
 	// The driver retries: no second copy.
-	if err := j.Cycle(ctx, testRecord("ac-1", 2)); !errors.Is(err, ErrNotDurable) {
+	if err := j.Cycle(ctx, big); !errors.Is(err, ErrNotDurable) {
 		t.Fatalf("retried Cycle while the disk is full: %v, want ErrNotDurable", err)
 	}
 	// An event is held and accepted: it has no id, a retry would double it.
@@ -238,10 +242,24 @@ func TestRetentionPrunesDeliveredAndShrinksFile(t *testing.T) {
 	if err := j.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The cycle record was acknowledged but never came back on the
+	// gateway's own subscription: it is kept until it does.
 	st, _ := j.Stats(ctx)
 	delivered, _ := j.DeliveredKept(ctx)
-	if delivered != 0 || st.PendingTelemetry != 1 {
-		t.Fatalf("after retention: %d delivered, %d pending telemetry; want 0 and 1", delivered, st.PendingTelemetry)
+	if delivered != 1 || st.Unconfirmed != 1 || st.PendingTelemetry != 1 {
+		t.Fatalf("after retention: %d delivered (%d unconfirmed), %d pending telemetry; want the unconfirmed cycle record and 1", delivered, st.Unconfirmed, st.PendingTelemetry)
+	}
+	cycles, _ := j.Entries(ctx, "ac-1", KindCycle)
+	if err := j.MarkConfirmed(ctx, cycles[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = j.Stats(ctx)
+	delivered, _ = j.DeliveredKept(ctx)
+	if delivered != 0 || st.Unconfirmed != 0 || st.PendingTelemetry != 1 {
+		t.Fatalf("after confirmation and retention: %d delivered, %d pending telemetry; want 0 and 1", delivered, st.PendingTelemetry)
 	}
 	if after := fileSize(t, path); after > sizeBefore/4 {
 		t.Fatalf("journal file %d bytes before pruning, %d after: it did not shrink", sizeBefore, after)

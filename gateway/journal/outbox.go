@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -23,7 +24,7 @@ const (
 	LaneTelemetry
 )
 
-const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at, key_id, signature`
+const entryColumns = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at, confirmed_at, replay, key_id, signature`
 
 // readBudget bounds the payload bytes one read of the outbox returns (at
 // least one entry always comes back). A backlog of cycle records of a few
@@ -41,20 +42,9 @@ func scanEntriesWithin(rows *sql.Rows, budget int) ([]Entry, error) {
 	defer rows.Close()
 	var out []Entry
 	for (budget != 0 || len(out) == 0) && rows.Next() {
-		var e Entry
-		var kind string
-		var created int64
-		var delivered sql.NullInt64
-		var keyID sql.NullString
-		var sig []byte
-		if err := rows.Scan(&e.ID, &e.Device, &kind, &e.Seq, &e.RecordID, &e.Payload, &e.Hash, &created, &delivered, &keyID, &sig); err != nil {
+		e, err := scanOne(rows)
+		if err != nil {
 			return nil, fmt.Errorf("journal: read entries: %w", err)
-		}
-		e.Signature = signatureOf(keyID, sig)
-		e.Kind = Kind(kind)
-		e.CreatedAt = time.UnixMilli(created).UTC()
-		if delivered.Valid {
-			e.DeliveredAt = time.UnixMilli(delivered.Int64).UTC()
 		}
 		out = append(out, e)
 		if budget >= 0 {
@@ -178,11 +168,28 @@ type Stats struct {
 	FileBytes     int64 // database file plus WAL on disk
 	QuotaBytes    int64
 	Alarms        []string
+	// HeldEssential and HeldTelemetry count what is held in memory, not
+	// written, while the disk refuses writes: cycle records, events and
+	// other writes; telemetry batches. They are lost if the gateway stops
+	// before the disk takes them.
+	HeldEssential, HeldTelemetry int64
+	// Unconfirmed counts cycle records and events the broker acknowledged
+	// that have not come back on the gateway's own subscription within
+	// the confirmation time (see UnconfirmedBefore).
+	Unconfirmed int64
 }
 
 // Stats reads the journal's counters.
 func (j *Journal) Stats(ctx context.Context) (Stats, error) {
-	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms()}
+	// A salvage by another process clears journal_damaged: seen here at
+	// the next scrape rather than at the next maintenance.
+	if slices.Contains(j.Alarms(), AlarmDamaged) {
+		if err := j.refreshDamagedAlarm(ctx); err != nil {
+			return Stats{}, fmt.Errorf("journal: read stats: %w", err)
+		}
+	}
+	s := Stats{QuotaBytes: j.opts.QuotaBytes, Alarms: j.Alarms(),
+		HeldEssential: j.memEssential.Load(), HeldTelemetry: j.memTelemetry.Load()}
 	// The oldest undelivered entry is the first of either lane in outbox
 	// order: two lookups in the pending index instead of a scan of every
 	// undelivered row for MIN(created_at).
@@ -199,6 +206,9 @@ func (j *Journal) Stats(ctx context.Context) (Stats, error) {
 	}
 	if oldest.Valid {
 		s.OldestPending = time.UnixMilli(oldest.Int64).UTC()
+	}
+	if s.Unconfirmed, err = j.CountUnconfirmed(ctx, time.Time{}); err != nil {
+		return s, err
 	}
 	var pages, free, size int64
 	row := j.rdb.QueryRowContext(ctx, `SELECT * FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`)

@@ -111,10 +111,8 @@ var ErrStop = errors.New("stop scanning")
 // Scan calls fn for every entry f selects, in the order they were
 // journaled (seq order within a device).
 func (r *Reader) Scan(ctx context.Context, f Filter, fn func(Entry) error) error {
-	cols := entryColumns
-	if !r.signing {
-		cols = `id, device, kind, seq, record_id, payload, hash, created_at, delivered_at, NULL, NULL`
-	}
+	// A journal from before signing or confirmation lacks some columns.
+	cols := entryColumnsOf(ctx, r.db)
 	q := `SELECT ` + cols + ` FROM entries WHERE id > ?`
 	var args []any
 	if f.Device != "" {

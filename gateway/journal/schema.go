@@ -65,6 +65,27 @@ func migrations() []migration {
 			// knows which chains end in entries no signature covers yet.
 			`CREATE TABLE signed_heads (device TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID`,
 		}},
+		{what: "journal id, confirmed delivery, damaged predecessors", stmts: []string{
+			// The journal's id goes into every event and telemetry id, so a
+			// journal created after another was lost never re-issues an id
+			// that carried other content. 40 random bits.
+			`CREATE TABLE journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+			`INSERT INTO journal_meta (key, value) VALUES ('journal_id', lower(hex(randomblob(5))))`,
+			// Marks the file as a sterigate journal ("STGJ"), so a foreign
+			// SQLite file is not taken for one.
+			`PRAGMA application_id = 1398032202`,
+			// confirmed_at: the entry came back on the gateway's own
+			// subscription (cycle records and events only). Entries
+			// delivered before confirmation existed count as confirmed.
+			`ALTER TABLE entries ADD COLUMN confirmed_at INTEGER`,
+			`UPDATE entries SET confirmed_at = delivered_at WHERE urgent = 1 AND delivered_at IS NOT NULL`,
+			`CREATE INDEX entries_unconfirmed ON entries (id) WHERE urgent = 1 AND confirmed_at IS NULL`,
+			// replay: a salvaged entry, published with the replay marker.
+			`ALTER TABLE entries ADD COLUMN replay INTEGER NOT NULL DEFAULT 0`,
+			// Journals this one replaced because they were damaged, kept
+			// aside for 'sterigate journal salvage'.
+			`CREATE TABLE damaged_journals (path TEXT PRIMARY KEY, journal_id TEXT NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL, salvaged_at INTEGER, salvage_report TEXT) WITHOUT ROWID`,
+		}},
 	}
 }
 

@@ -154,7 +154,7 @@ func (j *Journal) Telemetry(ctx context.Context, batch protocol.Telemetry) error
 		samples:   len(batch.Samples),
 		fill: func(seq uint64, prev string) (string, any) {
 			batch.Seq, batch.PrevHash = seq, prev
-			batch.ID = fmt.Sprintf("%s:%s:t%d", j.opts.Site, batch.Device, seq)
+			batch.ID = fmt.Sprintf("%s:%s:%s.t%d", j.opts.Site, batch.Device, j.id, seq)
 			return batch.ID, &batch
 		},
 	}
@@ -164,7 +164,7 @@ func (j *Journal) Telemetry(ctx context.Context, batch protocol.Telemetry) error
 	pre := batch
 	pre.ID, pre.Seq, pre.PrevHash = "", 0, ""
 	if b, err := json.Marshal(&pre); err == nil {
-		r.pre, r.preSchema, r.idPrefix = b, protocol.TelemetrySchema, fmt.Sprintf("%s:%s:t", j.opts.Site, batch.Device)
+		r.pre, r.preSchema, r.idPrefix = b, protocol.TelemetrySchema, fmt.Sprintf("%s:%s:%s.t", j.opts.Site, batch.Device, j.id)
 	}
 	return j.submit(ctx, r)
 }
@@ -194,14 +194,14 @@ func (j *Journal) eventRequest(ev protocol.Event, withStatus bool) *request {
 		entryKind: KindEvent,
 		fill: func(seq uint64, prev string) (string, any) {
 			ev.Seq, ev.PrevHash = seq, prev
-			ev.ID = fmt.Sprintf("%s:%s:e%d", j.opts.Site, ev.Device, seq)
+			ev.ID = fmt.Sprintf("%s:%s:%s.e%d", j.opts.Site, ev.Device, j.id, seq)
 			return ev.ID, &ev
 		},
 	}
 	pre := ev
 	pre.ID, pre.Seq, pre.PrevHash = "", 0, ""
 	if b, err := json.Marshal(&pre); err == nil {
-		r.pre, r.preSchema, r.idPrefix = b, protocol.EventSchema, fmt.Sprintf("%s:%s:e", j.opts.Site, ev.Device)
+		r.pre, r.preSchema, r.idPrefix = b, protocol.EventSchema, fmt.Sprintf("%s:%s:%s.e", j.opts.Site, ev.Device, j.id)
 	}
 	if withStatus {
 		r.status = func(st *protocol.DeviceStatus) bool { return StatusFromEvent(st, ev) }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -88,8 +89,10 @@ type request struct {
 	gapFromDrop bool // a gap event rebuilt from w.dropped on each retry
 	approxBytes int  // payload size, set when marshalled
 
-	// reqMarkDelivered
-	ids []int64
+	// reqMarkDelivered; confirm marks them confirmed (they came back on
+	// the gateway's own subscription) instead.
+	ids     []int64
+	confirm bool
 
 	// reqExec
 	sqlText string
@@ -244,7 +247,7 @@ func (w *writer) run(ctx context.Context) {
 			batch = append(batch, r)
 		case <-retry.C:
 			if w.diskFull {
-				w.retryHeld(context.Background())
+				w.retryWhileFull(context.Background())
 			}
 			continue
 		case <-maint.C:
@@ -286,7 +289,7 @@ func (w *writer) processWithMaintenance(ctx context.Context, batch []*request) {
 			continue
 		}
 		if w.diskFull {
-			w.retryHeld(ctx)
+			w.retryWhileFull(ctx)
 		}
 		w.maintain(ctx)
 		r.finish(nil)
@@ -314,15 +317,22 @@ func (w *writer) drainAtClose() {
 		w.processWithMaintenance(ctx, batch)
 	}
 	if w.diskFull {
-		w.retryHeld(ctx)
+		// As while running: telemetry only once the disk has room again,
+		// so a gateway stopped during the outage leaves what is left of
+		// the reserve to the records of the next run.
+		w.retryWhileFull(ctx)
 	}
 	if n := len(w.held); n > 0 {
-		w.j.log.Error("journal closed while the disk refused writes: entries held in memory are lost", "entries", n)
+		essential, telemetry := w.heldCounts()
+		w.j.log.Error("journal closed while the disk refused writes: entries held in memory are lost", "entries", n,
+			"cycle_records_and_events", essential, "telemetry_batches", telemetry)
+		w.j.lost = fmt.Errorf("%w: %d entries (%d cycle records, events and other writes, %d telemetry batches) were held in memory because the disk refused them", ErrEntriesLost, n, essential, telemetry)
 	}
 	for _, r := range w.held {
 		r.finish(fmt.Errorf("journal closed before the entry could be written: %w", ErrClosed))
 	}
 	w.held = nil
+	w.countHeld()
 }
 
 // finish answers the caller once; a request held in memory was answered
@@ -337,6 +347,9 @@ func (r *request) finish(err error) {
 // isDiskFull reports whether err means the disk (or the file's page limit)
 // refused the write: the condition the journal rides out in memory.
 func isDiskFull(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) {
+		return true
+	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
@@ -349,9 +362,7 @@ func isDiskFull(err error) bool {
 
 func (w *writer) process(ctx context.Context, batch []*request) {
 	if w.diskFull {
-		for _, r := range batch {
-			w.hold(r, nil)
-		}
+		w.processWhileFull(ctx, batch)
 		return
 	}
 	err := w.commit(ctx, batch)
@@ -371,10 +382,11 @@ func (w *writer) process(ctx context.Context, batch []*request) {
 	}
 	if isDiskFull(err) {
 		w.enterDiskFull(err)
-		for _, r := range batch {
-			w.hold(r, err)
-		}
+		w.processWhileFull(ctx, batch)
 		return
+	}
+	if isCorrupt(err) {
+		w.j.ReportDamage(err.Error())
 	}
 	// Some other failure: commit requests one by one so a single bad
 	// request fails alone.
@@ -577,6 +589,9 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 		}
 		h := w.headOf(st, r.device)
 		seq := h.seq + 1
+		if err := w.j.seqs.reserveFor(r.device, seq); err != nil {
+			return nil, fmt.Errorf("journal: reserve seq %d of %q: %w", seq, r.device, err)
+		}
 		var payload []byte
 		var recordID string
 		if r.pre != nil {
@@ -658,9 +673,13 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 		at := now.UnixMilli()
 		for ids := r.ids; len(ids) > 0; {
 			n := min(len(ids), rowsPerInsert)
-			stmt, err := w.cachedStmt(ctx, "mark", n, func() string {
+			shape, build := "mark", func() string {
 				return `UPDATE entries SET delivered_at = ? WHERE delivered_at IS NULL AND id IN (?` + strings.Repeat(",?", n-1) + `)`
-			})
+			}
+			if r.confirm {
+				shape, build = "confirm", func() string { return confirmSQL(n) }
+			}
+			stmt, err := w.cachedStmt(ctx, shape, n, build)
 			if err != nil {
 				return nil, err
 			}

@@ -4,28 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +23,7 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/embedbroker"
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/evidence"
 )
@@ -436,101 +427,14 @@ func (p *proxy) Pause(paused bool) {
 	p.mu.Unlock()
 }
 
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// mosquitto runs a real Mosquitto process on a free loopback port.
-type mosquitto struct {
-	t    testing.TB
-	dir  string
-	conf string
-	port int
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	done chan struct{}
-}
-
-func needMosquitto(t testing.TB) string {
-	path, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
-			return "/usr/sbin/mosquitto"
-		}
-		t.Skip("mosquitto is not installed (scripts/test installs it)")
-	}
-	return path
-}
-
-// startMosquitto writes a config with extra lines (listener options) and
-// starts it. Persistence is on so a graceful restart keeps sessions.
-func startMosquitto(t testing.TB, extra string) *mosquitto {
+// startMosquitto runs a real Mosquitto on a free loopback port with extra
+// configuration lines (listener options). Persistence is on so a graceful
+// restart keeps sessions.
+func startMosquitto(t testing.TB, extra string) *brokertest.Broker {
 	t.Helper()
-	needMosquitto(t)
-	dir := t.TempDir()
-	m := &mosquitto{t: t, dir: dir, port: freePort(t)}
-	m.conf = filepath.Join(dir, "mosquitto.conf")
-	conf := fmt.Sprintf("user root\nlistener %d 127.0.0.1\npersistence true\npersistence_location %s/\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", m.port, dir, extra)
-	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m.start()
-	t.Cleanup(func() { m.stop(syscall.SIGKILL) })
-	return m
-}
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.log = new(bytes.Buffer)
-	m.cmd = exec.Command(needMosquitto(m.t), "-c", m.conf)
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	m.done = make(chan struct{})
-	cmd, done := m.cmd, m.done
-	go func() { cmd.Wait(); close(done) }()
-	addr := fmt.Sprintf("127.0.0.1:%d", m.port)
-	eventually(m.t, 10*time.Second, "mosquitto to listen on "+addr, func() bool {
-		select {
-		case <-done:
-			m.t.Fatalf("mosquitto exited: %s", m.log.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+	return brokertest.Start(t, func(port int, dir string) string {
+		return fmt.Sprintf("user root\nlistener %d 127.0.0.1\npersistence true\npersistence_location %s/\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", port, dir, extra)
 	})
-}
-
-func (m *mosquitto) stop(sig syscall.Signal) {
-	if m.cmd == nil || m.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-m.done:
-		return
-	default:
-	}
-	m.cmd.Process.Signal(sig)
-	select {
-	case <-m.done:
-	case <-time.After(10 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.done
-	}
-}
-
-func (m *mosquitto) url(scheme string) string {
-	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, m.port)
 }
 
 // subscriber is a paho client with a persistent session that subscribes
@@ -569,92 +473,8 @@ type subscribed struct {
 func (s *subscribed) set(v bool) { s.mu.Lock(); s.ok = v; s.mu.Unlock() }
 func (s *subscribed) get() bool  { s.mu.Lock(); defer s.mu.Unlock(); return s.ok }
 
-// pki is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, written as PEM files.
-type pki struct {
-	dir                             string
-	caFile, serverCert, serverKey   string
-	clientCert, clientKey, otherCA  string
-	rogueClientCert, rogueClientKey string
-}
-
-func newPKI(t testing.TB) *pki {
-	t.Helper()
-	dir := t.TempDir()
-	p := &pki{dir: dir}
-	caKey, caCert, caDER := makeCA(t, "sterigate test CA")
-	p.caFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
-	p.serverCert, p.serverKey = makeLeaf(t, dir, "server", caCert, caKey, true)
-	p.clientCert, p.clientKey = makeLeaf(t, dir, "client", caCert, caKey, false)
-	rogueKey, rogueCert, rogueDER := makeCA(t, "rogue CA")
-	p.otherCA = writePEM(t, dir, "rogue-ca.pem", "CERTIFICATE", rogueDER)
-	p.rogueClientCert, p.rogueClientKey = makeLeaf(t, dir, "rogue-client", rogueCert, rogueKey, false)
-	return p
-}
-
-func nextSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		panic(err)
-	}
-	return n
-}
-
 // pahoTLS carries a subscriber's TLS settings.
 type pahoTLS struct{ cfg *tls.Config }
-
-func makeCA(t testing.TB, name string) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return key, cert, der
-}
-
-func makeLeaf(t testing.TB, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, server bool) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writePEM(t, dir, name+".pem", "CERTIFICATE", der), writePEM(t, dir, name+".key", "EC PRIVATE KEY", keyDER)
-}
-
-func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func newTextLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -24,8 +25,8 @@ import (
 // in order, with the statuses republished.
 func TestMosquittoOutageThenRecovery(t *testing.T) {
 	m := startMosquitto(t, "allow_anonymous true")
-	px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", m.port))
-	c, _, sub := subscribe(t, m.url("tcp"), "sterigate/#", nil)
+	px := startProxy(t, m.Addr())
+	c, _, sub := subscribe(t, m.URL("tcp"), "sterigate/#", nil)
 	j := openJournal(t)
 	ctx := context.Background()
 	devices := []string{"ac-1", "ac-2", "ac-3"}
@@ -58,7 +59,7 @@ func TestMosquittoOutageThenRecovery(t *testing.T) {
 		// Keep the gateway away until the test's subscriber is back, so
 		// whatever the broker accepts has a subscriber to go to.
 		px.Pause(true)
-		m.stop(sig)
+		m.Stop(sig)
 		px.Cut()
 		eventually(t, 10*time.Second, "the publisher to notice the outage", func() bool { return !p.Connected() })
 		fill(t, j, devices, next, 4, 5) // cycles finish during the outage
@@ -69,7 +70,7 @@ func TestMosquittoOutageThenRecovery(t *testing.T) {
 		if got := pendingCount(t, j); got == 0 {
 			t.Fatal("entries were marked delivered while the broker was down")
 		}
-		m.start()
+		m.Start()
 		eventually(t, 15*time.Second, "the subscriber to resubscribe", sub.get)
 		px.Pause(false)
 		eventually(t, 20*time.Second, fmt.Sprintf("recovery after %s", sig), func() bool { return drained() && allArrived() })
@@ -84,9 +85,9 @@ func TestMosquittoOutageThenRecovery(t *testing.T) {
 }
 
 func TestMosquittoMutualTLS(t *testing.T) {
-	pk := newPKI(t)
+	pk := brokertest.NewPKI(t)
 	m := startMosquitto(t, fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false",
-		pk.caFile, pk.serverCert, pk.serverKey))
+		pk.CAFile, pk.ServerCert, pk.ServerKey))
 	clientTLS := func(caFile, cert, key string) *tls.Config {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -100,12 +101,12 @@ func TestMosquittoMutualTLS(t *testing.T) {
 		}
 		return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{kp}}
 	}
-	c, _, _ := subscribe(t, m.url("ssl"), "sterigate/#", &pahoTLS{clientTLS(pk.caFile, pk.clientCert, pk.clientKey)})
+	c, _, _ := subscribe(t, m.URL("ssl"), "sterigate/#", &pahoTLS{clientTLS(pk.CAFile, pk.ClientCert, pk.ClientKey)})
 	j := openJournal(t)
 	fill(t, j, []string{"ac-1"}, 1, 3, 2)
 
-	opts := testOptions(m.url("ssl"))
-	opts.CAFile, opts.CertFile, opts.KeyFile = pk.caFile, pk.clientCert, pk.clientKey
+	opts := testOptions(m.URL("ssl"))
+	opts.CAFile, opts.CertFile, opts.KeyFile = pk.CAFile, pk.ClientCert, pk.ClientKey
 	p, err := New(opts, j)
 	if err != nil {
 		t.Fatal(err)
@@ -124,12 +125,12 @@ func TestMosquittoMutualTLS(t *testing.T) {
 		ca, cert, key string
 		wantErrSubstr string
 	}{
-		{"no client certificate", pk.caFile, "", "", ""},
-		{"client certificate from another CA", pk.caFile, pk.rogueClientCert, pk.rogueClientKey, ""},
-		{"broker certificate not signed by ca_file", pk.otherCA, pk.clientCert, pk.clientKey, "certificate"},
+		{"no client certificate", pk.CAFile, "", "", ""},
+		{"client certificate from another CA", pk.CAFile, pk.RogueClientCert, pk.RogueClientKey, ""},
+		{"broker certificate not signed by ca_file", pk.OtherCA, pk.ClientCert, pk.ClientKey, "certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := testOptions(m.url("ssl"))
+			o := testOptions(m.URL("ssl"))
 			o.CAFile, o.CertFile, o.KeyFile = tc.ca, tc.cert, tc.key
 			bad, err := New(o, openJournal(t))
 			if err != nil {
@@ -137,7 +138,7 @@ func TestMosquittoMutualTLS(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			ok, err := bad.session(ctx, m.url("ssl"))
+			ok, err := bad.session(ctx, m.URL("ssl"))
 			if ok || err == nil {
 				t.Fatalf("session succeeded (%v, %v), want a refused connection", ok, err)
 			}
@@ -191,7 +192,7 @@ func BenchmarkDrainBacklogToMosquitto(b *testing.B) {
 	}
 	liveJournaled := make(chan time.Time, 1)
 	liveDelivered := make(chan time.Time, 1)
-	opts := testOptions(m.url("tcp"))
+	opts := testOptions(m.URL("tcp"))
 	opts.ReplayRate = -1
 	opts.Window = 64
 	var delivered int

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/gateway/journal"
 	"github.com/sterigate/sterigate/protocol"
 )
@@ -46,6 +47,11 @@ type Options struct {
 	// timeout drops the connection and restarts from the oldest
 	// undelivered entry.
 	AckTimeout time.Duration
+	// ConfirmTimeout is how long an acknowledged cycle record or event may
+	// take to come back on the gateway's own subscription (default 30 s);
+	// past it the mqtt_unconfirmed alarm is raised and the entry is
+	// published again, with back-off, until it comes back.
+	ConfirmTimeout time.Duration
 
 	// Window is how many publishes may wait for their PUBACK (default 32).
 	Window int
@@ -87,9 +93,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	tlsFiles := o.CAFile != "" || o.CertFile != "" || o.KeyFile != ""
 	for i, b := range o.Brokers {
+		if err := config.CheckBrokerURLHasNoCredentials(b); err != nil {
+			return o, fmt.Errorf("mqtt: brokers[%d] %w", i, err)
+		}
 		u, err := url.Parse(b)
 		if err != nil {
-			return o, fmt.Errorf("mqtt: brokers[%d] %q: %w", i, b, err)
+			return o, fmt.Errorf("mqtt: brokers[%d] %q is not a URL", i, b)
 		}
 		if !brokerSchemes[u.Scheme] {
 			return o, fmt.Errorf("mqtt: brokers[%d] %q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", i, b, u.Scheme)
@@ -132,6 +141,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.ConnectTimeout, 10*time.Second)
 	def(&o.AckTimeout, 30*time.Second)
+	def(&o.ConfirmTimeout, 30*time.Second)
 	def(&o.MinBackoff, 500*time.Millisecond)
 	def(&o.MaxBackoff, 30*time.Second)
 	def(&o.AckFlushInterval, 100*time.Millisecond)

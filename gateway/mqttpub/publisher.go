@@ -57,6 +57,9 @@ type Publisher struct {
 	// connected): from Run's start until the first connection, and from
 	// the end of each connection until the next.
 	downSince atomic.Int64
+	// unconfirmed counts the entries past their confirmation time;
+	// confirmedTotal those confirmed since the start.
+	unconfirmed, confirmedTotal atomic.Int64
 }
 
 // New checks opts and prepares a publisher; it does not connect.
@@ -64,6 +67,16 @@ func New(opts Options, j *journal.Journal) (*Publisher, error) {
 	if j == nil {
 		return nil, errors.New("mqtt: journal is nil")
 	}
+	p, err := prepare(opts)
+	if err != nil {
+		return nil, err
+	}
+	p.j = j
+	return p, nil
+}
+
+// prepare checks opts and resolves the password and TLS settings.
+func prepare(opts Options) (*Publisher, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -74,7 +87,6 @@ func New(opts Options, j *journal.Journal) (*Publisher, error) {
 	}
 	p := &Publisher{
 		opts:     o,
-		j:        j,
 		topics:   protocol.Topics{Root: o.TopicRoot, Site: o.Site},
 		password: pw,
 		log:      o.Logger.With("component", "mqtt"),
@@ -160,24 +172,14 @@ func (p *Publisher) gatewayStatus(state string) []byte {
 	st := protocol.GatewayStatus{Gateway: p.opts.Gateway, Site: p.opts.Site, State: state, Version: p.opts.Version}
 	if state == protocol.GatewayOnline {
 		st.At = time.Now().UTC()
-		st.Alarms = p.j.Alarms()
+		st.Alarms = p.Alarms()
 	}
 	b, _ := json.Marshal(st)
 	return b
 }
 
 func (p *Publisher) newClient(broker string, lost chan<- error) paho.Client {
-	o := paho.NewClientOptions().
-		AddBroker(broker).
-		SetClientID(p.opts.ClientID).
-		SetCleanSession(true).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetOrderMatters(false).
-		SetKeepAlive(p.opts.KeepAlive).
-		SetPingTimeout(min(10*time.Second, p.opts.KeepAlive)).
-		SetWriteTimeout(p.opts.WriteTimeout).
-		SetConnectTimeout(p.opts.ConnectTimeout).
+	o := p.clientOptions(broker, p.opts.ClientID).
 		SetBinaryWill(p.topics.GatewayStatus(p.opts.Gateway), p.gatewayStatus(protocol.GatewayOffline), 1, true).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
@@ -185,6 +187,24 @@ func (p *Publisher) newClient(broker string, lost chan<- error) paho.Client {
 			default:
 			}
 		})
+	return paho.NewClient(o)
+}
+
+// clientOptions are the settings of every connection (libraries' traps:
+// no auto-reconnect, no connect retry, a clean session; a new client per
+// connection), with the credentials and TLS.
+func (p *Publisher) clientOptions(broker, clientID string) *paho.ClientOptions {
+	o := paho.NewClientOptions().
+		AddBroker(broker).
+		SetClientID(clientID).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetOrderMatters(false).
+		SetKeepAlive(p.opts.KeepAlive).
+		SetPingTimeout(min(10*time.Second, p.opts.KeepAlive)).
+		SetWriteTimeout(p.opts.WriteTimeout).
+		SetConnectTimeout(p.opts.ConnectTimeout)
 	if p.opts.Username != "" {
 		o.SetUsername(p.opts.Username)
 	}
@@ -194,7 +214,7 @@ func (p *Publisher) newClient(broker string, lost chan<- error) paho.Client {
 	if p.tls != nil {
 		o.SetTLSConfig(p.tls.Clone())
 	}
-	return paho.NewClient(o)
+	return o
 }
 
 func urlScheme(broker string) (string, error) {
@@ -272,12 +292,16 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		// Made here, not in loop: the shutdown publishes statuses even
 		// when loop ended before it began.
 		published: map[string]protocol.DeviceStatus{},
+		confirm:   newConfirmState(),
 	}
 	// The acknowledgement waiter outlives ctx so that, on shutdown, the
 	// PUBACKs already on their way still count.
 	ackCtx, stopAcks := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.awaitAcks(ackCtx) })
+	// Subscriptions do not survive a connection (clean session): made
+	// again on each one, before anything is published on it.
+	s.subscribeOwnTopics(&wg, ackCtx)
 	err = s.loop(ctx, lost)
 	graceful := ctx.Err() != nil
 	if graceful {
@@ -345,6 +369,7 @@ type sessionState struct {
 	published             map[string]protocol.DeviceStatus
 	pace                  *pacer
 	firstFailure          error
+	confirm               confirmState
 
 	// The replay: entries journaled before this connection. replayed were
 	// acknowledged, replayOutstanding wait for their PUBACK.
@@ -421,7 +446,11 @@ func (s *sessionState) takeResult(r ackResult) error {
 		return s.firstFailure
 	}
 	if r.entry != nil {
-		s.acked = append(s.acked, *r.entry)
+		// An entry published again to be confirmed was delivered before.
+		if r.entry.DeliveredAt.IsZero() {
+			s.acked = append(s.acked, *r.entry)
+		}
+		s.awaitEcho(r.entry)
 		if r.entry.ID <= s.boundary {
 			s.replayed++
 			s.replayOutstanding--
@@ -477,10 +506,10 @@ func (s *sessionState) topicOf(e *journal.Entry) string {
 }
 
 // payloadOf returns what to publish for e: the journaled bytes, with the
-// replay marker inserted when e was journaled before this connection, and
-// the entry's signature.
+// replay marker inserted when e was journaled before this connection or
+// salvaged from a damaged journal, and the entry's signature.
 func (s *sessionState) payloadOf(e *journal.Entry) []byte {
-	return evidence.Published(e.Payload, e.Signature, e.ID <= s.boundary)
+	return evidence.Published(e.Payload, e.Signature, e.ID <= s.boundary || e.Replay)
 }
 
 // publishStatuses publishes the gateway's online status (on connect, or
@@ -499,7 +528,7 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 		s.waitForSlot(ctx)
 		s.publish(p.topics.GatewayKey(p.opts.Gateway), p.opts.KeyMessage, true, nil)
 	}
-	alarms := p.j.Alarms()
+	alarms := p.Alarms()
 	if force || !slices.Equal(alarms, s.alarms) {
 		s.alarms = alarms
 		s.waitForSlot(ctx)
@@ -593,8 +622,14 @@ func (s *sessionState) take(ctx context.Context, l *laneState) (*journal.Entry, 
 			l.exhausted = true
 			return nil, nil
 		}
-		l.queue = es
 		l.cursor = es[len(es)-1].ID
+		if es, err = s.verified(ctx, es); err != nil {
+			return nil, err
+		}
+		l.queue = es
+		if len(es) == 0 {
+			return nil, nil
+		}
 	}
 	e := l.queue[0]
 	l.queue = l.queue[1:]
@@ -618,6 +653,8 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 	}
 	flush := time.NewTicker(p.opts.AckFlushInterval)
 	defer flush.Stop()
+	recheck := time.NewTicker(min(time.Second, p.opts.ConfirmTimeout/4))
+	defer recheck.Stop()
 	var paceTimer *time.Timer
 	defer func() {
 		if paceTimer != nil {
@@ -668,10 +705,20 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 			if err := s.flushAcks(ctx); err != nil {
 				return err
 			}
+			if err := s.confirmEchoes(ctx); err != nil {
+				return err
+			}
 			// Status changes can arrive without new entries (alarms).
 			if err := s.publishStatuses(ctx, false); err != nil {
 				return err
 			}
+		case <-recheck.C:
+			if err := s.retryUnconfirmed(ctx); err != nil {
+				return err
+			}
+		case why := <-s.confirm.refused:
+			p.log.Error("the gateway cannot confirm what it publishes: nothing will come back, and every cycle record and event will be published again",
+				"why", why, "fix", "let the gateway's broker user read "+p.topics.Cycle("+")+" and "+p.topics.Event("+"))
 		case <-paceC:
 		case err := <-lost:
 			return fmt.Errorf("connection lost: %w", err)

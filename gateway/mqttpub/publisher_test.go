@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sterigate/sterigate/gateway/journal"
+	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
 	"github.com/sterigate/sterigate/protocol"
 )
 
@@ -141,7 +142,7 @@ func TestBrokerThatNeverAcknowledgesGetsNothingMarkedDelivered(t *testing.T) {
 func TestFailsOverToTheNextBroker(t *testing.T) {
 	j := openJournal(t)
 	fill(t, j, []string{"ac-1"}, 1, 2, 1)
-	dead := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", brokertest.FreePort(t))
 	b := startMochi(t, "127.0.0.1:0")
 	c := &collector{}
 	b.Subscribe("sterigate/#", c.add)
@@ -328,7 +329,7 @@ func TestOptionsErrorsNameTheSetting(t *testing.T) {
 func TestPasswordNeverLogged(t *testing.T) {
 	j := openJournal(t)
 	var buf syncBuffer
-	o := testOptions(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	o := testOptions(fmt.Sprintf("tcp://127.0.0.1:%d", brokertest.FreePort(t)))
 	t.Setenv("STERIGATE_TEST_MQTT_PW", "s3cret-pw")
 	o.Username, o.PasswordEnv = "gw", "STERIGATE_TEST_MQTT_PW"
 	o.Logger = newTextLogger(&buf)
@@ -397,7 +398,7 @@ func TestLogsTheFinishedReplayAndReconnects(t *testing.T) {
 
 	// One broker, unreachable: reconnecting, never "the next broker".
 	var logs2 syncBuffer
-	opts = testOptions(fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	opts = testOptions(fmt.Sprintf("tcp://127.0.0.1:%d", brokertest.FreePort(t)))
 	opts.Logger = newTextLogger(&logs2)
 	p, err = New(opts, j)
 	if err != nil {

@@ -323,3 +323,34 @@ func TestPrivatePEMRoundTrip(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A journal that replaced a damaged one starts each device with a
+// journal_break naming its last good entry: the seqs in between are
+// explained, and the break must chain to that entry.
+func TestJournalBreakExplainsTheSeqsItSkips(t *testing.T) {
+	s := seeded(t, 1)
+	b := &chainBuilder{t: t, device: "ac-1", signer: s}
+	b.cycle()
+	b.tele()
+	lastGood := b.out[1]
+	b.tele() // seq 3-5: journaled in the damaged journal, lost with it
+	b.tele()
+	b.cycle()
+	// The new journal goes on after the damaged one's last seq.
+	b.seq, b.prev = 9, lastGood.Hash
+	b.event(protocol.Event{Kind: protocol.EventJournalBreak, LastSeq: lastGood.Seq, LastHash: lastGood.Hash, Journal: "3fa94c2b7e"})
+	b.cycle()
+	received := append(append([]Entry{}, b.out[:2]...), b.out[5:]...)
+	if r := verifyAll(t, Options{}, received, s); !r.OK {
+		t.Fatalf("across the break: %s", text(r))
+	}
+	// A break that does not chain to the entry it names is altered.
+	b2 := &chainBuilder{t: t, device: "ac-1", signer: s}
+	b2.cycle()
+	b2.tele()
+	b2.seq, b2.prev = 9, strings.Repeat("0", 64)
+	b2.event(protocol.Event{Kind: protocol.EventJournalBreak, LastSeq: 2, LastHash: b2.out[1].Hash})
+	if r := verifyAll(t, Options{}, b2.out, s); r.OK || r.Devices[0].FirstBad.Code != CodeAltered {
+		t.Fatalf("a break chained elsewhere: %s", text(r))
+	}
+}

@@ -93,6 +93,8 @@ func (h *Header) set(name, raw []byte) error {
 		s = &h.NextKey
 	case "next_public_key":
 		s = &h.NextPublicKey
+	case "last_hash":
+		s = &h.LastHash
 	case "seq":
 		n = &h.Seq
 	case "from_seq":
@@ -101,6 +103,8 @@ func (h *Header) set(name, raw []byte) error {
 		n = &h.ToSeq
 	case "covers_seq":
 		n = &h.CoversSeq
+	case "last_seq":
+		n = &h.LastSeq
 	default:
 		return nil
 	}

@@ -33,6 +33,9 @@ type Header struct {
 	CoversHash    string `json:"covers_hash"`
 	NextKey       string `json:"next_key"`
 	NextPublicKey string `json:"next_public_key"`
+	// LastSeq and LastHash: a journal_break's last good entry.
+	LastSeq  uint64 `json:"last_seq"`
+	LastHash string `json:"last_hash"`
 }
 
 // Kind is the entry kind the schema names, "" for another schema.
@@ -456,6 +459,12 @@ func (v *Verifier) Add(e Entry) {
 	switch {
 	case !c.started:
 		c.started, c.first = true, e.Seq
+	case isBreak(e) && c.last == e.LastSeq && e.PrevHash != c.lastHash:
+		// A journal that replaced a damaged one chains on from the
+		// device's last good entry, which it names.
+		c.breakRun(v.opts)
+		c.fail(Problem{Seq: e.Seq, ID: e.ID, Where: e.Where, Code: CodeAltered,
+			Text: fmt.Sprintf("journal_break: prev_hash does not match the hash of seq %d, the last good entry it names", c.last)})
 	case e.Seq > c.last+1:
 		c.breakRun(v.opts)
 		c.holes = append(c.holes, SeqRange{c.last + 1, e.Seq - 1})
@@ -487,6 +496,9 @@ func (v *Verifier) Add(e Entry) {
 	}
 	if e.EventKind == string(protocol.EventGap) && e.ToSeq >= e.FromSeq && e.FromSeq > 0 {
 		c.gaps = append(c.gaps, SeqRange{e.FromSeq, e.ToSeq})
+	}
+	if isBreak(e) && e.Seq > e.LastSeq+1 {
+		c.gaps = append(c.gaps, SeqRange{e.LastSeq + 1, e.Seq - 1})
 	}
 
 	switch {
@@ -647,4 +659,10 @@ func (v *Verifier) Report() Report {
 		r.Keys = append(r.Keys, KeyUse{Key: id, Origin: k.origin, Signed: k.signed})
 	}
 	return r
+}
+
+// isBreak reports whether e is a journal_break event: the first entry of a
+// device in a journal that replaced a damaged one.
+func isBreak(e Entry) bool {
+	return e.Kind() == KindEvent && e.EventKind == string(protocol.EventJournalBreak)
 }
