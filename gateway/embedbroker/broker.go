@@ -20,6 +20,7 @@ import (
 // Broker is a running in-process broker.
 type Broker struct {
 	server    *mqtt.Server
+	tcp       *listeners.TCP
 	addr      string
 	closeOnce sync.Once
 	closeErr  error
@@ -67,7 +68,7 @@ func Start(addr string, logger *slog.Logger) (*Broker, error) {
 		server.Close()
 		return nil, fmt.Errorf("embedded broker: serve: %w", err)
 	}
-	return &Broker{server: server, addr: tcp.Address()}, nil
+	return &Broker{server: server, tcp: tcp, addr: tcp.Address()}, nil
 }
 
 // Addr is the bound host:port.
@@ -78,8 +79,23 @@ func (b *Broker) URL() string { return "tcp://" + b.addr }
 
 // Close stops the broker; connected clients see their connection end. It
 // is safe to call more than once (mochi panics on a second Close).
+//
+// mochi's own Close can deadlock: it lists the listener's clients under a
+// read lock that it takes twice, and a client connecting at that moment
+// queues a write lock in between (seen in CI, a test hung for 10 min). So
+// the listener is closed first without mochi closing its clients, the
+// clients are disconnected from one snapshot of the list, and mochi's Close
+// then finds the listener already closed.
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = b.server.Close() })
+	b.closeOnce.Do(func() {
+		b.tcp.Close(func(string) {})
+		for _, cl := range b.server.Clients.GetAll() {
+			if cl.Net.Listener == b.tcp.ID() && !cl.Closed() {
+				_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+		b.closeErr = b.server.Close()
+	})
 	return b.closeErr
 }
 
