@@ -5,11 +5,8 @@ import (
 	"flag"
 	"os"
 	"reflect"
-	"sort"
 	"testing"
 	"time"
-
-	"github.com/sterigate/sterigate/protocol/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -66,78 +63,6 @@ func TestCycleRecordGolden(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, exampleRecord()) {
 		t.Errorf("round trip differs:\n%+v\n%+v", back, exampleRecord())
-	}
-}
-
-// The JSON Schema must describe exactly the fields the Go type writes.
-func TestSchemaMatchesType(t *testing.T) {
-	var s struct {
-		Required   []string                   `json:"required"`
-		Properties map[string]json.RawMessage `json:"properties"`
-		Defs       map[string]struct {
-			Properties map[string]json.RawMessage `json:"properties"`
-		} `json:"$defs"`
-	}
-	if err := json.Unmarshal(schema.CycleV1(), &s); err != nil {
-		t.Fatal(err)
-	}
-	keys := func(m map[string]json.RawMessage) []string {
-		var out []string
-		for k := range m {
-			out = append(out, k)
-		}
-		sort.Strings(out)
-		return out
-	}
-	check := func(name string, typ reflect.Type, props map[string]json.RawMessage) {
-		var fields []string
-		for i := 0; i < typ.NumField(); i++ {
-			tag := typ.Field(i).Tag.Get("json")
-			for j := range tag {
-				if tag[j] == ',' {
-					tag = tag[:j]
-					break
-				}
-			}
-			fields = append(fields, tag)
-		}
-		sort.Strings(fields)
-		if !reflect.DeepEqual(fields, keys(props)) {
-			t.Errorf("%s: Go fields %v, schema properties %v", name, fields, keys(props))
-		}
-	}
-	check("record", reflect.TypeOf(CycleRecord{}), s.Properties)
-	check("phase", reflect.TypeOf(Phase{}), s.Defs["phase"].Properties)
-	check("sample", reflect.TypeOf(Sample{}), s.Defs["sample"].Properties)
-	check("alarm", reflect.TypeOf(Alarm{}), s.Defs["alarm"].Properties)
-	check("verification", reflect.TypeOf(Verification{}), s.Defs["verification"].Properties)
-	check("check", reflect.TypeOf(Check{}), s.Defs["check"].Properties)
-	check("criteria", reflect.TypeOf(Criteria{}), s.Defs["criteria"].Properties)
-	var whole struct {
-		Defs map[string]struct {
-			Enum []PhaseName `json:"enum"`
-		} `json:"$defs"`
-	}
-	if err := json.Unmarshal(schema.CycleV1(), &whole); err != nil {
-		t.Fatal(err)
-	}
-	enum := whole.Defs["phase_name"]
-	if !reflect.DeepEqual(enum.Enum, PhaseNames()) {
-		t.Errorf("schema phase names %v, Go vocabulary %v", enum.Enum, PhaseNames())
-	}
-	// Every required key must be written even when empty.
-	b, err := json.Marshal(CycleRecord{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range s.Required {
-		if _, ok := m[r]; !ok {
-			t.Errorf("required %q is omitted from an empty record", r)
-		}
 	}
 }
 

@@ -264,6 +264,10 @@ func subscribeTo(t testing.TB, broker, filter string, configure func(*mqtt.Clien
 			c.mu.Unlock()
 		})
 	})
+	// Every message a test saw must fit the schema its topic calls for,
+	// so a payload changed without its schema fails the end-to-end tests.
+	// Registered first, it runs after the disconnect below.
+	t.Cleanup(func() { c.validate(t) })
 	cl := mqtt.NewClient(opts)
 	tok := cl.Connect()
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
