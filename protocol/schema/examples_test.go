@@ -73,6 +73,10 @@ func eventExamples() map[string]protocol.Event {
 	e.NextKey, e.NextPublicKey = "34750f98bd59fcfc", "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="
 	e.Text = "signing key 0a1b2c3d4e5f6a7b is replaced by key 34750f98bd59fcfc; this event is signed by 0a1b2c3d4e5f6a7b"
 	add(e)
+	e = event(protocol.EventJournalBreak, 9217)
+	e.LastSeq, e.LastHash, e.Journal = 5120, prev, "3fa94c2b7e"
+	e.Text = "the journal was damaged (write-ahead log damaged) and replaced by a new one: the last good entry of this device is seq 5120"
+	add(e)
 	return out
 }
 
