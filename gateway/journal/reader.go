@@ -20,6 +20,7 @@ type Reader struct {
 	db      *sql.DB
 	path    string
 	signing bool // the file has the signature columns and key table
+	replay  bool // the file has the replay column (salvaged entries)
 }
 
 // readChunk is how many entries one read transaction of a Reader takes.
@@ -58,8 +59,9 @@ func OpenReader(path string) (*Reader, error) {
 	}
 	for rows.Next() {
 		var name string
-		if rows.Scan(&name) == nil && name == "signature" {
-			r.signing = true
+		if rows.Scan(&name) == nil {
+			r.signing = r.signing || name == "signature"
+			r.replay = r.replay || name == "replay"
 		}
 	}
 	rows.Close()
@@ -109,11 +111,31 @@ type Filter struct {
 var ErrStop = errors.New("stop scanning")
 
 // Scan calls fn for every entry f selects, in the order they were
-// journaled (seq order within a device).
+// journaled (seq order within a device). Entries salvaged from a damaged
+// journal (replays) come first: they were copied in after the new journal
+// began, but their seqs come before its journal_break.
 func (r *Reader) Scan(ctx context.Context, f Filter, fn func(Entry) error) error {
+	conds := []string{""}
+	if r.replay {
+		conds = []string{` AND replay = 1`, ` AND replay = 0`}
+	}
+	for _, cond := range conds {
+		if err := r.scan(ctx, f, cond, fn); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// scan is Scan over the entries cond selects; it returns ErrStop when fn
+// stopped it.
+func (r *Reader) scan(ctx context.Context, f Filter, cond string, fn func(Entry) error) error {
 	// A journal from before signing or confirmation lacks some columns.
 	cols := entryColumnsOf(ctx, r.db)
-	q := `SELECT ` + cols + ` FROM entries WHERE id > ?`
+	q := `SELECT ` + cols + ` FROM entries WHERE id > ?` + cond
 	var args []any
 	if f.Device != "" {
 		q += ` AND device = ?`
@@ -144,9 +166,6 @@ func (r *Reader) Scan(ctx context.Context, f Filter, fn func(Entry) error) error
 		}
 		for _, e := range es {
 			if err := fn(e); err != nil {
-				if errors.Is(err, ErrStop) {
-					return nil
-				}
 				return err
 			}
 		}

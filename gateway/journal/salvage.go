@@ -438,8 +438,15 @@ func insertSalvaged(ctx context.Context, db *sql.DB, batch []Entry, seen map[str
 		} else {
 			pending++
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO entries (device, kind, seq, record_id, urgent, payload, hash, created_at, delivered_at, confirmed_at, replay) VALUES (?,?,?,?,?,?,?,?,?,?,1)`,
-			e.Device, string(e.Kind), e.Seq, e.RecordID, urgent, e.Payload, e.Hash, e.CreatedAt.UnixMilli(), delivered, confirmed)
+		// The signature is over the entry's hash, which salvage keeps:
+		// it goes along, so the replay is as verifiable as the original.
+		var keyID any
+		var sig []byte
+		if e.Signature != nil {
+			keyID, sig = e.Signature.Key, e.Signature.Ed25519
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO entries (device, kind, seq, record_id, urgent, payload, hash, created_at, delivered_at, confirmed_at, replay, key_id, signature) VALUES (?,?,?,?,?,?,?,?,?,?,1,?,?)`,
+			e.Device, string(e.Kind), e.Seq, e.RecordID, urgent, e.Payload, e.Hash, e.CreatedAt.UnixMilli(), delivered, confirmed, keyID, sig)
 		if err != nil {
 			return salvaged, there, pending, err
 		}
