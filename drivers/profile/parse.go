@@ -14,8 +14,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/strictyaml"
 	"github.com/sterigate/sterigate/protocol/verify"
-	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
 // Problem is one mistake in a profile, located by file, line and the path
@@ -91,7 +91,7 @@ func Parse(file string, data []byte) (*Profile, error) {
 	ps := &parser{file: file}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line, msg := yamlsyntax.Locate(data, err)
+		line, msg := strictyaml.Locate(data, err)
 		return nil, &ParseError{Problems: []Problem{{File: file, Line: line, Msg: "not valid YAML: " + msg}}}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {

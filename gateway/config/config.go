@@ -19,8 +19,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/strictyaml"
 	"github.com/sterigate/sterigate/protocol/verify"
-	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
 // Config is the whole configuration of one gateway.
@@ -265,7 +265,7 @@ func Parse(file string, data []byte) (*Config, error) {
 func parse(file string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		line, msg := yamlsyntax.Locate(data, err)
+		line, msg := strictyaml.Locate(data, err)
 		return nil, &Error{File: file, Line: line, Msg: "not valid YAML: " + msg}
 	}
 	if len(root.Content) == 0 {
