@@ -277,18 +277,7 @@ type templateError struct {
 }
 
 func (e *templateError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.file)
-	if e.line > 0 {
-		fmt.Fprintf(&b, ":%d", e.line)
-	}
-	if e.field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.field)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.msg)
-	return b.String()
+	return strictyaml.Problem{Line: e.line, Path: e.field, Msg: e.msg}.In(e.file)
 }
 
 // ParseTemplate compiles a YAML template. name is used in errors (usually

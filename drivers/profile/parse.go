@@ -28,10 +28,7 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	if p.Path == "" {
-		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", p.File, p.Line, p.Path, p.Msg)
+	return strictyaml.Problem{Line: p.Line, Path: p.Path, Msg: p.Msg}.In(p.File)
 }
 
 // ParseError lists every problem found in a profile, one per line, in file

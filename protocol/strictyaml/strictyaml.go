@@ -32,6 +32,23 @@ type Problem struct {
 	Msg  string
 }
 
+// In returns the problem as the readers print it, located in file:
+// "file:line: path: message" (no line when it is 0, no path when empty).
+func (p Problem) In(file string) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	if p.Path != "" {
+		b.WriteString(": ")
+		b.WriteString(p.Path)
+	}
+	b.WriteString(": ")
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
 // Parse reads data as one YAML document and returns its root node: nil
 // (and no problem) when the file holds no document or an empty one.
 // Syntax errors come back as a Problem on the line where the mistake is

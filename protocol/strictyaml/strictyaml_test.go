@@ -223,3 +223,15 @@ func FuzzWalk(f *testing.F) {
 		}
 	})
 }
+
+func TestProblemIn(t *testing.T) {
+	for p, want := range map[Problem]string{
+		{Line: 3, Path: "a.b", Msg: "bad"}:  "f.yaml:3: a.b: bad",
+		{Path: "a", Msg: "is required"}:     "f.yaml: a: is required",
+		{Line: 2, Msg: "not valid YAML: x"}: "f.yaml:2: not valid YAML: x",
+	} {
+		if got := p.In("f.yaml"); got != want {
+			t.Errorf("%+v.In = %q, want %q", p, got, want)
+		}
+	}
+}

@@ -129,7 +129,7 @@ type parser struct {
 func Parse(name string, data []byte) (*Scenario, error) {
 	root, syntax := strictyaml.Parse(data)
 	if syntax != nil {
-		return nil, fmt.Errorf("%s:%d: %s", name, syntax.Line, syntax.Msg)
+		return nil, errors.New(syntax.In(name))
 	}
 	if root == nil {
 		return nil, fmt.Errorf("%s: the scenario is empty", name)
@@ -139,7 +139,7 @@ func Parse(name string, data []byte) (*Scenario, error) {
 	if len(p.Problems) > 0 {
 		var errs []error
 		for _, pr := range p.InFileOrder() {
-			errs = append(errs, fmt.Errorf("%s:%d: %s: %s", name, pr.Line, pr.Path, pr.Msg))
+			errs = append(errs, errors.New(pr.In(name)))
 		}
 		return nil, errors.Join(errs...)
 	}
