@@ -273,7 +273,7 @@ func parse(file string, data []byte) (*Config, error) {
 		}},
 	)
 	c.applyDefaults()
-	d.validate(root, c)
+	d.validate(c)
 	if len(d.Problems) > 0 {
 		var errs []error
 		for _, p := range d.InFileOrder() {
@@ -297,6 +297,11 @@ func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
 				return
 			}
 			a := &g.ConsoleAccess
+			defer func() {
+				if g.Console == "" && strictyaml.Deref(n).Kind == yaml.MappingNode {
+					d.Failf(n, p+".listen", "is required: the console's host:port, e.g. 127.0.0.1:8080")
+				}
+			}()
 			d.Mapping(n, p,
 				field{Key: "listen", Decode: d.SetStr(&g.Console)},
 				field{Key: "users_file", Decode: d.SetStr(&a.UsersFile)},
@@ -451,156 +456,147 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// validate checks what each key means together with the others. It finds
-// the node of a key again to name its line.
-func (d *decoder) validate(root *yaml.Node, c *Config) {
-	at := func(path ...string) *yaml.Node { return lookup(root, path...) }
+// validate checks what each key means together with the others, each
+// mistake on the line of the key it names (or of the closest enclosing
+// key, for a key left out).
+func (d *decoder) validate(c *Config) {
 	gw := c.Gateway
 	if gw.ID == "" {
-		d.Failf(at("gateway"), "gateway.id", "is required: a name for this gateway, e.g. cssd-gw-1")
+		d.FailAtf("gateway.id", "is required: a name for this gateway, e.g. cssd-gw-1")
 	} else if err := protocol.CheckTopicLevel("gateway.id", gw.ID); err != nil {
-		d.Failf(at("gateway", "id"), "gateway.id", "%s", strings.TrimPrefix(err.Error(), "gateway.id "))
+		d.FailAtf("gateway.id", "%s", strings.TrimPrefix(err.Error(), "gateway.id "))
 	}
 	if gw.Site == "" {
-		d.Failf(at("gateway"), "gateway.site", "is required: the site name used in topics, e.g. dax")
+		d.FailAtf("gateway.site", "is required: the site name used in topics, e.g. dax")
 	} else if err := protocol.CheckTopicLevel("gateway.site", gw.Site); err != nil {
-		d.Failf(at("gateway", "site"), "gateway.site", "%s", strings.TrimPrefix(err.Error(), "gateway.site "))
+		d.FailAtf("gateway.site", "%s", strings.TrimPrefix(err.Error(), "gateway.site "))
 	}
 	if gw.Console != "" {
 		if _, _, err := net.SplitHostPort(gw.Console); err != nil {
-			d.Failf(at("gateway", "console"), "gateway.console", "%q is not host:port (e.g. 127.0.0.1:8080)", gw.Console)
+			d.FailAtf("gateway.console", "%q is not host:port (e.g. 127.0.0.1:8080)", gw.Console)
 		}
-	}
-	if n := at("gateway", "console"); n != nil && n.Kind == yaml.MappingNode && gw.Console == "" {
-		d.Failf(n, "gateway.console.listen", "is required: the console's host:port, e.g. 127.0.0.1:8080")
 	}
 	if a := gw.ConsoleAccess; a != (ConsoleAccess{}) {
 		if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
-			d.Failf(at("gateway", "console", "tls"), "gateway.console.tls", "cert_file and key_file go together")
+			d.FailAtf("gateway.console.tls", "cert_file and key_file go together")
 		}
 		if a.TLSSelfSigned && a.TLSCertFile != "" {
-			d.Failf(at("gateway", "console", "tls"), "gateway.console.tls", "give cert_file and key_file, or self_signed: true, not both")
+			d.FailAtf("gateway.console.tls", "give cert_file and key_file, or self_signed: true, not both")
 		}
 		if a.TimeZone != "" {
 			if _, err := time.LoadLocation(a.TimeZone); err != nil {
-				d.Failf(at("gateway", "console", "time_zone"), "gateway.console.time_zone", "%q is not a time zone (e.g. Europe/Paris): %v", a.TimeZone, err)
+				d.FailAtf("gateway.console.time_zone", "%q is not a time zone (e.g. Europe/Paris): %v", a.TimeZone, err)
 			}
 		}
 	}
 
 	m := c.MQTT
 	if len(m.Brokers) == 0 {
-		d.Failf(at("mqtt"), "mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
+		d.FailAtf("mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
 	}
 	for i, b := range m.Brokers {
 		p := fmt.Sprintf("mqtt.brokers[%d]", i)
 		if err := CheckBrokerURLHasNoCredentials(b); err != nil {
-			d.Failf(at("mqtt", "brokers", fmt.Sprint(i)), p, "%v", err)
+			d.FailAtf(p, "%v", err)
 			continue
 		}
 		u, err := url.Parse(b)
 		if err != nil || u.Host == "" {
-			d.Failf(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q is not a broker URL (e.g. tcp://host:1883 or ssl://host:8883)", b)
+			d.FailAtf(p, "%q is not a broker URL (e.g. tcp://host:1883 or ssl://host:8883)", b)
 			continue
 		}
 		switch u.Scheme {
 		case "tcp", "mqtt", "ssl", "tls", "mqtts", "tcps":
 		default:
-			d.Failf(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", b, u.Scheme)
+			d.FailAtf(p, "%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", b, u.Scheme)
 		}
 		if u.Port() == "" {
-			d.Failf(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
+			d.FailAtf(p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
 		}
 		if tls := m.TLS; (tls.CAFile != "" || tls.CertFile != "" || tls.KeyFile != "") && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
-			d.Failf(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: mqtt.tls files are set but the scheme %q is plain TCP; use ssl://", b, u.Scheme)
+			d.FailAtf(p, "%q: mqtt.tls files are set but the scheme %q is plain TCP; use ssl://", b, u.Scheme)
 		}
 	}
 	if err := protocol.CheckTopicLevel("mqtt.topic_root", m.TopicRoot); err != nil {
-		d.Failf(at("mqtt", "topic_root"), "mqtt.topic_root", "%s", strings.TrimPrefix(err.Error(), "mqtt.topic_root "))
+		d.FailAtf("mqtt.topic_root", "%s", strings.TrimPrefix(err.Error(), "mqtt.topic_root "))
 	}
 	if m.KeepAlive > 30*time.Second {
-		d.Failf(at("mqtt", "keepalive"), "mqtt.keepalive", "%s is longer than 30s: a dead link would go unnoticed too long", m.KeepAlive)
+		d.FailAtf("mqtt.keepalive", "%s is longer than 30s: a dead link would go unnoticed too long", m.KeepAlive)
 	}
 	if m.PasswordFile != "" && m.PasswordEnv != "" {
-		d.Failf(at("mqtt", "password_env"), "mqtt.password_env", "give password_file or password_env, not both")
+		d.FailAtf("mqtt.password_env", "give password_file or password_env, not both")
 	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
-		d.Failf(at("mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
+		d.FailAtf("mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
 	}
 
 	ids := map[string]int{}
 	for i, dev := range c.Devices {
-		d.validateDevice(root, i, dev, ids)
+		d.validateDevice(i, dev, ids)
 	}
-	d.validateBuses(root, c.Devices)
+	d.validateBuses(c.Devices)
 }
 
-func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[string]int) {
+func (d *decoder) validateDevice(i int, dev Device, ids map[string]int) {
 	p := fmt.Sprintf("devices[%d]", i)
-	at := func(key string) *yaml.Node {
-		if n := lookup(root, "devices", fmt.Sprint(i), key); n != nil {
-			return n
-		}
-		return lookup(root, "devices", fmt.Sprint(i))
-	}
 	if dev.ID == "" {
-		d.Failf(at("id"), p+".id", "is required: a name for this sterilizer, e.g. autoclave-1")
+		d.FailAtf(p+".id", "is required: a name for this sterilizer, e.g. autoclave-1")
 	} else if err := protocol.CheckTopicLevel(p+".id", dev.ID); err != nil {
-		d.Failf(at("id"), p+".id", "%s", strings.TrimPrefix(err.Error(), p+".id "))
+		d.FailAtf(p+".id", "%s", strings.TrimPrefix(err.Error(), p+".id "))
 	} else if dev.ID == protocol.ReservedDeviceID {
-		d.Failf(at("id"), p+".id", "%q is reserved for the gateway's own status topic", dev.ID)
+		d.FailAtf(p+".id", "%q is reserved for the gateway's own status topic", dev.ID)
 	} else if j, dup := ids[dev.ID]; dup {
-		d.Failf(at("id"), p+".id", "%q is already used by devices[%d]", dev.ID, j)
+		d.FailAtf(p+".id", "%q is already used by devices[%d]", dev.ID, j)
 	} else {
 		ids[dev.ID] = i
 	}
 	switch dev.Driver {
 	case DriverModbusTCP, DriverModbusRTUTCP:
 		if _, _, err := net.SplitHostPort(dev.Address); err != nil {
-			d.Failf(at("address"), p+".address", "%q is not host:port (e.g. 192.168.10.20:502)", dev.Address)
+			d.FailAtf(p+".address", "%q is not host:port (e.g. 192.168.10.20:502)", dev.Address)
 		}
 	case DriverModbusRTU, DriverPrinter:
 		if dev.Serial.Port == "" && dev.Serial.USB.VID == "" {
-			d.Failf(at("serial"), p+".serial.port", "is required for driver %s (e.g. /dev/ttyUSB0), or give serial.usb to find the adapter", dev.Driver)
+			d.FailAtf(p+".serial.port", "is required for driver %s (e.g. /dev/ttyUSB0), or give serial.usb to find the adapter", dev.Driver)
 		}
 	case "":
-		d.Failf(at("driver"), p+".driver", "is required: one of %s", strings.Join(drivers, ", "))
+		d.FailAtf(p+".driver", "is required: one of %s", strings.Join(drivers, ", "))
 	default:
-		d.Failf(at("driver"), p+".driver", "%q is not one of %s", dev.Driver, strings.Join(drivers, ", "))
+		d.FailAtf(p+".driver", "%q is not one of %s", dev.Driver, strings.Join(drivers, ", "))
 	}
 	if dev.TimeScale != 1 && dev.Driver == DriverPrinter {
 		// The simulator prints on its own clock: a printout's times are
 		// already the device's, and scaling them again would be wrong.
-		d.Failf(at("time_scale"), p+".time_scale", "is only used by Modbus drivers: a printout's times are the device's own")
+		d.FailAtf(p+".time_scale", "is only used by Modbus drivers: a printout's times are the device's own")
 	}
 	switch dev.Driver {
 	case DriverModbusTCP, DriverModbusRTU, DriverModbusRTUTCP:
 		if dev.Profile == "" {
-			d.Failf(at("profile"), p+".profile", "is required for Modbus devices: a built-in profile name (e.g. sim-autoclave) or a profile file")
+			d.FailAtf(p+".profile", "is required for Modbus devices: a built-in profile name (e.g. sim-autoclave) or a profile file")
 		}
 		// On a serial bus 0 is broadcast (never answered) and 248-255 are
 		// reserved; a Modbus TCP device may answer to any unit id.
 		if dev.Driver != DriverModbusTCP && (dev.Unit < 1 || dev.Unit > 247) {
-			d.Failf(at("unit"), p+".unit", "%d: a Modbus RTU unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
+			d.FailAtf(p+".unit", "%d: a Modbus RTU unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
 		}
 	case DriverPrinter:
 		if dev.Template == "" {
-			d.Failf(at("template"), p+".template", "is required for the printer driver: a built-in template name or a template file")
+			d.FailAtf(p+".template", "is required for the printer driver: a built-in template name or a template file")
 		}
 		if dev.ReportTimeout > MaxReportTimeout {
-			d.Failf(at("report_timeout"), p+".report_timeout", "%s is longer than %s: a printout cut by a power loss would wait that long to be recorded", dev.ReportTimeout, MaxReportTimeout)
+			d.FailAtf(p+".report_timeout", "%s is longer than %s: a printout cut by a power loss would wait that long to be recorded", dev.ReportTimeout, MaxReportTimeout)
 		}
 		if dev.OfflineAfter != 0 {
-			d.Failf(at("offline_after"), p+".offline_after", "is only used by the Modbus drivers, not %s", dev.Driver)
+			d.FailAtf(p+".offline_after", "is only used by the Modbus drivers, not %s", dev.Driver)
 		}
 	}
 	if dev.ReportTimeout != 0 && dev.Driver != DriverPrinter && dev.Driver != "" {
-		d.Failf(at("report_timeout"), p+".report_timeout", "is only used by the printer driver, not %s", dev.Driver)
+		d.FailAtf(p+".report_timeout", "is only used by the printer driver, not %s", dev.Driver)
 	}
 	switch dev.Serial.Parity {
 	case "none", "even", "odd":
 	default:
-		d.Failf(at("serial"), p+".serial.parity", "%q is not one of none, even, odd", dev.Serial.Parity)
+		d.FailAtf(p+".serial.parity", "%q is not one of none, even, odd", dev.Serial.Parity)
 	}
 }
 
@@ -609,7 +605,7 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 // device server, Modbus TCP devices behind one address. Two of them may not
 // use the same unit, and a serial port is either a Modbus bus or a
 // printer's, never both.
-func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
+func (d *decoder) validateBuses(devs []Device) {
 	first := map[string]int{}
 	units := map[string]int{}
 	ports := map[string]int{}
@@ -617,7 +613,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		p := fmt.Sprintf("devices[%d]", i)
 		if port := dev.Serial.Port; port != "" && (dev.Driver == DriverModbusRTU || dev.Driver == DriverPrinter) {
 			if j, used := ports[port]; used && (devs[j].Driver == DriverPrinter || dev.Driver == DriverPrinter) {
-				d.Failf(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial.port",
+				d.FailAtf(p+".serial.port",
 					"%s is already used by devices[%d] (%s); a printer port carries one printer and nothing else", port, j, devs[j].Driver)
 			} else if !used {
 				ports[port] = i
@@ -631,7 +627,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		}
 		key := fmt.Sprintf("%s#%d", bus, dev.Unit)
 		if j, dup := units[key]; dup {
-			d.Failf(lookup(root, "devices", fmt.Sprint(i), "unit"), p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, strings.TrimPrefix(strings.TrimPrefix(bus, "serial:"), "tcp:"), j)
+			d.FailAtf(p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, strings.TrimPrefix(strings.TrimPrefix(bus, "serial:"), "tcp:"), j)
 		}
 		units[key] = i
 		if dev.Driver == DriverModbusTCP {
@@ -644,7 +640,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		}
 		if devs[j].Serial.Baud != dev.Serial.Baud || devs[j].Serial.Parity != dev.Serial.Parity ||
 			devs[j].Serial.DataBits != dev.Serial.DataBits || devs[j].Serial.StopBits != dev.Serial.StopBits {
-			d.Failf(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial",
+			d.FailAtf(p+".serial",
 				"line settings differ from devices[%d] on the same bus %s (%d %d%s%d vs %d %d%s%d)", j, strings.TrimPrefix(bus, "serial:"),
 				dev.Serial.Baud, dev.Serial.DataBits, dev.Serial.Parity[:1], dev.Serial.StopBits,
 				devs[j].Serial.Baud, devs[j].Serial.DataBits, devs[j].Serial.Parity[:1], devs[j].Serial.StopBits)
@@ -677,35 +673,6 @@ func RedactURL(s string) string {
 		return s
 	}
 	return s[:i+3] + "REDACTED" + s[j:]
-}
-
-// lookup finds the value node at path (mapping keys, or list indexes as
-// decimal strings); nil when absent.
-func lookup(n *yaml.Node, path ...string) *yaml.Node {
-	for _, key := range path {
-		switch n.Kind {
-		case yaml.MappingNode:
-			var next *yaml.Node
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == key {
-					next = n.Content[i+1]
-				}
-			}
-			if next == nil {
-				return nil
-			}
-			n = next
-		case yaml.SequenceNode:
-			var idx int
-			if _, err := fmt.Sscan(key, &idx); err != nil || idx < 0 || idx >= len(n.Content) {
-				return nil
-			}
-			n = n.Content[idx]
-		default:
-			return nil
-		}
-	}
-	return n
 }
 
 // BusKey groups devices that share one physical link: RTU devices on the

@@ -123,6 +123,16 @@ func (w *Walker) Failf(n *yaml.Node, path, format string, args ...any) {
 	w.Problems = append(w.Problems, Problem{Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// FailAtf records a problem about the key at path, found after the walk
+// (two keys that contradict each other, a required key left out): on the
+// line of that key, or of its closest enclosing key in the file (Lines).
+func (w *Walker) FailAtf(path, format string, args ...any) {
+	if w.Max > 0 && len(w.Problems) >= w.Max {
+		return
+	}
+	w.Problems = append(w.Problems, Problem{Line: w.Lines.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
 // InFileOrder returns the problems sorted by line (stably), so a list
 // reads top to bottom like the file.
 func (w *Walker) InFileOrder() []Problem {

@@ -235,3 +235,18 @@ func TestProblemIn(t *testing.T) {
 		}
 	}
 }
+
+// A mistake found after the walk is put on its key's line, or on the
+// closest enclosing key's when the key is left out.
+func TestFailAtfUsesTheKeysLine(t *testing.T) {
+	_, w := walk(t, "name: a\ninner:\n  x: b\n")
+	w.FailAtf("inner.x", "contradicts name")
+	w.FailAtf("inner.y", "is required")
+	w.FailAtf("absent", "is required")
+	want := []Problem{{3, "inner.x", "contradicts name"}, {2, "inner.y", "is required"}, {0, "absent", "is required"}}
+	for i, p := range w.Problems {
+		if p != want[i] {
+			t.Errorf("problem %d = %+v, want %+v", i, p, want[i])
+		}
+	}
+}
