@@ -77,7 +77,7 @@ func TestSimCommandRejectsBadFlags(t *testing.T) {
 		{[]string{"--modbus-tcp", "127.0.0.1:0", "--devices", "0"}, "--devices 0", true},
 		{[]string{"--modbus-tcp", "127.0.0.1:0", "--speed", "-1"}, "--speed -1", true},
 		{[]string{"--modbus-tcp", "127.0.0.1:0", "--printer-eol", "lfcr"}, `--printer-eol "lfcr"`, true},
-		{[]string{"--modbus-tcp", "127.0.0.1:0", "--scenario", bad}, bad + `:3: unknown key "colour"`, false},
+		{[]string{"--modbus-tcp", "127.0.0.1:0", "--scenario", bad}, bad + `:3: devices[0].colour: unknown key (allowed here: device, cycles, repeat, pause, counter_start, comm)`, false},
 		{[]string{"--modbus-tcp", "127.0.0.1:0", "--scenario", filepath.Join(dir, "none.yaml")}, "none.yaml", false},
 		{[]string{"--modbus-tcp", "localhost"}, `"localhost"`, false},
 		{[]string{"--modbus-tcp", "127.0.0.1:0", "--printer", "/tmp/x", "--printer-style", "fr"}, `"fr"`, false},

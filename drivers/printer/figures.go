@@ -33,8 +33,8 @@ var figureLookalikes = []string{"hold", "plateau", "leak", "serial", "reprint"}
 
 // figureRe compiles one figures rule: any capture name is accepted, but a
 // misspelt figure name is an error rather than a silent entry in Other.
-func (c *compiler) figureRe(src string, path ...string) *regexp.Regexp {
-	re := c.compileRe(src, path...)
+func (c *compiler) figureRe(src, path string) *regexp.Regexp {
+	re := c.compileRe(src, path)
 	if re == nil {
 		return nil
 	}
@@ -50,13 +50,13 @@ func (c *compiler) figureRe(src string, path ...string) *regexp.Regexp {
 		for _, p := range figureLookalikes {
 			if strings.HasPrefix(strings.ToLower(n), p) {
 				c.fail(fmt.Sprintf("regexp %q has capture (?P<%s>), which is not a figure; the figures are %s (any other name is kept as printed, under device_figures.other)",
-					src, n, strings.Join(figureNames, ", ")), path...)
+					src, n, strings.Join(figureNames, ", ")), path)
 				break
 			}
 		}
 	}
 	if named == 0 {
-		c.fail(fmt.Sprintf("regexp %q captures nothing: name the value, e.g. (?P<serial_number>\\S+)", src), path...)
+		c.fail(fmt.Sprintf("regexp %q captures nothing: name the value, e.g. (?P<serial_number>\\S+)", src), path)
 	}
 	return re
 }

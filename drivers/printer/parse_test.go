@@ -156,9 +156,9 @@ fields:
 		name, yaml, want string
 	}{
 		{"unknown top key", good() + "colour: red\n", "t.yaml:6: colour: unknown key"},
-		{"unknown nested key", good() + "phases:\n  regex: x\n", "t.yaml:7: field regex not found"},
+		{"unknown nested key", good() + "phases:\n  regex: x\n", "t.yaml:7: phases.regex: unknown key (allowed here: regexp, names, failed)"},
 		{"bad regexp", strings.Replace(good(), `'^END$'`, `'^END($'`, 1), "t.yaml:3: end: regexp"},
-		{"unknown capture", good() + "  - '^P (?P<programme>.*)$'\n", "t.yaml:6: fields.1: regexp"},
+		{"unknown capture", good() + "  - '^P (?P<programme>.*)$'\n", "t.yaml:6: fields[1]: regexp"},
 		{"no cycle", "name: t\nstart: a\nend: b\n", "fields: no rule captures (?P<cycle>)"},
 		{"bad phase", good() + "phases:\n  regexp: '(?P<time>\\S+) (?P<phase>.*)'\n  names:\n    HEAT: warming\n", "t.yaml:9: phases.names.HEAT: phase \"warming\""},
 		{"bad result", good() + "result:\n  regexp: '(?P<result>.*)'\n  map:\n    OK: fine\n", "t.yaml:9: result.map.OK: result \"fine\""},
@@ -166,6 +166,12 @@ fields:
 		{"bad unit", good() + "units:\n  pressure: atm\n", "t.yaml:7: units.pressure: unit \"atm\""},
 		{"date without layout", good() + "  - '^D (?P<date>\\S+)$'\n", "date_layout: is required"},
 		{"bad yaml", "name: [\n", "t.yaml:"},
+		{"key given twice", good() + "start: again\n", "t.yaml:6: start: is given twice"},
+		{"list wanted", strings.Replace(good(), "fields:\n  - '^CYCLE (?P<cycle>\\d+)$'\n", "fields: '^CYCLE (?P<cycle>\\d+)$'\n", 1), `t.yaml:4: fields: must be a list, not the value "^CYCLE (?P<cycle>\\d+)$"`},
+		{"text wanted", good() + "units:\n  temperature: [C]\n", "t.yaml:7: units.temperature: must be a text value, not a list"},
+		{"word mapped twice", good() + "result:\n  regexp: '(?P<result>.*)'\n  map:\n    OK: passed\n    OK: failed\n", "t.yaml:10: result.map.OK: is given twice"},
+		{"batch out of range", "name: s\nmode: stream\nstart: a\nend: b\nstream:\n  regexp: '(?P<flag>.)(?P<time>.)(?P<temp>.)'\n  sterilize_flag: S\n  batch: 0\n", "t.yaml:8: stream.batch: 0 is out of range (1 to 1000)"},
+		{"missing name", strings.Replace(good(), "name: t\n", "", 1), "t.yaml:1: name: is required"},
 		{"stream without stream", "name: s\nmode: stream\nstart: a\nend: b\n", "stream: is required in stream mode"},
 	}
 	for _, tc := range cases {

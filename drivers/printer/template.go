@@ -1,20 +1,19 @@
 package printer
 
 import (
-	"bytes"
 	"embed"
 	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/strictyaml"
 )
 
 // Template modes.
@@ -27,66 +26,138 @@ const (
 	ModeStream = "stream"
 )
 
-// templateFile is the YAML form of a template (docs/printer.md).
+// templateFile is what a template file says (docs/printer.md), read by
+// readTemplate; a nil section is one the file leaves out.
 type templateFile struct {
-	Name       string         `yaml:"name"`
-	Mode       string         `yaml:"mode"`
-	Charset    string         `yaml:"charset"`
-	Timezone   string         `yaml:"timezone"`
-	DateLayout string         `yaml:"date_layout"`
-	TimeLayout string         `yaml:"time_layout"`
-	Units      unitsFile      `yaml:"units"`
-	Start      string         `yaml:"start"`
-	End        string         `yaml:"end"`
-	Fields     []string       `yaml:"fields"`
-	Phases     *phasesFile    `yaml:"phases"`
-	Samples    *samplesFile   `yaml:"samples"`
-	Extremes   *extremesFile  `yaml:"extremes"`
-	Result     *resultFile    `yaml:"result"`
-	Alarm      *alarmFile     `yaml:"alarm"`
-	Stream     *streamFile    `yaml:"stream"`
-	Program    string         `yaml:"program"`
-	Figures    []string       `yaml:"figures"`
-	Required   *[]string      `yaml:"required"`
-	Extra      map[string]any `yaml:",inline"`
+	Name, Mode, Charset, Timezone string
+	DateLayout, TimeLayout        string
+	Units                         unitsFile
+	Start, End                    string
+	Fields                        []string
+	Phases                        *phasesFile
+	Samples                       *samplesFile
+	Extremes                      *extremesFile
+	Result                        *resultFile
+	Alarm                         *alarmFile
+	Stream                        *streamFile
+	Program                       string
+	Figures                       []string
+	Required                      *[]string
 }
 
-type unitsFile struct {
-	Temperature string `yaml:"temperature"`
-	Pressure    string `yaml:"pressure"`
-	LeakRate    string `yaml:"leak_rate"`
-}
+type unitsFile struct{ Temperature, Pressure, LeakRate string }
 
 type phasesFile struct {
-	Regexp string            `yaml:"regexp"`
-	Names  map[string]string `yaml:"names"`
-	Failed []string          `yaml:"failed"`
+	Regexp string
+	Names  []wordMapping
+	Failed []string
 }
 
-type samplesFile struct {
-	Regexp string `yaml:"regexp"`
-	Phase  string `yaml:"phase"`
-}
+// wordMapping maps a printed word onto one of sterigate's (a phase, a
+// result), in file order.
+type wordMapping struct{ Word, To string }
 
-type extremesFile struct {
-	Min   string `yaml:"min"`
-	Max   string `yaml:"max"`
-	Phase string `yaml:"phase"`
-}
+type samplesFile struct{ Regexp, Phase string }
+
+type extremesFile struct{ Min, Max, Phase string }
 
 type resultFile struct {
-	Regexp string            `yaml:"regexp"`
-	Map    map[string]string `yaml:"map"`
+	Regexp string
+	Map    []wordMapping
 }
 
-type alarmFile struct {
-	Regexp string `yaml:"regexp"`
-}
+type alarmFile struct{ Regexp string }
 
 type streamFile struct {
-	Regexp        string `yaml:"regexp"`
-	SterilizeFlag string `yaml:"sterilize_flag"`
-	Batch         int    `yaml:"batch"`
+	Regexp, SterilizeFlag string
+	Batch                 int
+}
+
+// readTemplate reads the file's keys strictly: an unknown key, a key given
+// twice or a value of the wrong kind is a Problem of w.
+func readTemplate(w *strictyaml.Walker, root *yaml.Node) *templateFile {
+	tf := &templateFile{}
+	str := w.SetStr
+	words := func(dst *[]wordMapping) strictyaml.Decode {
+		return func(n *yaml.Node, path string) {
+			es, _ := w.Entries(n, path, nil)
+			for _, e := range es {
+				if to, ok := w.Text(e.Value, strictyaml.Join(path, e.Key)); ok {
+					*dst = append(*dst, wordMapping{Word: e.Key, To: to})
+				}
+			}
+		}
+	}
+	// section reads an optional mapping: it exists once the key is given
+	// with a value.
+	section := func(present func(), fields ...strictyaml.Field) strictyaml.Decode {
+		return func(n *yaml.Node, path string) {
+			if strictyaml.IsNull(strictyaml.Deref(n)) {
+				return
+			}
+			present()
+			w.Mapping(n, path, fields...)
+		}
+	}
+	ph, sa, ex, re, al, st := &phasesFile{}, &samplesFile{}, &extremesFile{}, &resultFile{}, &alarmFile{}, &streamFile{}
+	w.Mapping(root, "",
+		strictyaml.Field{Key: "name", Decode: str(&tf.Name)},
+		strictyaml.Field{Key: "mode", Decode: str(&tf.Mode)},
+		strictyaml.Field{Key: "charset", Decode: str(&tf.Charset)},
+		strictyaml.Field{Key: "timezone", Decode: str(&tf.Timezone)},
+		strictyaml.Field{Key: "date_layout", Decode: str(&tf.DateLayout)},
+		strictyaml.Field{Key: "time_layout", Decode: str(&tf.TimeLayout)},
+		strictyaml.Field{Key: "units", Decode: func(n *yaml.Node, path string) {
+			w.Mapping(n, path,
+				strictyaml.Field{Key: "temperature", Decode: str(&tf.Units.Temperature)},
+				strictyaml.Field{Key: "pressure", Decode: str(&tf.Units.Pressure)},
+				strictyaml.Field{Key: "leak_rate", Decode: str(&tf.Units.LeakRate)},
+			)
+		}},
+		strictyaml.Field{Key: "start", Decode: str(&tf.Start)},
+		strictyaml.Field{Key: "end", Decode: str(&tf.End)},
+		strictyaml.Field{Key: "fields", Decode: w.SetStrList(&tf.Fields)},
+		strictyaml.Field{Key: "phases", Decode: section(func() { tf.Phases = ph },
+			strictyaml.Field{Key: "regexp", Decode: str(&ph.Regexp)},
+			strictyaml.Field{Key: "names", Decode: words(&ph.Names)},
+			strictyaml.Field{Key: "failed", Decode: w.SetStrList(&ph.Failed)},
+		)},
+		strictyaml.Field{Key: "samples", Decode: section(func() { tf.Samples = sa },
+			strictyaml.Field{Key: "regexp", Decode: str(&sa.Regexp)},
+			strictyaml.Field{Key: "phase", Decode: str(&sa.Phase)},
+		)},
+		strictyaml.Field{Key: "extremes", Decode: section(func() { tf.Extremes = ex },
+			strictyaml.Field{Key: "min", Decode: str(&ex.Min)},
+			strictyaml.Field{Key: "max", Decode: str(&ex.Max)},
+			strictyaml.Field{Key: "phase", Decode: str(&ex.Phase)},
+		)},
+		strictyaml.Field{Key: "result", Decode: section(func() { tf.Result = re },
+			strictyaml.Field{Key: "regexp", Decode: str(&re.Regexp)},
+			strictyaml.Field{Key: "map", Decode: words(&re.Map)},
+		)},
+		strictyaml.Field{Key: "alarm", Decode: section(func() { tf.Alarm = al },
+			strictyaml.Field{Key: "regexp", Decode: str(&al.Regexp)},
+		)},
+		strictyaml.Field{Key: "stream", Decode: section(func() { tf.Stream = st },
+			strictyaml.Field{Key: "regexp", Decode: str(&st.Regexp)},
+			strictyaml.Field{Key: "sterilize_flag", Decode: str(&st.SterilizeFlag)},
+			strictyaml.Field{Key: "batch", Decode: w.SetInt(&st.Batch, 1, 1000)},
+		)},
+		strictyaml.Field{Key: "program", Decode: str(&tf.Program)},
+		strictyaml.Field{Key: "figures", Decode: w.SetStrList(&tf.Figures)},
+		strictyaml.Field{Key: "required", Decode: func(n *yaml.Node, path string) {
+			if strictyaml.IsNull(strictyaml.Deref(n)) {
+				return
+			}
+			list := []string{}
+			w.SetStrList(&list)(n, path)
+			if list == nil {
+				list = []string{}
+			}
+			tf.Required = &list
+		}},
+	)
+	return tf
 }
 
 // Template is a compiled printout template. It is immutable and safe for
@@ -206,120 +277,64 @@ type templateError struct {
 }
 
 func (e *templateError) Error() string {
-	if e.line > 0 {
-		return fmt.Sprintf("%s:%d: %s: %s", e.file, e.line, e.field, e.msg)
-	}
-	return fmt.Sprintf("%s: %s: %s", e.file, e.field, e.msg)
+	return strictyaml.Problem{Line: e.line, Path: e.field, Msg: e.msg}.In(e.file)
 }
-
-var yamlLineRe = regexp.MustCompile(`line (\d+): (.*)`)
 
 // ParseTemplate compiles a YAML template. name is used in errors (usually
 // the file path); every error names the file, the line and the field.
 func ParseTemplate(name string, data []byte) (*Template, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(name, err)
+	root, syntax := strictyaml.Parse(data)
+	if syntax != nil {
+		return nil, &templateError{file: name, line: syntax.Line, msg: syntax.Msg}
 	}
-	if len(root.Content) == 0 {
+	if root == nil {
 		return nil, &templateError{file: name, field: "template", msg: "file is empty"}
 	}
-	var tf templateFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&tf); err != nil {
-		return nil, yamlError(name, err)
-	}
-	if len(tf.Extra) > 0 {
-		keys := make([]string, 0, len(tf.Extra))
-		for k := range tf.Extra {
-			keys = append(keys, k)
+	w := &strictyaml.Walker{Lines: strictyaml.Lines{}}
+	tf := readTemplate(w, root)
+	if len(w.Problems) > 0 {
+		var errs []error
+		for _, p := range w.InFileOrder() {
+			errs = append(errs, &templateError{file: name, line: p.Line, field: p.Path, msg: p.Msg})
 		}
-		sort.Strings(keys)
-		return nil, &templateError{file: name, line: lineOf(root.Content[0], keys[0]), field: keys[0], msg: "unknown key"}
+		return nil, errors.Join(errs...)
 	}
-	c := compiler{file: name, root: root.Content[0]}
-	t := c.compile(&tf)
+	c := compiler{file: name, lines: w.Lines, rootLine: root.Line}
+	t := c.compile(tf)
 	if len(c.errs) > 0 {
 		return nil, errors.Join(c.errs...)
 	}
 	return t, nil
 }
 
-func yamlError(file string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var errs []error
-		for _, e := range te.Errors {
-			if m := yamlLineRe.FindStringSubmatch(e); m != nil {
-				errs = append(errs, fmt.Errorf("%s:%s: %s", file, m[1], m[2]))
-			} else {
-				errs = append(errs, fmt.Errorf("%s: %s", file, e))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Errorf("%s:%s: %s", file, m[1], m[2])
-	}
-	return fmt.Errorf("%s: %w", file, err)
-}
-
-// lineOf finds the line of the value at path (mapping keys and sequence
-// indexes) in the YAML tree, or of the deepest part of it that exists.
-func lineOf(n *yaml.Node, path ...string) int {
-	line := n.Line
-	for _, p := range path {
-		switch n.Kind {
-		case yaml.MappingNode:
-			found := false
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == p {
-					line = n.Content[i].Line
-					n = n.Content[i+1]
-					found = true
-					break
-				}
-			}
-			if !found {
-				return line
-			}
-		case yaml.SequenceNode:
-			i, err := strconv.Atoi(p)
-			if err != nil || i < 0 || i >= len(n.Content) {
-				return line
-			}
-			n = n.Content[i]
-			line = n.Line
-		default:
-			return line
-		}
-	}
-	if n.Kind == yaml.ScalarNode {
-		return n.Line
-	}
-	return line
-}
-
+// compiler checks what the keys mean and builds the Template; its
+// mistakes are on the line of the key they are about (lines).
 type compiler struct {
-	file string
-	root *yaml.Node
-	errs []error
+	file  string
+	lines strictyaml.Lines
+	// rootLine is where the template begins: the line of a mistake about
+	// a key that is not there.
+	rootLine int
+	errs     []error
 }
 
-func (c *compiler) fail(msg string, path ...string) {
-	c.errs = append(c.errs, &templateError{file: c.file, line: lineOf(c.root, path...), field: strings.Join(path, "."), msg: msg})
+func (c *compiler) fail(msg, path string) {
+	line := c.lines.Line(path)
+	if line == 0 {
+		line = c.rootLine
+	}
+	c.errs = append(c.errs, &templateError{file: c.file, line: line, field: path, msg: msg})
 }
 
 // compileRe compiles the regexp at path, or says why it cannot.
-func (c *compiler) compileRe(src string, path ...string) *regexp.Regexp {
+func (c *compiler) compileRe(src, path string) *regexp.Regexp {
 	if src == "" {
-		c.fail("regexp is empty", path...)
+		c.fail("regexp is empty", path)
 		return nil
 	}
 	re, err := regexp.Compile(src)
 	if err != nil {
-		c.fail(fmt.Sprintf("regexp %q does not compile: %v", src, err), path...)
+		c.fail(fmt.Sprintf("regexp %q does not compile: %v", src, err), path)
 		return nil
 	}
 	return re
@@ -327,8 +342,8 @@ func (c *compiler) compileRe(src string, path ...string) *regexp.Regexp {
 
 // re compiles the regexp at path. Named captures must be among allowed;
 // those in required must be present.
-func (c *compiler) re(src string, allowed, required []string, path ...string) *regexp.Regexp {
-	re := c.compileRe(src, path...)
+func (c *compiler) re(src string, allowed, required []string, path string) *regexp.Regexp {
+	re := c.compileRe(src, path)
 	if re == nil {
 		return nil
 	}
@@ -343,24 +358,24 @@ func (c *compiler) re(src string, allowed, required []string, path ...string) *r
 			ok = ok || a == n
 		}
 		if !ok {
-			c.fail(fmt.Sprintf("regexp %q has capture (?P<%s>) which this rule does not use; allowed: %s", src, n, strings.Join(allowed, ", ")), path...)
+			c.fail(fmt.Sprintf("regexp %q has capture (?P<%s>) which this rule does not use; allowed: %s", src, n, strings.Join(allowed, ", ")), path)
 		}
 	}
 	for _, r := range required {
 		if !have[r] {
-			c.fail(fmt.Sprintf("regexp %q lacks the capture (?P<%s>...)", src, r), path...)
+			c.fail(fmt.Sprintf("regexp %q lacks the capture (?P<%s>...)", src, r), path)
 		}
 	}
 	return re
 }
 
-func (c *compiler) phase(name string, def protocol.PhaseName, path ...string) protocol.PhaseName {
+func (c *compiler) phase(name string, def protocol.PhaseName, path string) protocol.PhaseName {
 	if name == "" {
 		return def
 	}
 	p := protocol.PhaseName(name)
 	if !p.Valid() {
-		c.fail(fmt.Sprintf("phase %q is not in the phase vocabulary (%s)", name, phaseList()), path...)
+		c.fail(fmt.Sprintf("phase %q is not in the phase vocabulary (%s)", name, phaseList()), path)
 	}
 	return p
 }
@@ -431,20 +446,20 @@ func (c *compiler) compile(tf *templateFile) *Template {
 		t.tempUnit = "C"
 	}
 	if !oneOf(t.tempUnit, temperatureUnits) {
-		c.fail(fmt.Sprintf("unit %q is not one of %s", t.tempUnit, strings.Join(temperatureUnits, ", ")), "units", "temperature")
+		c.fail(fmt.Sprintf("unit %q is not one of %s", t.tempUnit, strings.Join(temperatureUnits, ", ")), "units.temperature")
 	}
 	if t.presUnit == "" {
 		t.presUnit = "kPa"
 	}
 	if !oneOf(t.presUnit, pressureUnits) {
-		c.fail(fmt.Sprintf("unit %q is not one of %s", t.presUnit, strings.Join(pressureUnits, ", ")), "units", "pressure")
+		c.fail(fmt.Sprintf("unit %q is not one of %s", t.presUnit, strings.Join(pressureUnits, ", ")), "units.pressure")
 	}
 	t.leakUnit = tf.Units.LeakRate
 	if t.leakUnit == "" {
 		t.leakUnit = rateUnitOf(t.presUnit)
 	}
 	if !oneOf(t.leakUnit, leakRateUnits) {
-		c.fail(fmt.Sprintf("unit %q is not one of %s (per minute)", t.leakUnit, strings.Join(leakRateUnits, ", ")), "units", "leak_rate")
+		c.fail(fmt.Sprintf("unit %q is not one of %s (per minute)", t.leakUnit, strings.Join(leakRateUnits, ", ")), "units.leak_rate")
 	}
 	t.start = c.re(tf.Start, nil, nil, "start")
 	if t.start != nil {
@@ -462,18 +477,16 @@ func (c *compiler) compile(tf *templateFile) *Template {
 			c.fail("is required in stream mode", "stream")
 			return t
 		}
-		t.streamRe = c.re(tf.Stream.Regexp, []string{"flag", "time", "temp", "pressure"}, []string{"flag", "time", "temp"}, "stream", "regexp")
+		t.streamRe = c.re(tf.Stream.Regexp, []string{"flag", "time", "temp", "pressure"}, []string{"flag", "time", "temp"}, "stream.regexp")
 		t.sterilizeFlag = tf.Stream.SterilizeFlag
 		if t.sterilizeFlag == "" {
-			c.fail("is required: the flag value that marks the sterilize phase", "stream", "sterilize_flag")
+			c.fail("is required: the flag value that marks the sterilize phase", "stream.sterilize_flag")
 		}
 		t.batch = tf.Stream.Batch
 		if t.batch == 0 {
 			t.batch = 10
 		}
-		if t.batch < 1 || t.batch > 1000 {
-			c.fail(fmt.Sprintf("batch %d is not between 1 and 1000", t.batch), "stream", "batch")
-		}
+
 		for _, k := range []struct {
 			set  bool
 			name string
@@ -492,7 +505,7 @@ func (c *compiler) compile(tf *templateFile) *Template {
 	}
 	haveCycle := false
 	for i, f := range tf.Fields {
-		re := c.re(f, []string{"program", "cycle", "date", "time", "end_time"}, nil, "fields", strconv.Itoa(i))
+		re := c.re(f, []string{"program", "cycle", "date", "time", "end_time"}, nil, fmt.Sprintf("fields[%d]", i))
 		if re == nil {
 			continue
 		}
@@ -510,10 +523,10 @@ func (c *compiler) compile(tf *templateFile) *Template {
 	if p := tf.Phases; p != nil {
 		// A phase line may print no time: it then starts at the next
 		// printed time (see parse.go).
-		t.phaseRe = c.re(p.Regexp, []string{"time", "phase", "status"}, []string{"phase"}, "phases", "regexp")
+		t.phaseRe = c.re(p.Regexp, []string{"time", "phase", "status"}, []string{"phase"}, "phases.regexp")
 		t.phaseNames = map[string]protocol.PhaseName{}
-		for word, name := range p.Names {
-			t.phaseNames[normalise(word)] = c.phase(name, protocol.PhaseUnknown, "phases", "names", word)
+		for _, m := range p.Names {
+			t.phaseNames[normalise(m.Word)] = c.phase(m.To, protocol.PhaseUnknown, "phases.names."+m.Word)
 		}
 		t.phaseFailed = map[string]bool{}
 		for _, w := range p.Failed {
@@ -521,36 +534,37 @@ func (c *compiler) compile(tf *templateFile) *Template {
 		}
 	}
 	if s := tf.Samples; s != nil {
-		t.sampleRe = c.re(s.Regexp, []string{"time", "temp", "pressure"}, []string{"time", "temp"}, "samples", "regexp")
-		t.samplePhase = c.phase(s.Phase, protocol.PhaseSterilizing, "samples", "phase")
+		t.sampleRe = c.re(s.Regexp, []string{"time", "temp", "pressure"}, []string{"time", "temp"}, "samples.regexp")
+		t.samplePhase = c.phase(s.Phase, protocol.PhaseSterilizing, "samples.phase")
 	}
 	if x := tf.Extremes; x != nil {
 		if x.Min != "" {
-			t.minRe = c.re(x.Min, []string{"temp", "pressure"}, nil, "extremes", "min")
+			t.minRe = c.re(x.Min, []string{"temp", "pressure"}, nil, "extremes.min")
 		}
 		if x.Max != "" {
-			t.maxRe = c.re(x.Max, []string{"temp", "pressure"}, nil, "extremes", "max")
+			t.maxRe = c.re(x.Max, []string{"temp", "pressure"}, nil, "extremes.max")
 		}
-		t.extremesPhase = c.phase(x.Phase, protocol.PhaseSterilizing, "extremes", "phase")
+		t.extremesPhase = c.phase(x.Phase, protocol.PhaseSterilizing, "extremes.phase")
 	}
 	if r := tf.Result; r != nil {
-		t.resultRe = c.re(r.Regexp, []string{"result", "time"}, []string{"result"}, "result", "regexp")
+		t.resultRe = c.re(r.Regexp, []string{"result", "time"}, []string{"result"}, "result.regexp")
 		t.resultMap = map[string]protocol.Result{}
 		if len(r.Map) == 0 {
-			c.fail("is required: which printed words mean passed, failed, aborted", "result", "map")
+			c.fail("is required: which printed words mean passed, failed, aborted", "result.map")
 		}
-		for word, res := range r.Map {
-			if !protocol.Result(res).Valid() {
-				c.fail(fmt.Sprintf("result %q is not one of passed, failed, aborted, unknown", res), "result", "map", word)
+		for _, m := range r.Map {
+			if !protocol.Result(m.To).Valid() {
+				c.fail(fmt.Sprintf("result %q is not one of passed, failed, aborted, unknown", m.To), "result.map."+m.Word)
 			}
-			t.resultMap[normalise(word)] = protocol.Result(res)
+			t.resultMap[normalise(m.Word)] = protocol.Result(m.To)
 		}
+
 	}
 	if a := tf.Alarm; a != nil {
-		t.alarmRe = c.re(a.Regexp, []string{"code", "text", "time"}, []string{"code"}, "alarm", "regexp")
+		t.alarmRe = c.re(a.Regexp, []string{"code", "text", "time"}, []string{"code"}, "alarm.regexp")
 	}
 	for i, f := range tf.Figures {
-		if re := c.figureRe(f, "figures", strconv.Itoa(i)); re != nil {
+		if re := c.figureRe(f, fmt.Sprintf("figures[%d]", i)); re != nil {
 			t.figures = append(t.figures, re)
 		}
 	}
@@ -572,13 +586,13 @@ var requirable = []string{"cycle", "program", "date", "time", "end_time", "resul
 func (c *compiler) checkRequired(t *Template) {
 	seen := map[string]bool{}
 	for i, r := range t.required {
-		path := []string{"required", strconv.Itoa(i)}
+		path := fmt.Sprintf("required[%d]", i)
 		if !oneOf(r, requirable) {
-			c.fail(fmt.Sprintf("%q is not one of %s", r, strings.Join(requirable, ", ")), path...)
+			c.fail(fmt.Sprintf("%q is not one of %s", r, strings.Join(requirable, ", ")), path)
 			continue
 		}
 		if seen[r] {
-			c.fail(fmt.Sprintf("%q is listed twice", r), path...)
+			c.fail(fmt.Sprintf("%q is listed twice", r), path)
 		}
 		seen[r] = true
 		ok := false
@@ -597,7 +611,7 @@ func (c *compiler) checkRequired(t *Template) {
 			}
 		}
 		if !ok {
-			c.fail(fmt.Sprintf("%q is required but no rule yields it", r), path...)
+			c.fail(fmt.Sprintf("%q is required but no rule yields it", r), path)
 		}
 	}
 }

@@ -12,15 +12,14 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sterigate/sterigate/protocol"
+	"github.com/sterigate/sterigate/protocol/strictyaml"
 	"github.com/sterigate/sterigate/protocol/verify"
-	"github.com/sterigate/sterigate/protocol/yamlsyntax"
 )
 
 // Config is the whole configuration of one gateway.
@@ -34,24 +33,14 @@ type Config struct {
 	// lines maps key paths ("devices[0].profile") to their line, so
 	// mistakes found later (a profile that does not load, a missing
 	// password file) are reported on the line that names them.
-	lines map[string]int
+	lines strictyaml.Lines
 }
 
 // Line returns the line of the key at path (e.g. "mqtt.password_file",
 // "devices[2].profile"), or of its closest enclosing key present in the
 // file; 0 when none is.
 func (c *Config) Line(path string) int {
-	for p := path; p != ""; {
-		if n, ok := c.lines[p]; ok {
-			return n
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return 0
+	return c.lines.Line(path)
 }
 
 // Errorf returns an Error about the key at path, on its line.
@@ -263,21 +252,20 @@ func Parse(file string, data []byte) (*Config, error) {
 }
 
 func parse(file string, data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		line, msg := yamlsyntax.Locate(data, err)
-		return nil, &Error{File: file, Line: line, Msg: "not valid YAML: " + msg}
+	root, syntax := strictyaml.Parse(data)
+	if syntax != nil {
+		return nil, &Error{File: file, Line: syntax.Line, Msg: syntax.Msg}
 	}
-	if len(root.Content) == 0 {
+	if root == nil {
 		return nil, &Error{File: file, Msg: "the file is empty; see sterigate.example.yaml"}
 	}
-	d := &decoder{file: file, lines: map[string]int{}}
-	c := &Config{File: file, lines: d.lines}
-	d.mapping(root.Content[0], "",
-		field{"gateway", func(n *yaml.Node, p string) { d.gateway(n, p, &c.Gateway) }},
-		field{"mqtt", func(n *yaml.Node, p string) { d.mqtt(n, p, &c.MQTT) }},
-		field{"devices", func(n *yaml.Node, p string) {
-			d.sequence(n, p, func(_ int, item *yaml.Node, ip string) {
+	d := &decoder{Walker: &strictyaml.Walker{Lines: strictyaml.Lines{}}}
+	c := &Config{File: file, lines: d.Lines}
+	d.Mapping(root, "",
+		field{Key: "gateway", Decode: func(n *yaml.Node, p string) { d.gateway(n, p, &c.Gateway) }},
+		field{Key: "mqtt", Decode: func(n *yaml.Node, p string) { d.mqtt(n, p, &c.MQTT) }},
+		field{Key: "devices", Decode: func(n *yaml.Node, p string) {
+			d.Sequence(n, p, func(_ int, item *yaml.Node, ip string) {
 				dev := Device{Line: item.Line, Unit: unitUnset}
 				d.device(item, ip, &dev)
 				c.Devices = append(c.Devices, dev)
@@ -285,109 +273,114 @@ func parse(file string, data []byte) (*Config, error) {
 		}},
 	)
 	c.applyDefaults()
-	d.validate(root.Content[0], c)
-	if len(d.errs) > 0 {
-		// In file order, so the list reads top to bottom like the file.
-		sort.SliceStable(d.errs, func(i, j int) bool {
-			return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line
-		})
-		return c, errors.Join(d.errs...)
+	d.validate(c)
+	if len(d.Problems) > 0 {
+		var errs []error
+		for _, p := range d.InFileOrder() {
+			errs = append(errs, &Error{File: file, Line: p.Line, Path: p.Path, Msg: p.Msg})
+		}
+		return c, errors.Join(errs...)
 	}
 	return c, nil
 }
 
 func (d *decoder) gateway(n *yaml.Node, path string, g *Gateway) {
-	d.mapping(n, path,
-		field{"id", d.str(&g.ID)},
-		field{"site", d.str(&g.Site)},
-		field{"data_dir", d.str(&g.DataDir)},
-		field{"console", func(n *yaml.Node, p string) {
+	d.Mapping(n, path,
+		field{Key: "id", Decode: d.SetStr(&g.ID)},
+		field{Key: "site", Decode: d.SetStr(&g.Site)},
+		field{Key: "data_dir", Decode: d.SetStr(&g.DataDir)},
+		field{Key: "console", Decode: func(n *yaml.Node, p string) {
 			// A plain "host:port", or a mapping with the listen address
 			// and the console's access settings.
 			if n.Kind == yaml.ScalarNode {
-				d.str(&g.Console)(n, p)
+				d.SetStr(&g.Console)(n, p)
 				return
 			}
 			a := &g.ConsoleAccess
-			d.mapping(n, p,
-				field{"listen", d.str(&g.Console)},
-				field{"users_file", d.str(&a.UsersFile)},
-				field{"session_idle", d.duration(&a.SessionIdle, time.Minute)},
-				field{"time_zone", d.str(&a.TimeZone)},
-				field{"tls", func(n *yaml.Node, p string) {
-					d.mapping(n, p,
-						field{"cert_file", d.str(&a.TLSCertFile)},
-						field{"key_file", d.str(&a.TLSKeyFile)},
-						field{"self_signed", d.boolean(&a.TLSSelfSigned)},
+			defer func() {
+				if g.Console == "" && strictyaml.Deref(n).Kind == yaml.MappingNode {
+					d.Failf(n, p+".listen", "is required: the console's host:port, e.g. 127.0.0.1:8080")
+				}
+			}()
+			d.Mapping(n, p,
+				field{Key: "listen", Decode: d.SetStr(&g.Console)},
+				field{Key: "users_file", Decode: d.SetStr(&a.UsersFile)},
+				field{Key: "session_idle", Decode: d.SetDuration(&a.SessionIdle, time.Minute)},
+				field{Key: "time_zone", Decode: d.SetStr(&a.TimeZone)},
+				field{Key: "tls", Decode: func(n *yaml.Node, p string) {
+					d.Mapping(n, p,
+						field{Key: "cert_file", Decode: d.SetStr(&a.TLSCertFile)},
+						field{Key: "key_file", Decode: d.SetStr(&a.TLSKeyFile)},
+						field{Key: "self_signed", Decode: d.SetBool(&a.TLSSelfSigned)},
 					)
 				}},
 			)
 		}},
-		field{"signing_key", d.str(&g.SigningKey)},
-		field{"journal", func(n *yaml.Node, p string) {
-			d.mapping(n, p,
-				field{"quota", d.byteSize(&g.Journal.Quota)},
-				field{"retention", d.duration(&g.Journal.Retention, time.Hour)},
+		field{Key: "signing_key", Decode: d.SetStr(&g.SigningKey)},
+		field{Key: "journal", Decode: func(n *yaml.Node, p string) {
+			d.Mapping(n, p,
+				field{Key: "quota", Decode: d.SetByteSize(&g.Journal.Quota)},
+				field{Key: "retention", Decode: d.SetDuration(&g.Journal.Retention, time.Hour)},
 			)
 		}},
-		field{"readiness", func(n *yaml.Node, p string) {
-			d.mapping(n, p,
-				field{"broker_unreachable", d.duration(&g.Readiness.BrokerUnreachable, time.Second)},
-				field{"device_offline", d.duration(&g.Readiness.DeviceOffline, time.Second)},
+		field{Key: "readiness", Decode: func(n *yaml.Node, p string) {
+			d.Mapping(n, p,
+				field{Key: "broker_unreachable", Decode: d.SetDuration(&g.Readiness.BrokerUnreachable, time.Second)},
+				field{Key: "device_offline", Decode: d.SetDuration(&g.Readiness.DeviceOffline, time.Second)},
 			)
 		}},
 	)
 }
 
 func (d *decoder) mqtt(n *yaml.Node, path string, m *MQTT) {
-	d.mapping(n, path,
-		field{"brokers", d.strList(&m.Brokers)},
-		field{"topic_root", d.str(&m.TopicRoot)},
-		field{"client_id", d.str(&m.ClientID)},
-		field{"username", d.str(&m.Username)},
-		field{"password_file", d.str(&m.PasswordFile)},
-		field{"password_env", d.str(&m.PasswordEnv)},
-		field{"keepalive", d.duration(&m.KeepAlive, time.Second)},
-		field{"inflight", d.integer(&m.Inflight, 1, 1024)},
-		field{"confirm_timeout", d.duration(&m.ConfirmTimeout, time.Second)},
-		field{"tls", func(n *yaml.Node, p string) {
-			d.mapping(n, p,
-				field{"ca_file", d.str(&m.TLS.CAFile)},
-				field{"cert_file", d.str(&m.TLS.CertFile)},
-				field{"key_file", d.str(&m.TLS.KeyFile)},
+	d.Mapping(n, path,
+		field{Key: "brokers", Decode: d.SetStrList(&m.Brokers)},
+		field{Key: "topic_root", Decode: d.SetStr(&m.TopicRoot)},
+		field{Key: "client_id", Decode: d.SetStr(&m.ClientID)},
+		field{Key: "username", Decode: d.SetStr(&m.Username)},
+		field{Key: "password_file", Decode: d.SetStr(&m.PasswordFile)},
+		field{Key: "password_env", Decode: d.SetStr(&m.PasswordEnv)},
+		field{Key: "keepalive", Decode: d.SetDuration(&m.KeepAlive, time.Second)},
+		field{Key: "inflight", Decode: d.SetInt(&m.Inflight, 1, 1024)},
+		field{Key: "confirm_timeout", Decode: d.SetDuration(&m.ConfirmTimeout, time.Second)},
+		field{Key: "tls", Decode: func(n *yaml.Node, p string) {
+			d.Mapping(n, p,
+				field{Key: "ca_file", Decode: d.SetStr(&m.TLS.CAFile)},
+				field{Key: "cert_file", Decode: d.SetStr(&m.TLS.CertFile)},
+				field{Key: "key_file", Decode: d.SetStr(&m.TLS.KeyFile)},
 			)
 		}},
 	)
 }
 
 func (d *decoder) device(n *yaml.Node, path string, dev *Device) {
-	d.mapping(n, path,
-		field{"id", d.str(&dev.ID)},
-		field{"driver", d.str(&dev.Driver)},
-		field{"address", d.str(&dev.Address)},
-		field{"unit", d.integer(&dev.Unit, 0, 255)},
-		field{"profile", d.str(&dev.Profile)},
-		field{"poll_interval", d.duration(&dev.PollInterval, 10*time.Millisecond)},
-		field{"timeout", d.duration(&dev.Timeout, 10*time.Millisecond)},
-		field{"time_scale", d.number(&dev.TimeScale, 0, 100000)},
-		field{"pause_between_requests", d.duration(&dev.PauseBetweenRequests, 0)},
-		field{"offline_after", d.integer(&dev.OfflineAfter, 1, 100)},
-		field{"template", d.str(&dev.Template)},
-		field{"report_timeout", d.duration(&dev.ReportTimeout, time.Second)},
-		field{"criteria", d.criteria(&dev.Criteria)},
-		field{"serial", func(n *yaml.Node, p string) {
+	d.Mapping(n, path,
+		field{Key: "id", Decode: d.SetStr(&dev.ID)},
+		field{Key: "driver", Decode: d.SetStr(&dev.Driver)},
+		field{Key: "address", Decode: d.SetStr(&dev.Address)},
+		field{Key: "unit", Decode: d.SetInt(&dev.Unit, 0, 255)},
+		field{Key: "profile", Decode: d.SetStr(&dev.Profile)},
+		field{Key: "poll_interval", Decode: d.SetDuration(&dev.PollInterval, 10*time.Millisecond)},
+		field{Key: "timeout", Decode: d.SetDuration(&dev.Timeout, 10*time.Millisecond)},
+		field{Key: "time_scale", Decode: d.SetNumber(&dev.TimeScale, 0, 100000)},
+		field{Key: "pause_between_requests", Decode: d.SetDuration(&dev.PauseBetweenRequests, 0)},
+		field{Key: "offline_after", Decode: d.SetInt(&dev.OfflineAfter, 1, 100)},
+		field{Key: "template", Decode: d.SetStr(&dev.Template)},
+		field{Key: "report_timeout", Decode: d.SetDuration(&dev.ReportTimeout, time.Second)},
+		field{Key: "criteria", Decode: d.criteria(&dev.Criteria)},
+		field{Key: "serial", Decode: func(n *yaml.Node, p string) {
 			s := &dev.Serial
-			d.mapping(n, p,
-				field{"port", d.str(&s.Port)},
-				field{"baud", d.integer(&s.Baud, 50, 4000000)},
-				field{"data_bits", d.integer(&s.DataBits, 5, 8)},
-				field{"parity", d.str(&s.Parity)},
-				field{"stop_bits", d.integer(&s.StopBits, 1, 2)},
-				field{"usb", func(n *yaml.Node, p string) {
-					d.mapping(n, p,
-						field{"vid", d.str(&s.USB.VID)},
-						field{"pid", d.str(&s.USB.PID)},
-						field{"serial", d.str(&s.USB.Serial)},
+			d.Mapping(n, p,
+				field{Key: "port", Decode: d.SetStr(&s.Port)},
+				field{Key: "baud", Decode: d.SetInt(&s.Baud, 50, 4000000)},
+				field{Key: "data_bits", Decode: d.SetInt(&s.DataBits, 5, 8)},
+				field{Key: "parity", Decode: d.SetStr(&s.Parity)},
+				field{Key: "stop_bits", Decode: d.SetInt(&s.StopBits, 1, 2)},
+				field{Key: "usb", Decode: func(n *yaml.Node, p string) {
+					d.Mapping(n, p,
+						field{Key: "vid", Decode: d.SetStr(&s.USB.VID)},
+						field{Key: "pid", Decode: d.SetStr(&s.USB.PID)},
+						field{Key: "serial", Decode: d.SetStr(&s.USB.Serial)},
 					)
 				}},
 			)
@@ -463,156 +456,147 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// validate checks what each key means together with the others. It finds
-// the node of a key again to name its line.
-func (d *decoder) validate(root *yaml.Node, c *Config) {
-	at := func(path ...string) *yaml.Node { return lookup(root, path...) }
+// validate checks what each key means together with the others, each
+// mistake on the line of the key it names (or of the closest enclosing
+// key, for a key left out).
+func (d *decoder) validate(c *Config) {
 	gw := c.Gateway
 	if gw.ID == "" {
-		d.fail(at("gateway"), "gateway.id", "is required: a name for this gateway, e.g. cssd-gw-1")
+		d.FailAtf("gateway.id", "is required: a name for this gateway, e.g. cssd-gw-1")
 	} else if err := protocol.CheckTopicLevel("gateway.id", gw.ID); err != nil {
-		d.fail(at("gateway", "id"), "gateway.id", "%s", strings.TrimPrefix(err.Error(), "gateway.id "))
+		d.FailAtf("gateway.id", "%s", strings.TrimPrefix(err.Error(), "gateway.id "))
 	}
 	if gw.Site == "" {
-		d.fail(at("gateway"), "gateway.site", "is required: the site name used in topics, e.g. dax")
+		d.FailAtf("gateway.site", "is required: the site name used in topics, e.g. dax")
 	} else if err := protocol.CheckTopicLevel("gateway.site", gw.Site); err != nil {
-		d.fail(at("gateway", "site"), "gateway.site", "%s", strings.TrimPrefix(err.Error(), "gateway.site "))
+		d.FailAtf("gateway.site", "%s", strings.TrimPrefix(err.Error(), "gateway.site "))
 	}
 	if gw.Console != "" {
 		if _, _, err := net.SplitHostPort(gw.Console); err != nil {
-			d.fail(at("gateway", "console"), "gateway.console", "%q is not host:port (e.g. 127.0.0.1:8080)", gw.Console)
+			d.FailAtf("gateway.console", "%q is not host:port (e.g. 127.0.0.1:8080)", gw.Console)
 		}
-	}
-	if n := at("gateway", "console"); n != nil && n.Kind == yaml.MappingNode && gw.Console == "" {
-		d.fail(n, "gateway.console.listen", "is required: the console's host:port, e.g. 127.0.0.1:8080")
 	}
 	if a := gw.ConsoleAccess; a != (ConsoleAccess{}) {
 		if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
-			d.fail(at("gateway", "console", "tls"), "gateway.console.tls", "cert_file and key_file go together")
+			d.FailAtf("gateway.console.tls", "cert_file and key_file go together")
 		}
 		if a.TLSSelfSigned && a.TLSCertFile != "" {
-			d.fail(at("gateway", "console", "tls"), "gateway.console.tls", "give cert_file and key_file, or self_signed: true, not both")
+			d.FailAtf("gateway.console.tls", "give cert_file and key_file, or self_signed: true, not both")
 		}
 		if a.TimeZone != "" {
 			if _, err := time.LoadLocation(a.TimeZone); err != nil {
-				d.fail(at("gateway", "console", "time_zone"), "gateway.console.time_zone", "%q is not a time zone (e.g. Europe/Paris): %v", a.TimeZone, err)
+				d.FailAtf("gateway.console.time_zone", "%q is not a time zone (e.g. Europe/Paris): %v", a.TimeZone, err)
 			}
 		}
 	}
 
 	m := c.MQTT
 	if len(m.Brokers) == 0 {
-		d.fail(at("mqtt"), "mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
+		d.FailAtf("mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
 	}
 	for i, b := range m.Brokers {
 		p := fmt.Sprintf("mqtt.brokers[%d]", i)
 		if err := CheckBrokerURLHasNoCredentials(b); err != nil {
-			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%v", err)
+			d.FailAtf(p, "%v", err)
 			continue
 		}
 		u, err := url.Parse(b)
 		if err != nil || u.Host == "" {
-			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q is not a broker URL (e.g. tcp://host:1883 or ssl://host:8883)", b)
+			d.FailAtf(p, "%q is not a broker URL (e.g. tcp://host:1883 or ssl://host:8883)", b)
 			continue
 		}
 		switch u.Scheme {
 		case "tcp", "mqtt", "ssl", "tls", "mqtts", "tcps":
 		default:
-			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", b, u.Scheme)
+			d.FailAtf(p, "%q: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, tcps", b, u.Scheme)
 		}
 		if u.Port() == "" {
-			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
+			d.FailAtf(p, "%q has no port (1883 for tcp, 8883 for ssl)", b)
 		}
 		if tls := m.TLS; (tls.CAFile != "" || tls.CertFile != "" || tls.KeyFile != "") && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
-			d.fail(at("mqtt", "brokers", fmt.Sprint(i)), p, "%q: mqtt.tls files are set but the scheme %q is plain TCP; use ssl://", b, u.Scheme)
+			d.FailAtf(p, "%q: mqtt.tls files are set but the scheme %q is plain TCP; use ssl://", b, u.Scheme)
 		}
 	}
 	if err := protocol.CheckTopicLevel("mqtt.topic_root", m.TopicRoot); err != nil {
-		d.fail(at("mqtt", "topic_root"), "mqtt.topic_root", "%s", strings.TrimPrefix(err.Error(), "mqtt.topic_root "))
+		d.FailAtf("mqtt.topic_root", "%s", strings.TrimPrefix(err.Error(), "mqtt.topic_root "))
 	}
 	if m.KeepAlive > 30*time.Second {
-		d.fail(at("mqtt", "keepalive"), "mqtt.keepalive", "%s is longer than 30s: a dead link would go unnoticed too long", m.KeepAlive)
+		d.FailAtf("mqtt.keepalive", "%s is longer than 30s: a dead link would go unnoticed too long", m.KeepAlive)
 	}
 	if m.PasswordFile != "" && m.PasswordEnv != "" {
-		d.fail(at("mqtt", "password_env"), "mqtt.password_env", "give password_file or password_env, not both")
+		d.FailAtf("mqtt.password_env", "give password_file or password_env, not both")
 	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
-		d.fail(at("mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
+		d.FailAtf("mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
 	}
 
 	ids := map[string]int{}
 	for i, dev := range c.Devices {
-		d.validateDevice(root, i, dev, ids)
+		d.validateDevice(i, dev, ids)
 	}
-	d.validateBuses(root, c.Devices)
+	d.validateBuses(c.Devices)
 }
 
-func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[string]int) {
+func (d *decoder) validateDevice(i int, dev Device, ids map[string]int) {
 	p := fmt.Sprintf("devices[%d]", i)
-	at := func(key string) *yaml.Node {
-		if n := lookup(root, "devices", fmt.Sprint(i), key); n != nil {
-			return n
-		}
-		return lookup(root, "devices", fmt.Sprint(i))
-	}
 	if dev.ID == "" {
-		d.fail(at("id"), p+".id", "is required: a name for this sterilizer, e.g. autoclave-1")
+		d.FailAtf(p+".id", "is required: a name for this sterilizer, e.g. autoclave-1")
 	} else if err := protocol.CheckTopicLevel(p+".id", dev.ID); err != nil {
-		d.fail(at("id"), p+".id", "%s", strings.TrimPrefix(err.Error(), p+".id "))
+		d.FailAtf(p+".id", "%s", strings.TrimPrefix(err.Error(), p+".id "))
 	} else if dev.ID == protocol.ReservedDeviceID {
-		d.fail(at("id"), p+".id", "%q is reserved for the gateway's own status topic", dev.ID)
+		d.FailAtf(p+".id", "%q is reserved for the gateway's own status topic", dev.ID)
 	} else if j, dup := ids[dev.ID]; dup {
-		d.fail(at("id"), p+".id", "%q is already used by devices[%d]", dev.ID, j)
+		d.FailAtf(p+".id", "%q is already used by devices[%d]", dev.ID, j)
 	} else {
 		ids[dev.ID] = i
 	}
 	switch dev.Driver {
 	case DriverModbusTCP, DriverModbusRTUTCP:
 		if _, _, err := net.SplitHostPort(dev.Address); err != nil {
-			d.fail(at("address"), p+".address", "%q is not host:port (e.g. 192.168.10.20:502)", dev.Address)
+			d.FailAtf(p+".address", "%q is not host:port (e.g. 192.168.10.20:502)", dev.Address)
 		}
 	case DriverModbusRTU, DriverPrinter:
 		if dev.Serial.Port == "" && dev.Serial.USB.VID == "" {
-			d.fail(at("serial"), p+".serial.port", "is required for driver %s (e.g. /dev/ttyUSB0), or give serial.usb to find the adapter", dev.Driver)
+			d.FailAtf(p+".serial.port", "is required for driver %s (e.g. /dev/ttyUSB0), or give serial.usb to find the adapter", dev.Driver)
 		}
 	case "":
-		d.fail(at("driver"), p+".driver", "is required: one of %s", strings.Join(drivers, ", "))
+		d.FailAtf(p+".driver", "is required: one of %s", strings.Join(drivers, ", "))
 	default:
-		d.fail(at("driver"), p+".driver", "%q is not one of %s", dev.Driver, strings.Join(drivers, ", "))
+		d.FailAtf(p+".driver", "%q is not one of %s", dev.Driver, strings.Join(drivers, ", "))
 	}
 	if dev.TimeScale != 1 && dev.Driver == DriverPrinter {
 		// The simulator prints on its own clock: a printout's times are
 		// already the device's, and scaling them again would be wrong.
-		d.fail(at("time_scale"), p+".time_scale", "is only used by Modbus drivers: a printout's times are the device's own")
+		d.FailAtf(p+".time_scale", "is only used by Modbus drivers: a printout's times are the device's own")
 	}
 	switch dev.Driver {
 	case DriverModbusTCP, DriverModbusRTU, DriverModbusRTUTCP:
 		if dev.Profile == "" {
-			d.fail(at("profile"), p+".profile", "is required for Modbus devices: a built-in profile name (e.g. sim-autoclave) or a profile file")
+			d.FailAtf(p+".profile", "is required for Modbus devices: a built-in profile name (e.g. sim-autoclave) or a profile file")
 		}
 		// On a serial bus 0 is broadcast (never answered) and 248-255 are
 		// reserved; a Modbus TCP device may answer to any unit id.
 		if dev.Driver != DriverModbusTCP && (dev.Unit < 1 || dev.Unit > 247) {
-			d.fail(at("unit"), p+".unit", "%d: a Modbus RTU unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
+			d.FailAtf(p+".unit", "%d: a Modbus RTU unit id is 1 to 247 (0 is broadcast and never answers)", dev.Unit)
 		}
 	case DriverPrinter:
 		if dev.Template == "" {
-			d.fail(at("template"), p+".template", "is required for the printer driver: a built-in template name or a template file")
+			d.FailAtf(p+".template", "is required for the printer driver: a built-in template name or a template file")
 		}
 		if dev.ReportTimeout > MaxReportTimeout {
-			d.fail(at("report_timeout"), p+".report_timeout", "%s is longer than %s: a printout cut by a power loss would wait that long to be recorded", dev.ReportTimeout, MaxReportTimeout)
+			d.FailAtf(p+".report_timeout", "%s is longer than %s: a printout cut by a power loss would wait that long to be recorded", dev.ReportTimeout, MaxReportTimeout)
 		}
 		if dev.OfflineAfter != 0 {
-			d.fail(at("offline_after"), p+".offline_after", "is only used by the Modbus drivers, not %s", dev.Driver)
+			d.FailAtf(p+".offline_after", "is only used by the Modbus drivers, not %s", dev.Driver)
 		}
 	}
 	if dev.ReportTimeout != 0 && dev.Driver != DriverPrinter && dev.Driver != "" {
-		d.fail(at("report_timeout"), p+".report_timeout", "is only used by the printer driver, not %s", dev.Driver)
+		d.FailAtf(p+".report_timeout", "is only used by the printer driver, not %s", dev.Driver)
 	}
 	switch dev.Serial.Parity {
 	case "none", "even", "odd":
 	default:
-		d.fail(at("serial"), p+".serial.parity", "%q is not one of none, even, odd", dev.Serial.Parity)
+		d.FailAtf(p+".serial.parity", "%q is not one of none, even, odd", dev.Serial.Parity)
 	}
 }
 
@@ -621,7 +605,7 @@ func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[str
 // device server, Modbus TCP devices behind one address. Two of them may not
 // use the same unit, and a serial port is either a Modbus bus or a
 // printer's, never both.
-func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
+func (d *decoder) validateBuses(devs []Device) {
 	first := map[string]int{}
 	units := map[string]int{}
 	ports := map[string]int{}
@@ -629,7 +613,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		p := fmt.Sprintf("devices[%d]", i)
 		if port := dev.Serial.Port; port != "" && (dev.Driver == DriverModbusRTU || dev.Driver == DriverPrinter) {
 			if j, used := ports[port]; used && (devs[j].Driver == DriverPrinter || dev.Driver == DriverPrinter) {
-				d.fail(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial.port",
+				d.FailAtf(p+".serial.port",
 					"%s is already used by devices[%d] (%s); a printer port carries one printer and nothing else", port, j, devs[j].Driver)
 			} else if !used {
 				ports[port] = i
@@ -643,7 +627,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		}
 		key := fmt.Sprintf("%s#%d", bus, dev.Unit)
 		if j, dup := units[key]; dup {
-			d.fail(lookup(root, "devices", fmt.Sprint(i), "unit"), p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, strings.TrimPrefix(strings.TrimPrefix(bus, "serial:"), "tcp:"), j)
+			d.FailAtf(p+".unit", "unit %d on %s is already devices[%d]", dev.Unit, strings.TrimPrefix(strings.TrimPrefix(bus, "serial:"), "tcp:"), j)
 		}
 		units[key] = i
 		if dev.Driver == DriverModbusTCP {
@@ -656,7 +640,7 @@ func (d *decoder) validateBuses(root *yaml.Node, devs []Device) {
 		}
 		if devs[j].Serial.Baud != dev.Serial.Baud || devs[j].Serial.Parity != dev.Serial.Parity ||
 			devs[j].Serial.DataBits != dev.Serial.DataBits || devs[j].Serial.StopBits != dev.Serial.StopBits {
-			d.fail(lookup(root, "devices", fmt.Sprint(i), "serial"), p+".serial",
+			d.FailAtf(p+".serial",
 				"line settings differ from devices[%d] on the same bus %s (%d %d%s%d vs %d %d%s%d)", j, strings.TrimPrefix(bus, "serial:"),
 				dev.Serial.Baud, dev.Serial.DataBits, dev.Serial.Parity[:1], dev.Serial.StopBits,
 				devs[j].Serial.Baud, devs[j].Serial.DataBits, devs[j].Serial.Parity[:1], devs[j].Serial.StopBits)
@@ -689,35 +673,6 @@ func RedactURL(s string) string {
 		return s
 	}
 	return s[:i+3] + "REDACTED" + s[j:]
-}
-
-// lookup finds the value node at path (mapping keys, or list indexes as
-// decimal strings); nil when absent.
-func lookup(n *yaml.Node, path ...string) *yaml.Node {
-	for _, key := range path {
-		switch n.Kind {
-		case yaml.MappingNode:
-			var next *yaml.Node
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == key {
-					next = n.Content[i+1]
-				}
-			}
-			if next == nil {
-				return nil
-			}
-			n = next
-		case yaml.SequenceNode:
-			var idx int
-			if _, err := fmt.Sscan(key, &idx); err != nil || idx < 0 || idx >= len(n.Content) {
-				return nil
-			}
-			n = n.Content[idx]
-		default:
-			return nil
-		}
-	}
-	return n
 }
 
 // BusKey groups devices that share one physical link: RTU devices on the

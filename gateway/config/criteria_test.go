@@ -61,8 +61,8 @@ func TestSiteCriteriaBounds(t *testing.T) {
 	}
 	for text, want := range map[string]string{
 		"134-porous: {kind: porus}":                     `site.yaml:9: devices[0].criteria.134-porous.kind: "porus" is not one of porous, prion, liquids, gravity, bowie_dick, leak_test`,
-		"134-porous: {hold: 240}":                       "site.yaml:9: devices[0].criteria.134-porous.hold: unknown key (known keys here: kind, set_point_c,",
-		"134-porous: {band_k: wide}":                    `site.yaml:9: devices[0].criteria.134-porous.band_k: "wide" is not a number`,
+		"134-porous: {hold: 240}":                       "site.yaml:9: devices[0].criteria.134-porous.hold: unknown key (allowed here: kind, set_point_c,",
+		"134-porous: {band_k: wide}":                    `site.yaml:9: devices[0].criteria.134-porous.band_k: "wide" is not a finite number`,
 		"134-porous: {kind: leak_test, band_k: 3}":      "site.yaml:9: devices[0].criteria.134-porous.band_k: does not apply to a leak test",
 		"134-porous: {kind: liquids, set_point_c: 121}": "site.yaml:9: devices[0].criteria.134-porous.min_hold_s: is missing: a liquids program has no standard holding time",
 		"134-porous: 240":                               `site.yaml:9: devices[0].criteria.134-porous: must be a mapping of keys to values, not the value "240"`,
@@ -74,7 +74,7 @@ func TestSiteCriteriaBounds(t *testing.T) {
 		}
 	}
 	_, err := Parse("site.yaml", []byte(strings.TrimSuffix(criteriaHead, "\n")+" 134\n"))
-	if want := "site.yaml:8: devices[0].criteria: must be a mapping of program names to criteria"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "site.yaml:8: devices[0].criteria: must be a mapping of keys to values, not the value \"134\""; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("criteria: 134: err = %v\nwant %s", err, want)
 	}
 }

@@ -19,8 +19,8 @@ func TestTimeScale(t *testing.T) {
 	for value, want := range map[string]string{
 		"0":    `ts.yaml:4: devices[0].time_scale: 0 is out of range (above 0, at most 100000)`,
 		"-2":   `devices[0].time_scale: -2 is out of range`,
-		"fast": `devices[0].time_scale: "fast" is not a number`,
-		".nan": `devices[0].time_scale: ".nan" is not a number`,
+		"fast": `devices[0].time_scale: "fast" is not a finite number`,
+		".nan": `devices[0].time_scale: ".nan" is not a finite number`,
 	} {
 		_, err := Parse("ts.yaml", []byte(head+"  - {id: a, driver: modbus-tcp, address: \"10.0.0.1:502\", profile: sim-autoclave, time_scale: "+value+"}\n"))
 		if err == nil || !strings.Contains(err.Error(), want) {

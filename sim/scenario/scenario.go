@@ -6,10 +6,8 @@
 package scenario
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"slices"
@@ -19,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sterigate/sterigate/protocol/strictyaml"
 	"github.com/sterigate/sterigate/sim/autoclave"
 )
 
@@ -119,289 +118,157 @@ func Load(path string) (*Scenario, error) {
 	return Parse(path, data)
 }
 
-type parser struct{ file string }
-
-func (p parser) errf(n *yaml.Node, format string, args ...any) error {
-	return fmt.Errorf("%s:%d: %s", p.file, n.Line, fmt.Sprintf(format, args...))
+// parser reads a scenario's node tree; every mistake becomes a Problem of
+// its Walker.
+type parser struct {
+	*strictyaml.Walker
 }
 
-// mapping checks that n is a mapping whose keys are all in allowed and
-// unique, and returns key → value node plus the keys in order.
-func (p parser) mapping(n *yaml.Node, what string, allowed []string) (map[string]*yaml.Node, []*yaml.Node, error) {
-	if n.Kind != yaml.MappingNode {
-		return nil, nil, p.errf(n, "%s must be a mapping, not %s", what, kindName(n))
-	}
-	m := map[string]*yaml.Node{}
-	var keys []*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return nil, nil, p.errf(k, "%s: keys must be plain words", what)
-		}
-		if !slices.Contains(allowed, k.Value) {
-			return nil, nil, p.errf(k, "unknown key %q in %s (allowed: %s)", k.Value, what, strings.Join(allowed, ", "))
-		}
-		if _, dup := m[k.Value]; dup {
-			return nil, nil, p.errf(k, "key %q appears twice in %s", k.Value, what)
-		}
-		m[k.Value] = v
-		keys = append(keys, k)
-	}
-	return m, keys, nil
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return fmt.Sprintf("the value %q", n.Value)
-}
-
-func (p parser) scalar(n *yaml.Node, key string) (string, error) {
-	if n.Kind != yaml.ScalarNode {
-		return "", p.errf(n, "%s must be a single value, not %s", key, kindName(n))
-	}
-	return n.Value, nil
-}
-
-func (p parser) duration(n *yaml.Node, key string) (time.Duration, error) {
-	s, err := p.scalar(n, key)
-	if err != nil {
-		return 0, err
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, p.errf(n, "%s: %q is not a duration like 90s, 3m or 1h30m", key, s)
-	}
-	return d, nil
-}
-
-func (p parser) integer(n *yaml.Node, key string, lo, hi int64) (int64, error) {
-	s, err := p.scalar(n, key)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < lo || v > hi {
-		return 0, p.errf(n, "%s: %q is not a whole number from %d to %d", key, s, lo, hi)
-	}
-	return v, nil
-}
-
-func (p parser) number(n *yaml.Node, key string) (float64, error) {
-	s, err := p.scalar(n, key)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-		return 0, p.errf(n, "%s: %q is not a non-negative number", key, s)
-	}
-	return v, nil
-}
-
-func (p parser) boolean(n *yaml.Node, key string) (bool, error) {
-	s, err := p.scalar(n, key)
-	if err != nil {
-		return false, err
-	}
-	switch s {
-	case "true":
-		return true, nil
-	case "false":
-		return false, nil
-	}
-	return false, p.errf(n, "%s: %q is not true or false", key, s)
-}
-
-func (p parser) list(n *yaml.Node, key string) ([]*yaml.Node, error) {
-	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, "%s must be a list, not %s", key, kindName(n))
-	}
-	return n.Content, nil
-}
-
-// Parse parses a scenario; name is used in error messages.
+// Parse parses a scenario; name is used in error messages. Every mistake
+// is reported, one per line, as "file:line: key path: message".
 func Parse(name string, data []byte) (*Scenario, error) {
-	p := parser{file: name}
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: the scenario is empty", name)
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+	root, syntax := strictyaml.Parse(data)
+	if syntax != nil {
+		return nil, errors.New(syntax.In(name))
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, p.errf(&extra, "only one YAML document is allowed")
-	}
-	if len(root.Content) == 0 {
+	if root == nil {
 		return nil, fmt.Errorf("%s: the scenario is empty", name)
 	}
-	doc := root.Content[0]
-	top, _, err := p.mapping(doc, "the scenario", []string{"pause", "devices"})
-	if err != nil {
-		return nil, err
+	p := parser{&strictyaml.Walker{}}
+	s := p.scenario(root)
+	if len(p.Problems) > 0 {
+		var errs []error
+		for _, pr := range p.InFileOrder() {
+			errs = append(errs, errors.New(pr.In(name)))
+		}
+		return nil, errors.Join(errs...)
 	}
-	s := Default()
 	s.Source = name
-	pause := DefaultPause
-	if n, ok := top["pause"]; ok {
-		if pause, err = p.duration(n, "pause"); err != nil {
-			return nil, err
-		}
-	}
-	s.Default.Pause = pause
-	n, ok := top["devices"]
-	if !ok {
-		return nil, p.errf(doc, "the scenario has no devices list")
-	}
-	items, err := p.list(n, "devices")
-	if err != nil {
-		return nil, err
-	}
-	for _, item := range items {
-		num, plan, err := p.device(item, pause)
-		if err != nil {
-			return nil, err
-		}
-		if num == 0 {
-			s.Default = plan
-			continue
-		}
-		if _, dup := s.Devices[num]; dup {
-			return nil, p.errf(item, "device %d is listed twice", num)
-		}
-		s.Devices[num] = plan
-	}
 	return s, nil
 }
 
-var deviceKeys = []string{"device", "cycles", "repeat", "pause", "counter_start", "comm"}
+func (p parser) scenario(root *yaml.Node) *Scenario {
+	s := Default()
+	pause := DefaultPause
+	var devices *yaml.Node
+	var devicesPath string
+	p.Mapping(root, "",
+		strictyaml.Field{Key: "pause", Decode: p.SetDuration(&pause, 0)},
+		// Read after the whole mapping: a device's pause defaults to
+		// the file's, wherever pause is written.
+		strictyaml.Field{Key: "devices", Decode: func(n *yaml.Node, path string) { devices, devicesPath = n, path }},
+	)
+	s.Default.Pause = pause
+	if devices == nil {
+		p.Failf(root, "devices", "is missing: list the devices, e.g. devices: [{device: default}]")
+		return s
+	}
+	listedAt := map[int]int{} // device number -> index in devices
+	p.Sequence(devices, devicesPath, func(i int, item *yaml.Node, path string) {
+		num, plan, ok := p.device(item, path, pause)
+		if !ok {
+			return
+		}
+		if num == 0 {
+			s.Default = plan
+			return
+		}
+		if j, dup := listedAt[num]; dup {
+			p.Failf(item, path+".device", "%d is already listed as devices[%d]", num, j)
+			return
+		}
+		listedAt[num] = i
+		s.Devices[num] = plan
+	})
+	return s
+}
 
 // device parses one entry of devices; device number 0 means "default".
-func (p parser) device(n *yaml.Node, pause time.Duration) (int, Plan, error) {
-	m, _, err := p.mapping(n, "a device", deviceKeys)
-	if err != nil {
-		return 0, Plan{}, err
-	}
-	plan := Plan{Repeat: true, Pause: pause}
-	dn, ok := m["device"]
-	if !ok {
-		return 0, plan, p.errf(n, "device entry without device: (a number from 1, or default)")
-	}
-	num := 0
-	if dn.Value != "default" {
-		v, err := p.integer(dn, "device", 1, 10000)
-		if err != nil {
-			return 0, plan, p.errf(dn, "device: %q is not default or a number from 1 to 10000", dn.Value)
-		}
-		num = int(v)
-	}
-	if v, ok := m["repeat"]; ok {
-		if plan.Repeat, err = p.boolean(v, "repeat"); err != nil {
-			return 0, plan, err
-		}
-	}
-	if v, ok := m["pause"]; ok {
-		if plan.Pause, err = p.duration(v, "pause"); err != nil {
-			return 0, plan, err
-		}
-	}
-	if v, ok := m["counter_start"]; ok {
-		c, err := p.integer(v, "counter_start", 0, math.MaxUint32-1_000_000)
-		if err != nil {
-			return 0, plan, err
-		}
-		plan.CounterStart = uint32(c)
-	}
-	if v, ok := m["cycles"]; ok {
-		items, err := p.list(v, "cycles")
-		if err != nil {
-			return 0, plan, err
-		}
-		for _, it := range items {
-			c, err := p.cycle(it)
-			if err != nil {
-				return 0, plan, err
+func (p parser) device(n *yaml.Node, path string, pause time.Duration) (num int, plan Plan, ok bool) {
+	plan = Plan{Repeat: true, Pause: pause}
+	var numNode *yaml.Node
+	cyclesGiven := false
+	before := len(p.Problems)
+	p.Mapping(n, path,
+		strictyaml.Field{Key: "device", Decode: func(v *yaml.Node, vp string) {
+			numNode = v
+			if s, ok := p.Text(v, vp); ok && s == "default" {
+				return
 			}
-			plan.Cycles = append(plan.Cycles, c)
-		}
-	} else {
+			x, err := strconv.ParseInt(strictyaml.Deref(v).Value, 10, 64)
+			if err != nil || x < 1 || x > 10000 {
+				p.Failf(v, vp, "%q is not default or a number from 1 to 10000", strictyaml.Deref(v).Value)
+				return
+			}
+			num = int(x)
+		}},
+		strictyaml.Field{Key: "cycles", Decode: func(v *yaml.Node, vp string) {
+			cyclesGiven = true
+			p.Sequence(v, vp, func(_ int, it *yaml.Node, ip string) {
+				plan.Cycles = append(plan.Cycles, p.cycle(it, ip))
+			})
+		}},
+		strictyaml.Field{Key: "repeat", Decode: p.SetBool(&plan.Repeat)},
+		strictyaml.Field{Key: "pause", Decode: p.SetDuration(&plan.Pause, 0)},
+		strictyaml.Field{Key: "counter_start", Decode: func(v *yaml.Node, vp string) {
+			if c, ok := p.Int(v, vp, 0, math.MaxUint32-1_000_000); ok {
+				plan.CounterStart = uint32(c)
+			}
+		}},
+		strictyaml.Field{Key: "comm", Decode: func(v *yaml.Node, vp string) {
+			p.Sequence(v, vp, func(_ int, it *yaml.Node, ip string) {
+				plan.Comm = append(plan.Comm, p.comm(it, ip))
+			})
+		}},
+	)
+	if numNode == nil && n.Kind == yaml.MappingNode {
+		p.Failf(n, path+".device", "is missing: a number from 1, or default")
+	}
+	if !cyclesGiven {
 		prog, _ := autoclave.ProgramByName("134-porous")
 		plan.Cycles = []Cycle{{Program: prog, Count: 1}}
 	}
-	if v, ok := m["comm"]; ok {
-		items, err := p.list(v, "comm")
-		if err != nil {
-			return 0, plan, err
-		}
-		for _, it := range items {
-			c, err := p.comm(it)
-			if err != nil {
-				return 0, plan, err
-			}
-			plan.Comm = append(plan.Comm, c)
-		}
-	}
-	return num, plan, nil
+	return num, plan, len(p.Problems) == before
 }
 
-func (p parser) cycle(n *yaml.Node) (Cycle, error) {
-	m, _, err := p.mapping(n, "a cycle", []string{"program", "count", "pause", "faults"})
-	if err != nil {
-		return Cycle{}, err
-	}
+func (p parser) cycle(n *yaml.Node, path string) Cycle {
 	c := Cycle{Count: 1}
-	pn, ok := m["program"]
-	if !ok {
-		return c, p.errf(n, "cycle without program:")
-	}
-	name, err := p.scalar(pn, "program")
-	if err != nil {
-		return c, err
-	}
-	if c.Program, err = autoclave.ProgramByName(name); err != nil {
-		return c, p.errf(pn, "program: %v", err)
-	}
-	if v, ok := m["count"]; ok {
-		cnt, err := p.integer(v, "count", 1, 100000)
-		if err != nil {
-			return c, err
-		}
-		c.Count = int(cnt)
-	}
-	if v, ok := m["pause"]; ok {
-		if c.Pause, err = p.duration(v, "pause"); err != nil {
-			return c, err
-		}
-	}
-	if v, ok := m["faults"]; ok {
-		items, err := p.list(v, "faults")
-		if err != nil {
-			return c, err
-		}
-		for _, it := range items {
-			f, err := p.fault(it)
-			if err != nil {
-				return c, err
+	haveProgram := false
+	p.Mapping(n, path,
+		strictyaml.Field{Key: "program", Decode: func(v *yaml.Node, vp string) {
+			haveProgram = true
+			name, ok := p.Text(v, vp)
+			if !ok {
+				return
 			}
-			c.Faults = append(c.Faults, f)
-		}
+			prog, err := autoclave.ProgramByName(name)
+			if err != nil {
+				p.Failf(v, vp, "%v", err)
+				return
+			}
+			c.Program = prog
+		}},
+		strictyaml.Field{Key: "count", Decode: p.SetInt(&c.Count, 1, 100000)},
+		strictyaml.Field{Key: "pause", Decode: p.SetDuration(&c.Pause, 0)},
+		strictyaml.Field{Key: "faults", Decode: func(v *yaml.Node, vp string) {
+			p.Sequence(v, vp, func(_ int, it *yaml.Node, ip string) {
+				if f, ok := p.fault(it, ip); ok {
+					c.Faults = append(c.Faults, f)
+				}
+			})
+		}},
+	)
+	if !haveProgram && n.Kind == yaml.MappingNode {
+		p.Failf(n, path+".program", "is missing: which program the cycle runs")
 	}
-	return c, nil
+	return c
 }
 
-func (p parser) fault(n *yaml.Node) (autoclave.Fault, error) {
+func (p parser) fault(n *yaml.Node, path string) (autoclave.Fault, bool) {
 	var f autoclave.Fault
 	if n.Kind != yaml.MappingNode {
-		return f, p.errf(n, "a fault must be a mapping with a kind:, not %s", kindName(n))
+		p.Failf(n, path, "must be a mapping of keys to values, not %s", strictyaml.Describe(n))
+		return f, false
 	}
 	// The kind decides which keys are allowed, so find it first.
 	var kindNode *yaml.Node
@@ -411,73 +278,70 @@ func (p parser) fault(n *yaml.Node) (autoclave.Fault, error) {
 		}
 	}
 	if kindNode == nil {
-		return f, p.errf(n, "fault without kind: (one of %s)", faultKindList())
+		p.Failf(n, path+".kind", "is missing: one of %s", faultKindList())
+		return f, false
 	}
-	kind, err := p.scalar(kindNode, "kind")
-	if err != nil {
-		return f, err
+	kind, ok := p.Text(kindNode, path+".kind")
+	if !ok {
+		return f, false
 	}
 	f.Kind = autoclave.FaultKind(kind)
 	if !slices.Contains(autoclave.FaultKinds(), f.Kind) {
-		return f, p.errf(kindNode, "kind: %q is not a fault (known: %s)", kind, faultKindList())
+		p.Failf(kindNode, path+".kind", "%q is not a fault (known: %s)", kind, faultKindList())
+		return f, false
 	}
-	allowed := []string{"kind", "phase", "after", "duration", "sensor", "defect"}
-	params := autoclave.FaultParams(f.Kind)
-	allowed = append(allowed, params...)
-	m, keys, err := p.mapping(n, "a "+kind+" fault", allowed)
-	if err != nil {
-		return f, err
+	before := len(p.Problems)
+	fields := []strictyaml.Field{
+		{Key: "kind", Decode: func(*yaml.Node, string) {}},
+		{Key: "phase", Decode: func(v *yaml.Node, vp string) {
+			if s, ok := p.Text(v, vp); ok {
+				ph, err := autoclave.PhaseByName(s)
+				if err != nil {
+					p.Failf(v, vp, "%v", err)
+					return
+				}
+				f.SetPhase(ph)
+			}
+		}},
+		{Key: "after", Decode: func(v *yaml.Node, vp string) {
+			if d, ok := p.Duration(v, vp, 0, 0); ok {
+				f.SetAfter(d.Seconds())
+			}
+		}},
+		{Key: "duration", Decode: func(v *yaml.Node, vp string) {
+			if d, ok := p.Duration(v, vp, 0, 0); ok {
+				f.DurationS = d.Seconds()
+			}
+		}},
+		{Key: "sensor", Decode: p.SetStr(&f.Sensor)},
+		{Key: "defect", Decode: p.SetStr(&f.Defect)},
 	}
-	for _, k := range keys {
-		v := m[k.Value]
-		switch k.Value {
-		case "kind":
-		case "phase":
-			s, err := p.scalar(v, "phase")
-			if err != nil {
-				return f, err
+	for _, param := range autoclave.FaultParams(f.Kind) {
+		fields = append(fields, strictyaml.Field{Key: param, Decode: func(v *yaml.Node, vp string) {
+			x, ok := p.Number(v, vp)
+			if !ok {
+				return
 			}
-			ph, err := autoclave.PhaseByName(s)
-			if err != nil {
-				return f, p.errf(v, "phase: %v", err)
-			}
-			f.SetPhase(ph)
-		case "after":
-			d, err := p.duration(v, "after")
-			if err != nil {
-				return f, err
-			}
-			f.SetAfter(d.Seconds())
-		case "duration":
-			d, err := p.duration(v, "duration")
-			if err != nil {
-				return f, err
-			}
-			f.DurationS = d.Seconds()
-		case "sensor":
-			if f.Sensor, err = p.scalar(v, "sensor"); err != nil {
-				return f, err
-			}
-		case "defect":
-			if f.Defect, err = p.scalar(v, "defect"); err != nil {
-				return f, err
-			}
-		default:
-			x, err := p.number(v, k.Value)
-			if err != nil {
-				return f, err
+			if x < 0 {
+				p.Failf(v, vp, "%s is negative: a fault parameter is a size, at least 0", strictyaml.Deref(v).Value)
+				return
 			}
 			if f.Params == nil {
 				f.Params = map[string]float64{}
 			}
-			f.Params[k.Value] = x
-		}
+			f.Params[param] = x
+		}})
+	}
+	p.Mapping(n, path, fields...)
+	if len(p.Problems) > before {
+		return f, false
 	}
 	check := f
 	if err := check.Normalize(); err != nil {
-		return f, p.errf(n, "%s fault: %v", kind, err)
+		p.Failf(n, path, "%s fault: %v", kind, err)
+		return f, false
 	}
-	return f, nil
+	return f, true
 }
 
 func faultKindList() string {
@@ -490,67 +354,66 @@ func faultKindList() string {
 
 var commKinds = []CommKind{CommSlow, CommDrop, CommSilence, CommException, CommCorrupt}
 
-func (p parser) comm(n *yaml.Node) (CommFault, error) {
-	m, _, err := p.mapping(n, "a comm fault", []string{"kind", "at", "duration", "delay", "exception", "every"})
-	if err != nil {
-		return CommFault{}, err
-	}
+func (p parser) comm(n *yaml.Node, path string) CommFault {
 	c := CommFault{Every: 1}
-	kn, ok := m["kind"]
-	if !ok {
-		return c, p.errf(n, "comm fault without kind: (slow, drop, silence, exception or corrupt)")
+	nodes := map[string]*yaml.Node{}
+	keep := func(key string) strictyaml.Decode {
+		return func(v *yaml.Node, _ string) { nodes[key] = v }
 	}
-	kind, err := p.scalar(kn, "kind")
-	if err != nil {
-		return c, err
+	p.Mapping(n, path,
+		strictyaml.Field{Key: "kind", Decode: keep("kind")},
+		strictyaml.Field{Key: "at", Decode: p.SetDuration(&c.At, 0)},
+		strictyaml.Field{Key: "duration", Decode: func(v *yaml.Node, vp string) {
+			nodes["duration"] = v
+			p.SetDuration(&c.Duration, 0)(v, vp)
+		}},
+		strictyaml.Field{Key: "delay", Decode: func(v *yaml.Node, vp string) {
+			nodes["delay"] = v
+			p.SetDuration(&c.Delay, 0)(v, vp)
+		}},
+		strictyaml.Field{Key: "exception", Decode: func(v *yaml.Node, vp string) {
+			nodes["exception"] = v
+			if e, ok := p.Int(v, vp, 1, 11); ok {
+				c.Exception = byte(e)
+			}
+		}},
+		strictyaml.Field{Key: "every", Decode: func(v *yaml.Node, vp string) {
+			nodes["every"] = v
+			p.SetInt(&c.Every, 1, 1000000)(v, vp)
+		}},
+	)
+	if n.Kind != yaml.MappingNode {
+		return c
+	}
+	kn, ok := nodes["kind"]
+	if !ok {
+		p.Failf(n, path+".kind", "is missing: slow, drop, silence, exception or corrupt")
+		return c
+	}
+	kind, ok := p.Text(kn, path+".kind")
+	if !ok {
+		return c
 	}
 	c.Kind = CommKind(kind)
 	if !slices.Contains(commKinds, c.Kind) {
-		return c, p.errf(kn, "kind: %q is not slow, drop, silence, exception or corrupt", kind)
+		p.Failf(kn, path+".kind", "%q is not slow, drop, silence, exception or corrupt", kind)
+		return c
 	}
-	if v, ok := m["at"]; ok {
-		if c.At, err = p.duration(v, "at"); err != nil {
-			return c, err
-		}
+	if _, ok := nodes["duration"]; !ok {
+		p.Failf(n, path+".duration", "is missing: how long the %s fault lasts", kind)
 	}
-	dn, ok := m["duration"]
-	if !ok {
-		return c, p.errf(n, "%s comm fault without duration:", kind)
-	}
-	if c.Duration, err = p.duration(dn, "duration"); err != nil {
-		return c, err
-	}
-	if v, ok := m["delay"]; ok {
-		if c.Kind != CommSlow {
-			return c, p.errf(v, "delay applies only to slow, not %s", kind)
-		}
-		if c.Delay, err = p.duration(v, "delay"); err != nil {
-			return c, err
-		}
-	} else if c.Kind == CommSlow {
+	if v, ok := nodes["delay"]; ok && c.Kind != CommSlow {
+		p.Failf(v, path+".delay", "applies only to slow, not %s", kind)
+	} else if !ok && c.Kind == CommSlow {
 		c.Delay = 500 * time.Millisecond
 	}
-	if v, ok := m["exception"]; ok {
-		if c.Kind != CommException {
-			return c, p.errf(v, "exception applies only to kind exception, not %s", kind)
-		}
-		e, err := p.integer(v, "exception", 1, 11)
-		if err != nil {
-			return c, err
-		}
-		c.Exception = byte(e)
-	} else if c.Kind == CommException {
+	if v, ok := nodes["exception"]; ok && c.Kind != CommException {
+		p.Failf(v, path+".exception", "applies only to kind exception, not %s", kind)
+	} else if !ok && c.Kind == CommException {
 		c.Exception = 6 // server device busy
 	}
-	if v, ok := m["every"]; ok {
-		if c.Kind != CommDrop && c.Kind != CommCorrupt {
-			return c, p.errf(v, "every applies only to drop and corrupt, not %s", kind)
-		}
-		e, err := p.integer(v, "every", 1, 1000000)
-		if err != nil {
-			return c, err
-		}
-		c.Every = int(e)
+	if v, ok := nodes["every"]; ok && c.Kind != CommDrop && c.Kind != CommCorrupt {
+		p.Failf(v, path+".every", "applies only to drop and corrupt, not %s", kind)
 	}
-	return c, nil
+	return c
 }

@@ -84,25 +84,28 @@ devices:
 // Every mistake names the file, the line and the offending key or value.
 func TestParseErrors(t *testing.T) {
 	cases := []struct{ yaml, want string }{
-		{"devices:\n  - device: 1\n    colour: red\n", `bad.yaml:3: unknown key "colour" in a device`},
-		{"pauses: 1m\ndevices: []\n", `bad.yaml:1: unknown key "pauses"`},
-		{"devices:\n  - device: 1\n    cycles:\n      - program: 135-quick\n", `bad.yaml:4: program: unknown program "135-quick"`},
-		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: meteor}]\n", `bad.yaml:5: kind: "meteor" is not a fault`},
-		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: ncg, depth_k: 2}]\n", `bad.yaml:5: unknown key "depth_k" in a ncg fault`},
+		{"devices:\n  - device: 1\n    colour: red\n", `bad.yaml:3: devices[0].colour: unknown key (allowed here: device, cycles, repeat, pause, counter_start, comm)`},
+		{"pauses: 1m\ndevices: []\n", `bad.yaml:1: pauses: unknown key (allowed here: pause, devices)`},
+		{"devices:\n  - device: 1\n    cycles:\n      - program: 135-quick\n", `bad.yaml:4: devices[0].cycles[0].program: unknown program "135-quick"`},
+		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: meteor}]\n", `bad.yaml:5: devices[0].cycles[0].faults[0].kind: "meteor" is not a fault`},
+		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: ncg, depth_k: 2}]\n", `bad.yaml:5: devices[0].cycles[0].faults[0].depth_k: unknown key (allowed here: kind, phase, after, duration, sensor, defect, fraction)`},
 		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: temp_sag, phase: boiling}]\n", `unknown phase "boiling"`},
-		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: temp_sag, after: soon}]\n", `after: "soon" is not a duration`},
-		{"devices:\n  - device: 1\n    comm: [{kind: slow}]\n", `bad.yaml:3: slow comm fault without duration`},
-		{"devices:\n  - device: 1\n    comm: [{kind: drop, duration: 1m, delay: 1s}]\n", `delay applies only to slow`},
-		{"devices:\n  - device: 1\n  - device: 1\n", `bad.yaml:3: device 1 is listed twice`},
-		{"devices:\n  - device: zero\n", `device: "zero" is not default or a number`},
-		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        count: -2\n", `count: "-2" is not a whole number`},
-		{"pause: 1m\n", `has no devices list`},
+		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        faults: [{kind: temp_sag, after: soon}]\n", `faults[0].after: "soon" is not a duration`},
+		{"devices:\n  - device: 1\n    comm: [{kind: slow}]\n", `bad.yaml:3: devices[0].comm[0].duration: is missing`},
+		{"devices:\n  - device: 1\n    comm: [{kind: drop, duration: 1m, delay: 1s}]\n", `devices[0].comm[0].delay: applies only to slow, not drop`},
+		{"devices:\n  - device: 1\n  - device: 1\n", `bad.yaml:3: devices[1].device: 1 is already listed as devices[0]`},
+		{"devices:\n  - device: zero\n", `bad.yaml:2: devices[0].device: "zero" is not default or a number`},
+		{"devices:\n  - device: 1\n    cycles:\n      - program: 134-porous\n        count: -2\n", `bad.yaml:5: devices[0].cycles[0].count: -2 is out of range (1 to 100000)`},
+		{"pause: 1m\n", `bad.yaml:1: devices: is missing`},
 		{"", `the scenario is empty`},
-		{"devices: [\n", `bad.yaml`},
-		{"devices: []\n---\ndevices: []\n", `only one YAML document`},
+		{"devices: [\n", `bad.yaml:1: not valid YAML`},
+		{"devices: []\n---\ndevices: []\n", `bad.yaml:3: only one YAML document is allowed`},
 	}
 	for _, c := range cases {
 		_, err := Parse("bad.yaml", []byte(c.yaml))
+		if err != nil && !strings.HasPrefix(err.Error(), "bad.yaml:") && c.yaml != "" {
+			t.Errorf("%q: error %v does not name the file and line", c.yaml, err)
+		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v, want it to contain %q", c.yaml, err, c.want)
 		}
@@ -138,4 +141,15 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// All the mistakes of a file are reported at once, in file order.
+func TestParseReportsEveryMistake(t *testing.T) {
+	_, err := Parse("bad.yaml", []byte("devices:\n  - device: 1\n    colour: red\n    repeat: sometimes\n  - device: 2\n    comm: [{kind: slow}]\n"))
+	want := `bad.yaml:3: devices[0].colour: unknown key (allowed here: device, cycles, repeat, pause, counter_start, comm)
+bad.yaml:4: devices[0].repeat: "sometimes" is not true or false
+bad.yaml:6: devices[1].comm[0].duration: is missing: how long the slow fault lasts`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
 }

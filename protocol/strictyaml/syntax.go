@@ -1,18 +1,18 @@
-// Package yamlsyntax puts a YAML syntax error on the line where the file
-// went wrong. The config, profile and template readers all report it so,
-// because "line 4" for a mistake on line 7 sends a commissioning engineer
-// to the wrong place.
-//
-// go.yaml.in/yaml/v3 reports, for most parser errors, the line *before*
-// the one where the enclosing construct began (it prints a zero-based
-// line as if it were one-based) instead of the line of the problem: a
-// badly indented key on line 7 of a device list that begins on line 5 is
-// reported at line 4. Its scanner errors (a tab, a missing colon, an
-// unclosed quote) are on the right line.
-package yamlsyntax
+package strictyaml
+
+// Syntax errors: go.yaml.in/yaml/v3 reports, for most parser errors, the
+// line *before* the one where the enclosing construct began (it prints a
+// zero-based line as if it were one-based) instead of the line of the
+// problem: a badly indented key on line 7 of a device list that begins on
+// line 5 is reported at line 4. Its scanner errors (a tab, a missing
+// colon, an unclosed quote) are on the right line. "line 4" for a mistake
+// on line 7 sends a commissioning engineer to the wrong place, so Locate
+// finds the right one.
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -47,13 +47,27 @@ func Locate(data []byte, err error) (line int, msg string) {
 	end := 0
 	for i, l := range lines {
 		end += len(l)
-		var n yaml.Node
-		e := yaml.Unmarshal(data[:end], &n)
+		e := decodeAll(data[:end])
 		if e != nil && messageOf(e) == msg {
 			return i + 1, msg
 		}
 	}
 	return max(reported, 1), msg
+}
+
+// decodeAll decodes every document of data, as Parse does, and returns
+// the first error.
+func decodeAll(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 func messageOf(err error) string {

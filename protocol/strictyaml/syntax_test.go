@@ -1,4 +1,4 @@
-package yamlsyntax
+package strictyaml
 
 import (
 	"testing"
