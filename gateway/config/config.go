@@ -130,7 +130,26 @@ type MQTT struct {
 	// take to come back on the gateway's own subscription before it is
 	// published again and an alarm raised.
 	ConfirmTimeout time.Duration
+	// Receipts says what the gateway does with an archive's receipts
+	// (docs/fleet.md): ReceiptsOff ignores them, ReceiptsExpected marks
+	// entries archived and raises an alarm when none come,
+	// ReceiptsRequired also publishes again what stays unarchived and
+	// prunes only archived entries.
+	Receipts string
+	// ReceiptsAlarmAfter raises the receipts_missing alarm once the oldest
+	// unarchived entry is older (expected and required).
+	ReceiptsAlarmAfter time.Duration
+	// ReceiptsRepublishAfter is how long a delivered entry may stay
+	// unarchived before it is published again (required).
+	ReceiptsRepublishAfter time.Duration
 }
+
+// Values of mqtt.receipts.
+const (
+	ReceiptsOff      = "off"
+	ReceiptsExpected = "expected"
+	ReceiptsRequired = "required"
+)
 
 // TLS configures the broker connection's TLS; all paths empty means the
 // system roots (for tls:// brokers) and no client certificate.
@@ -217,6 +236,11 @@ const (
 	// DefaultConfirmTimeout: a record that does not come back within it
 	// is published again.
 	DefaultConfirmTimeout = 30 * time.Second
+	// An archive that has kept nothing for an hour is worth a look; an
+	// entry unarchived for a quarter of an hour is sent again (a broker
+	// restart or a denied topic lost it).
+	DefaultReceiptsAlarmAfter     = time.Hour
+	DefaultReceiptsRepublishAfter = 15 * time.Minute
 	DefaultRetention      = 3650 * 24 * time.Hour // ten years of records
 	// A broker outage of a minute is worth a look; a device needs longer:
 	// a sterilizer switched off between cycles is offline on purpose.
@@ -262,14 +286,36 @@ func Parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-func parse(file string, data []byte) (*Config, error) {
+// readRoot reads data as YAML and returns its top node; example names the
+// example file an empty file is pointed to.
+func readRoot(file string, data []byte, example string) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		line, msg := yamlsyntax.Locate(data, err)
 		return nil, &Error{File: file, Line: line, Msg: "not valid YAML: " + msg}
 	}
 	if len(root.Content) == 0 {
-		return nil, &Error{File: file, Msg: "the file is empty; see sterigate.example.yaml"}
+		return nil, &Error{File: file, Msg: "the file is empty; see " + example}
+	}
+	return &root, nil
+}
+
+// finish sorts the decoder's errors into file order, so the list reads top
+// to bottom like the file, and joins them.
+func (d *decoder) finish() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(d.errs, func(i, j int) bool {
+		return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line
+	})
+	return errors.Join(d.errs...)
+}
+
+func parse(file string, data []byte) (*Config, error) {
+	root, err := readRoot(file, data, "sterigate.example.yaml")
+	if err != nil {
+		return nil, err
 	}
 	d := &decoder{file: file, lines: map[string]int{}}
 	c := &Config{File: file, lines: d.lines}
@@ -286,12 +332,8 @@ func parse(file string, data []byte) (*Config, error) {
 	)
 	c.applyDefaults()
 	d.validate(root.Content[0], c)
-	if len(d.errs) > 0 {
-		// In file order, so the list reads top to bottom like the file.
-		sort.SliceStable(d.errs, func(i, j int) bool {
-			return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line
-		})
-		return c, errors.Join(d.errs...)
+	if err := d.finish(); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -350,6 +392,9 @@ func (d *decoder) mqtt(n *yaml.Node, path string, m *MQTT) {
 		field{"keepalive", d.duration(&m.KeepAlive, time.Second)},
 		field{"inflight", d.integer(&m.Inflight, 1, 1024)},
 		field{"confirm_timeout", d.duration(&m.ConfirmTimeout, time.Second)},
+		field{"receipts", d.str(&m.Receipts)},
+		field{"receipts_alarm_after", d.duration(&m.ReceiptsAlarmAfter, time.Second)},
+		field{"receipts_republish_after", d.duration(&m.ReceiptsRepublishAfter, time.Second)},
 		field{"tls", func(n *yaml.Node, p string) {
 			d.mapping(n, p,
 				field{"ca_file", d.str(&m.TLS.CAFile)},
@@ -408,20 +453,10 @@ func (c *Config) applyDefaults() {
 	if c.Gateway.Readiness.DeviceOffline == 0 {
 		c.Gateway.Readiness.DeviceOffline = DefaultDeviceOffline
 	}
-	if c.MQTT.TopicRoot == "" {
-		c.MQTT.TopicRoot = DefaultTopicRoot
-	}
-	if c.MQTT.ClientID == "" && c.Gateway.ID != "" {
-		c.MQTT.ClientID = "sterigate-" + c.Gateway.ID
-	}
-	if c.MQTT.KeepAlive == 0 {
-		c.MQTT.KeepAlive = DefaultKeepAlive
-	}
-	if c.MQTT.Inflight == 0 {
-		c.MQTT.Inflight = DefaultInflight
-	}
-	if c.MQTT.ConfirmTimeout == 0 {
-		c.MQTT.ConfirmTimeout = DefaultConfirmTimeout
+	if c.Gateway.ID != "" {
+		c.MQTT.applyDefaults("sterigate-" + c.Gateway.ID)
+	} else {
+		c.MQTT.applyDefaults("")
 	}
 	for i := range c.Devices {
 		dev := &c.Devices[i]
@@ -463,6 +498,35 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// applyDefaults fills the mqtt block's defaults; clientID is the default
+// client id ("" leaves it empty).
+func (m *MQTT) applyDefaults(clientID string) {
+	if m.TopicRoot == "" {
+		m.TopicRoot = DefaultTopicRoot
+	}
+	if m.ClientID == "" {
+		m.ClientID = clientID
+	}
+	if m.KeepAlive == 0 {
+		m.KeepAlive = DefaultKeepAlive
+	}
+	if m.Inflight == 0 {
+		m.Inflight = DefaultInflight
+	}
+	if m.ConfirmTimeout == 0 {
+		m.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if m.Receipts == "" {
+		m.Receipts = ReceiptsOff
+	}
+	if m.ReceiptsAlarmAfter == 0 {
+		m.ReceiptsAlarmAfter = DefaultReceiptsAlarmAfter
+	}
+	if m.ReceiptsRepublishAfter == 0 {
+		m.ReceiptsRepublishAfter = DefaultReceiptsRepublishAfter
+	}
+}
+
 // validate checks what each key means together with the others. It finds
 // the node of a key again to name its line.
 func (d *decoder) validate(root *yaml.Node, c *Config) {
@@ -500,7 +564,19 @@ func (d *decoder) validate(root *yaml.Node, c *Config) {
 		}
 	}
 
-	m := c.MQTT
+	d.validateMQTT(root, c.MQTT)
+
+	ids := map[string]int{}
+	for i, dev := range c.Devices {
+		d.validateDevice(root, i, dev, ids)
+	}
+	d.validateBuses(root, c.Devices)
+}
+
+// validateMQTT checks the mqtt block, which the gateway's and the
+// archive's files share.
+func (d *decoder) validateMQTT(root *yaml.Node, m MQTT) {
+	at := func(path ...string) *yaml.Node { return lookup(root, path...) }
 	if len(m.Brokers) == 0 {
 		d.fail(at("mqtt"), "mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
 	}
@@ -536,15 +612,14 @@ func (d *decoder) validate(root *yaml.Node, c *Config) {
 	if m.PasswordFile != "" && m.PasswordEnv != "" {
 		d.fail(at("mqtt", "password_env"), "mqtt.password_env", "give password_file or password_env, not both")
 	}
+	switch m.Receipts {
+	case ReceiptsOff, ReceiptsExpected, ReceiptsRequired:
+	default:
+		d.fail(at("mqtt", "receipts"), "mqtt.receipts", "%q is not one of off, expected, required", m.Receipts)
+	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		d.fail(at("mqtt", "tls"), "mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
 	}
-
-	ids := map[string]int{}
-	for i, dev := range c.Devices {
-		d.validateDevice(root, i, dev, ids)
-	}
-	d.validateBuses(root, c.Devices)
 }
 
 func (d *decoder) validateDevice(root *yaml.Node, i int, dev Device, ids map[string]int) {
