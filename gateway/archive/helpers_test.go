@@ -20,12 +20,12 @@ const testRoot = "sterigate"
 // deviceChain writes one device's journal entries the way a gateway
 // does: seq, prev_hash, signatures on cycle records and events.
 type deviceChain struct {
-	t                      testing.TB
-	site, gateway, device  string
-	signer                 *evidence.Signer
-	seq                    uint64
-	prev                   string
-	hashes                 map[uint64]string
+	t                     testing.TB
+	site, gateway, device string
+	signer                *evidence.Signer
+	seq                   uint64
+	prev                  string
+	hashes                map[uint64]string
 }
 
 func newChain(t testing.TB, site, gateway, device string, seed byte) *deviceChain {

@@ -120,7 +120,7 @@ func TestStoreExplainedGaps(t *testing.T) {
 	storeKey(t, s, c)
 	var msgs []Message
 	msgs = append(msgs, c.next("cycle", nil), c.next("telemetry", nil)) // 1, 2
-	c.seq += 2                                                         // 3, 4 thinned
+	c.seq += 2                                                          // 3, 4 thinned
 	msgs = append(msgs, c.next("event", map[string]any{"kind": "gap", "from_seq": 3, "to_seq": 4}))
 	lastGood, lastHash := c.seq, c.prev
 	c.seq += 3 // 6-8 lost with a damaged journal

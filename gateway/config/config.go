@@ -241,7 +241,7 @@ const (
 	// restart or a denied topic lost it).
 	DefaultReceiptsAlarmAfter     = time.Hour
 	DefaultReceiptsRepublishAfter = 15 * time.Minute
-	DefaultRetention      = 3650 * 24 * time.Hour // ten years of records
+	DefaultRetention              = 3650 * 24 * time.Hour // ten years of records
 	// A broker outage of a minute is worth a look; a device needs longer:
 	// a sterilizer switched off between cycles is offline on purpose.
 	DefaultBrokerUnreachable = 60 * time.Second
