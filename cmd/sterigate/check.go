@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 
 	"github.com/sterigate/sterigate/gateway/config"
@@ -34,6 +35,9 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("check: unexpected argument %q", fs.Arg(0))}
+	}
+	if data, err := os.ReadFile(*configPath); err == nil && config.FileKind(data) == config.KindArchive {
+		return checkArchiveFile(*configPath, stdout, stderr)
 	}
 	cfg, err := loadAndValidate(*configPath, stderr)
 	if err != nil {

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 func TestOpenMigratesTwice(t *testing.T) {
@@ -191,5 +192,42 @@ func TestStoreChainProblems(t *testing.T) {
 	// Redelivered: nothing new is alarmed.
 	if res := storeAll(t, s, m2, m3); len(res.Alarms) != 0 {
 		t.Fatalf("redelivery alarmed again: %+v", res.Alarms)
+	}
+}
+
+// A hole is a gap only once it stayed open past the delay; recorded once,
+// alarmed once, and filled when the entries come late.
+func TestSweepGaps(t *testing.T) {
+	s, _ := openStore(t, StoreOptions{})
+	c := newChain(t, "dax", "gw1", "ac1", 1)
+	storeKey(t, s, c)
+	m1, m2, m3 := c.next("cycle", nil), c.next("telemetry", nil), c.next("event", nil)
+	storeAll(t, s, m1, m3)
+	ctx := context.Background()
+	alarms, err := s.SweepGaps(ctx, "a1", time.Hour)
+	if err != nil || len(alarms) != 0 {
+		t.Fatalf("a hole younger than the delay was alarmed: %+v %v", alarms, err)
+	}
+	for range 2 {
+		alarms, err = s.SweepGaps(ctx, "a1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alarms) > 0 {
+			break
+		}
+	}
+	if len(alarms) != 1 || alarms[0].FromSeq != 2 || alarms[0].ToSeq != 2 || alarms[0].Code != "missing" || alarms[0].Gateway != "gw1" {
+		t.Fatalf("alarms %+v, want missing seq 2", alarms)
+	}
+	if again, _ := s.SweepGaps(ctx, "a1", 0); len(again) != 0 {
+		t.Fatalf("alarmed twice: %+v", again)
+	}
+	storeAll(t, s, m2)
+	if n := count(t, s, `SELECT count(*) FROM gaps WHERE state = 'filled'`); n != 1 {
+		t.Fatalf("the late entry did not fill the gap")
+	}
+	if st := storedThrough(t, s, "dax", "ac1"); st != 3 {
+		t.Fatalf("stored_through %d, want 3", st)
 	}
 }
