@@ -21,21 +21,6 @@ type Message struct {
 	Payload []byte
 }
 
-// Receipt is what the archive tells a gateway after a commit: per device,
-// the highest seq up to which every entry is stored or explained by a gap
-// or journal_break event (docs/mqtt.md#receipts).
-type Receipt struct {
-	Schema  string            `json:"schema"`
-	Archive string            `json:"archive"`
-	At      time.Time         `json:"at"`
-	Site    string            `json:"-"`
-	Gateway string            `json:"-"`
-	Devices map[string]uint64 `json:"devices"`
-}
-
-// ReceiptSchema names version 1 of the receipt payload.
-const ReceiptSchema = "sterigate.receipt.v1"
-
 // AlarmSchema names version 1 of the archive alarm payload.
 const AlarmSchema = "sterigate.archive_alarm.v1"
 

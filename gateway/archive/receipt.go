@@ -7,12 +7,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sterigate/sterigate/protocol"
 	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
 // Receipt reads the high-water marks of a gateway's devices.
-func (s *Store) Receipt(ctx context.Context, g GatewayRef, archiveID string) (Receipt, error) {
-	r := Receipt{Schema: ReceiptSchema, Archive: archiveID, At: time.Now().UTC(), Site: g.Site, Gateway: g.Gateway, Devices: map[string]uint64{}}
+func (s *Store) Receipt(ctx context.Context, g GatewayRef, archiveID string) (protocol.Receipt, error) {
+	r := protocol.Receipt{Schema: protocol.ReceiptSchema, Archive: archiveID, At: time.Now().UTC(), Devices: map[string]uint64{}}
 	rows, err := s.pool.Query(ctx, `SELECT device, stored_through FROM devices WHERE site = $1 AND gateway = $2`, g.Site, g.Gateway)
 	if err != nil {
 		return r, err

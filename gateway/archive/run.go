@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/sterigate/sterigate/gateway/mqttpub"
+	"github.com/sterigate/sterigate/protocol"
 )
 
 // Options configure an Archive.
@@ -84,16 +85,6 @@ func (a *Archive) Filters() map[string]byte {
 		"$share/" + g + "/" + r + "/+/+/telemetry": 1,
 		r + "/+/gateway/+/key":                     1,
 	}
-}
-
-// ReceiptTopic is where a gateway's receipts go.
-func ReceiptTopic(root, site, gateway string) string {
-	return strings.Join([]string{root, site, "gateway", gateway, "receipt"}, "/")
-}
-
-// AlarmTopic is where an archive instance's alarms about a site go.
-func AlarmTopic(root, site, archiveID string) string {
-	return strings.Join([]string{root, site, "archive", archiveID, "alarm"}, "/")
 }
 
 // Run connects, stores and reconnects until ctx ends.
@@ -298,7 +289,7 @@ func (a *Archive) storeKey(ctx context.Context, client paho.Client, m paho.Messa
 func (a *Archive) publishReceipts(ctx context.Context, client paho.Client, gateways []GatewayRef) error {
 	var toks []paho.Token
 	for _, g := range gateways {
-		var r Receipt
+		var r protocol.Receipt
 		if err := a.retry(ctx, "reading a receipt", func() error {
 			var err error
 			r, err = a.store.Receipt(ctx, g, a.opts.ID)
@@ -307,7 +298,7 @@ func (a *Archive) publishReceipts(ctx context.Context, client paho.Client, gatew
 			return err
 		}
 		b, _ := json.Marshal(r)
-		toks = append(toks, client.Publish(ReceiptTopic(a.opts.TopicRoot, g.Site, g.Gateway), 1, false, b))
+		toks = append(toks, client.Publish(protocol.Topics{Root: a.opts.TopicRoot, Site: g.Site}.GatewayReceipt(g.Gateway), 1, false, b))
 	}
 	for _, tok := range toks {
 		if err := mqttpub.Wait(ctx, tok, a.opts.AckTimeout); err != nil {
@@ -325,7 +316,7 @@ func (a *Archive) publishAlarms(ctx context.Context, client paho.Client, alarms 
 			continue
 		}
 		b, _ := json.Marshal(al)
-		tok := client.Publish(AlarmTopic(a.opts.TopicRoot, al.Site, a.opts.ID), 1, false, b)
+		tok := client.Publish(protocol.Topics{Root: a.opts.TopicRoot, Site: al.Site}.ArchiveAlarm(a.opts.ID), 1, false, b)
 		if err := mqttpub.Wait(ctx, tok, a.opts.AckTimeout); err != nil {
 			a.log.Warn("archive alarm not acknowledged by the broker (it is in the log and the chain_problems table)", "err", err)
 		}

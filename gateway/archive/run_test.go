@@ -15,6 +15,7 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/mqttpub"
 	"github.com/sterigate/sterigate/gateway/mqttpub/brokertest"
+	"github.com/sterigate/sterigate/protocol"
 )
 
 func plainBroker(t *testing.T) *brokertest.Broker {
@@ -71,9 +72,9 @@ func newGatewayClient(t *testing.T, broker *brokertest.Broker, site, gateway str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.client.Disconnect(0) })
-	tok := g.client.Subscribe(ReceiptTopic(testRoot, site, gateway), 1, func(_ paho.Client, m paho.Message) {
-		var r Receipt
-		if json.Unmarshal(m.Payload(), &r) != nil || r.Schema != ReceiptSchema {
+	tok := g.client.Subscribe(protocol.Topics{Root: testRoot, Site: site}.GatewayReceipt(gateway), 1, func(_ paho.Client, m paho.Message) {
+		var r protocol.Receipt
+		if json.Unmarshal(m.Payload(), &r) != nil || r.Schema != protocol.ReceiptSchema {
 			t.Errorf("bad receipt %s", m.Payload())
 			return
 		}

@@ -107,8 +107,20 @@ func newConfirmState() confirmState {
 func (s *sessionState) subscribeOwnTopics(wg *sync.WaitGroup, ctx context.Context) {
 	p := s.p
 	filters := map[string]byte{p.topics.Cycle("+"): 1, p.topics.Event("+"): 1}
+	receiptTopic := p.topics.GatewayReceipt(p.opts.Gateway)
+	if p.receiptsOn() {
+		filters[receiptTopic] = 1
+	}
 	book := s.confirm.echo
-	tok := s.client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) { book.add(m.Payload()) })
+	tok := s.client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
+		if m.Topic() == receiptTopic {
+			if err := p.receipts.add(m.Payload()); err != nil {
+				p.log.Warn("mqtt: a message on the receipt topic is not a receipt", "topic", receiptTopic, "err", err)
+			}
+			return
+		}
+		book.add(m.Payload())
+	})
 	refused := s.confirm.refused
 	wg.Go(func() {
 		if err := waitToken(ctx, tok, p.opts.AckTimeout); err != nil {
@@ -222,6 +234,9 @@ func (p *Publisher) Alarms() []string {
 	alarms := p.j.Alarms()
 	if p.unconfirmed.Load() > 0 {
 		alarms = append(alarms, AlarmUnconfirmed)
+	}
+	if p.receiptsAlarm.Load() {
+		alarms = append(alarms, AlarmReceiptsMissing)
 	}
 	return alarms
 }
