@@ -58,8 +58,8 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	store, err := archive.Open(ctx, url, archive.StoreOptions{Telemetry: cfg.Archive.Telemetry})
-	if err != nil {
+	store, err := openArchiveStore(ctx, url, cfg, log)
+	if err != nil || store == nil {
 		return err
 	}
 	defer store.Close()
@@ -72,6 +72,29 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	log.Info("archive starting", "id", cfg.Archive.ID, "group", cfg.Archive.Group, "brokers", cfg.MQTT.Brokers, "telemetry", cfg.Archive.Telemetry)
 	return a.Run(ctx)
+}
+
+// openArchiveStore opens the database, waiting for it while it cannot be
+// reached (an archive started with, or before, its database). A mistake
+// that waiting cannot cure (a schema newer than this sterigate) ends it.
+// It returns nil, nil when ctx ends first.
+func openArchiveStore(ctx context.Context, url string, cfg *config.ArchiveConfig, log *slog.Logger) (*archive.Store, error) {
+	for attempt := 0; ; attempt++ {
+		store, err := archive.Open(ctx, url, archive.StoreOptions{Telemetry: cfg.Archive.Telemetry})
+		if err == nil {
+			return store, nil
+		}
+		if errors.Is(err, archive.ErrSchemaTooNew) {
+			return nil, err
+		}
+		delay := min(250*time.Millisecond<<min(attempt, 5), 10*time.Second)
+		log.Warn("archive: PostgreSQL not ready; trying again", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(delay):
+		}
+	}
 }
 
 // archiveConnectorOptions are the MQTT settings of an archive; the

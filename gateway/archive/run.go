@@ -259,7 +259,7 @@ func (a *Archive) storeBatch(ctx context.Context, client paho.Client, batch []pa
 	for _, m := range batch {
 		m.Ack()
 	}
-	a.publishAlarms(ctx, client, res.Alarms)
+	a.publishAlarms(client, res.Alarms)
 	if err := a.publishReceipts(ctx, client, res.Gateways); err != nil {
 		return err
 	}
@@ -279,15 +279,16 @@ func (a *Archive) storeKey(ctx context.Context, client paho.Client, m paho.Messa
 		return err
 	}
 	m.Ack()
-	a.publishAlarms(ctx, client, alarms)
+	a.publishAlarms(client, alarms)
 	return nil
 }
 
-// publishReceipts tells each gateway how far its devices are stored. A
-// receipt lost on the way is replaced by the next one: each carries the
-// whole high-water mark.
+// publishReceipts tells each gateway how far its devices are stored. It
+// does not wait for the PUBACKs: with a persistent session paho never
+// completes a token whose connection was lost (the loop learns of the loss
+// from the connection-lost handler instead), and a receipt lost on the way
+// is made good by the next, since each carries the whole mark.
 func (a *Archive) publishReceipts(ctx context.Context, client paho.Client, gateways []GatewayRef) error {
-	var toks []paho.Token
 	for _, g := range gateways {
 		var r protocol.Receipt
 		if err := a.retry(ctx, "reading a receipt", func() error {
@@ -298,17 +299,15 @@ func (a *Archive) publishReceipts(ctx context.Context, client paho.Client, gatew
 			return err
 		}
 		b, _ := json.Marshal(r)
-		toks = append(toks, client.Publish(protocol.Topics{Root: a.opts.TopicRoot, Site: g.Site}.GatewayReceipt(g.Gateway), 1, false, b))
-	}
-	for _, tok := range toks {
-		if err := mqttpub.Wait(ctx, tok, a.opts.AckTimeout); err != nil {
-			return fmt.Errorf("receipt not acknowledged: %w", err)
-		}
+		client.Publish(protocol.Topics{Root: a.opts.TopicRoot, Site: g.Site}.GatewayReceipt(g.Gateway), 1, false, b)
 	}
 	return nil
 }
 
-func (a *Archive) publishAlarms(ctx context.Context, client paho.Client, alarms []Alarm) {
+// publishAlarms logs the alarms and publishes them, without waiting for
+// the PUBACKs (see publishReceipts): they are also in chain_problems and
+// conflicts.
+func (a *Archive) publishAlarms(client paho.Client, alarms []Alarm) {
 	for _, al := range alarms {
 		a.log.Error("archive alarm", "code", al.Code, "site", al.Site, "gateway", al.Gateway, "device", al.Device,
 			"from_seq", al.FromSeq, "to_seq", al.ToSeq, "id", al.ID, "text", al.Text)
@@ -316,10 +315,7 @@ func (a *Archive) publishAlarms(ctx context.Context, client paho.Client, alarms 
 			continue
 		}
 		b, _ := json.Marshal(al)
-		tok := client.Publish(protocol.Topics{Root: a.opts.TopicRoot, Site: al.Site}.ArchiveAlarm(a.opts.ID), 1, false, b)
-		if err := mqttpub.Wait(ctx, tok, a.opts.AckTimeout); err != nil {
-			a.log.Warn("archive alarm not acknowledged by the broker (it is in the log and the chain_problems table)", "err", err)
-		}
+		client.Publish(protocol.Topics{Root: a.opts.TopicRoot, Site: al.Site}.ArchiveAlarm(a.opts.ID), 1, false, b)
 	}
 }
 
@@ -343,6 +339,6 @@ func (a *Archive) sweep(ctx context.Context, client paho.Client) {
 			a.log.Warn("archive: gap sweep failed; trying at the next tick", "err", err)
 			continue
 		}
-		a.publishAlarms(ctx, client, alarms)
+		a.publishAlarms(client, alarms)
 	}
 }

@@ -15,6 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// ErrSchemaTooNew is returned by Open for a database a newer sterigate
+// migrated.
+var ErrSchemaTooNew = errors.New("the archive database's schema is newer than this sterigate understands")
+
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
@@ -131,7 +135,7 @@ func (s *Store) migrate(ctx context.Context) error {
 				return err
 			}
 			if version > len(steps) {
-				return fmt.Errorf("the database's schema version %d is newer than this sterigate understands (%d): upgrade sterigate", version, len(steps))
+				return fmt.Errorf("%w: version %d, this sterigate knows %d: upgrade sterigate", ErrSchemaTooNew, version, len(steps))
 			}
 			if version >= step.version {
 				return nil
