@@ -466,21 +466,24 @@ func (s *Store) storeEntries(ctx context.Context, tx pgx.Tx, entries []*entry, n
 	}
 
 	// 7. Each device's contiguous high-water mark.
+	marks, err := advance(ctx, tx, order, storedThrough)
+	if err != nil {
+		return res, err
+	}
+	b := &pgx.Batch{}
 	for _, k := range order {
-		st, err := advance(ctx, tx, k, storedThrough[k])
-		if err != nil {
-			return res, err
-		}
+		st := marks[k]
 		if st == storedThrough[k] {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `UPDATE devices SET stored_through = $3 WHERE site = $1 AND device = $2`, k.site, k.device, int64(st)); err != nil {
-			return res, err
-		}
+		b.Queue(`UPDATE devices SET stored_through = $3 WHERE site = $1 AND device = $2`, k.site, k.device, int64(st))
 		// Holes the mark passed were filled by late entries.
-		if _, err := tx.Exec(ctx, `UPDATE chain_problems SET state = 'filled', closed_at = $4
-			WHERE site = $1 AND device = $2 AND code = 'missing' AND state = 'open' AND to_seq <= $3`, k.site, k.device, int64(st), now); err != nil {
-			return res, err
+		b.Queue(`UPDATE chain_problems SET state = 'filled', closed_at = $4
+			WHERE site = $1 AND device = $2 AND code = 'missing' AND state = 'open' AND to_seq <= $3`, k.site, k.device, int64(st), now)
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return res, fmt.Errorf("update high-water marks: %w", err)
 		}
 	}
 	return res, nil
@@ -534,15 +537,22 @@ func (c *chainColumns) add(en *entry, now time.Time) {
 // it.
 func checkLinks(ctx context.Context, tx pgx.Tx, c chainColumns) ([]Alarm, error) {
 	var alarms []Alarm
+	// LATERAL ... OFFSET 0: one primary-key probe per entry. Flattened
+	// into a join, the planner (whose statistics lag behind a table that
+	// grows by thousands of rows a second) chose a hash join over the whole
+	// chain table.
 	rows, err := tx.Query(ctx, `
 		SELECT n.site, n.device, n.seq, p.seq, n.id, 'prev'
 		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS n(site, device, seq, link_to, hash, prev_hash, id)
-		JOIN chain p ON p.site = n.site AND p.device = n.device AND p.seq = n.link_to
+		CROSS JOIN LATERAL (SELECT seq, hash FROM chain WHERE site = n.site AND device = n.device AND seq = n.link_to OFFSET 0) p
 		WHERE p.hash <> n.prev_hash
 		UNION ALL
 		SELECT n.site, n.device, q.seq, n.seq, q.id, 'next'
 		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS n(site, device, seq, link_to, hash, prev_hash, id)
-		JOIN chain q ON q.site = n.site AND q.device = n.device AND q.link_to = n.seq AND q.seq > n.seq
+		CROSS JOIN LATERAL (SELECT seq, id, prev_hash FROM chain WHERE site = n.site AND device = n.device AND seq = n.seq + 1 AND link_to = n.seq
+		                    UNION ALL
+		                    SELECT seq, id, prev_hash FROM chain WHERE site = n.site AND device = n.device AND link_to = n.seq AND link_to <> seq - 1
+		                    OFFSET 0) q
 		WHERE q.prev_hash <> n.hash`,
 		c.site, c.device, c.seq, c.linkTo, c.hash, c.prevHash, c.id)
 	if err != nil {
@@ -704,60 +714,74 @@ func insertConflict(ctx context.Context, tx pgx.Tx, a Alarm, now time.Time) erro
 	return nil
 }
 
-// advance walks a device's stored seqs and explained ranges from its
-// high-water mark and returns the new one.
-func advance(ctx context.Context, tx pgx.Tx, k deviceKey, from uint64) (uint64, error) {
-	var ranges [][2]uint64
-	rows, err := tx.Query(ctx, `SELECT from_seq, to_seq FROM explained_ranges WHERE site = $1 AND device = $2 AND to_seq > $3 ORDER BY from_seq`, k.site, k.device, int64(from))
-	if err != nil {
-		return from, err
-	}
-	for rows.Next() {
-		var a, b int64
-		if err := rows.Scan(&a, &b); err != nil {
-			rows.Close()
-			return from, err
-		}
-		ranges = append(ranges, [2]uint64{uint64(a), uint64(b)})
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return from, err
-	}
+// advance walks each device's stored seqs and explained ranges from its
+// high-water mark and returns the new marks. The queries of all devices go
+// in one round trip; a device whose mark moved a whole page is walked on.
+func advance(ctx context.Context, tx pgx.Tx, devices []deviceKey, from map[deviceKey]uint64) (map[deviceKey]uint64, error) {
 	const page = 10000
-	st := from
-	for {
-		rows, err := tx.Query(ctx, `SELECT seq FROM chain WHERE site = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4`, k.site, k.device, int64(st), page)
-		if err != nil {
-			return from, err
-		}
-		n := 0
-		stuck := false
-		for rows.Next() {
-			var seq int64
-			if err := rows.Scan(&seq); err != nil {
-				rows.Close()
-				return from, err
+	marks := make(map[deviceKey]uint64, len(devices))
+	ranges := map[deviceKey][][2]uint64{}
+	todo := devices
+	first := true
+	for len(todo) > 0 {
+		b := &pgx.Batch{}
+		seqs := map[deviceKey][]uint64{}
+		for _, k := range todo {
+			st, ok := marks[k]
+			if !ok {
+				st = from[k]
+				marks[k] = st
 			}
-			n++
-			if stuck {
-				continue
+			if first {
+				b.Queue(`SELECT from_seq, to_seq FROM explained_ranges WHERE site = $1 AND device = $2 AND to_seq > $3 ORDER BY from_seq`,
+					k.site, k.device, int64(st)).Query(func(rows pgx.Rows) error {
+					for rows.Next() {
+						var a, z int64
+						if err := rows.Scan(&a, &z); err != nil {
+							return err
+						}
+						ranges[k] = append(ranges[k], [2]uint64{uint64(a), uint64(z)})
+					}
+					return rows.Err()
+				})
 			}
-			st = skipExplained(st, ranges)
-			if uint64(seq) == st+1 {
-				st++
-			} else if uint64(seq) > st+1 {
-				stuck = true
+			b.Queue(`SELECT seq FROM chain WHERE site = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
+				k.site, k.device, int64(st), page).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var seq int64
+					if err := rows.Scan(&seq); err != nil {
+						return err
+					}
+					seqs[k] = append(seqs[k], uint64(seq))
+				}
+				return rows.Err()
+			})
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("read chains: %w", err)
+		}
+		first = false
+		var again []deviceKey
+		for _, k := range todo {
+			st := marks[k]
+			stuck := false
+			for _, seq := range seqs[k] {
+				st = skipExplained(st, ranges[k])
+				if seq == st+1 {
+					st++
+				} else if seq > st+1 {
+					stuck = true
+					break
+				}
+			}
+			marks[k] = skipExplained(st, ranges[k])
+			if !stuck && len(seqs[k]) == page {
+				again = append(again, k)
 			}
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return from, err
-		}
-		if stuck || n < page {
-			return skipExplained(st, ranges), nil
-		}
+		todo = again
 	}
+	return marks, nil
 }
 
 // skipExplained moves st past the explained ranges that start right after

@@ -156,3 +156,9 @@ func TestArchiveInstancesShareAndTakeOver(t *testing.T) {
 		t.Fatalf("%d chain problems, want none", got)
 	}
 }
+
+func benchBroker(b *testing.B) *brokertest.Broker {
+	return brokertest.Start(b, func(port int, dir string) string {
+		return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n", port)
+	})
+}

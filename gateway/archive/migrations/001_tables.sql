@@ -54,7 +54,11 @@ CREATE TABLE chain (
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (site, device, seq)
 );
-CREATE INDEX chain_link_to ON chain (site, device, link_to);
+-- Only the entries that chain to another than seq-1 (journal_break
+-- events): a full index on link_to would cost every insert, and the
+-- planner, whose statistics lag behind a fast-growing table, would pick
+-- it over the primary key.
+CREATE INDEX chain_breaks ON chain (site, device, link_to) WHERE link_to <> seq - 1;
 
 CREATE TABLE cycle_records (
     id            text PRIMARY KEY,
