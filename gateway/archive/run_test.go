@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,8 +21,18 @@ import (
 
 func plainBroker(t *testing.T) *brokertest.Broker {
 	return brokertest.Start(t, func(port int, dir string) string {
-		return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_on_changes true\nautosave_interval 1\nlog_dest stderr\n", port, dir)
+		return fmt.Sprintf("%slistener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_on_changes true\nautosave_interval 1\nlog_dest stderr\n", asMe(t), port, dir)
 	})
+}
+
+// asMe is the mosquitto.conf line that keeps Mosquitto, started as root,
+// from switching to its own user, which cannot write the test's directory.
+func asMe(t testing.TB) string {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "user " + me.Username + "\n"
 }
 
 // instance runs one archive until its context ends.
@@ -34,8 +45,16 @@ type instance struct {
 
 func startInstance(t *testing.T, broker *brokertest.Broker, s *Store, id string) *instance {
 	t.Helper()
-	conn, err := mqttpub.NewConnector(mqttpub.Options{Brokers: []string{broker.URL("tcp")}, Gateway: id, Site: id, TopicRoot: testRoot,
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	return startInstanceWith(t, mqttpub.Options{Brokers: []string{broker.URL("tcp")}}, s, id)
+}
+
+// startInstanceWith starts an archive instance with the connection
+// settings of mq (brokers, credentials, TLS).
+func startInstanceWith(t *testing.T, mq mqttpub.Options, s *Store, id string) *instance {
+	t.Helper()
+	mq.Gateway, mq.Site, mq.TopicRoot = id, id, testRoot
+	mq.MinBackoff, mq.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	conn, err := mqttpub.NewConnector(mq)
 	if err != nil {
 		t.Fatal(err)
 	}
