@@ -5,9 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sterigate/sterigate/gateway/archive/pgtest"
 	"github.com/sterigate/sterigate/protocol"
@@ -84,12 +89,51 @@ func (c *deviceChain) keyMessage() Message {
 	return Message{Topic: protocol.Topics{Root: testRoot, Site: c.site}.GatewayKey(c.gateway), Payload: b}
 }
 
+// shared is the package's one PostgreSQL cluster: each test gets a
+// database of its own on it (starting a cluster takes seconds).
+var shared struct {
+	once    sync.Once
+	cluster *pgtest.Cluster
+	err     error
+	mu      sync.Mutex
+	n       int
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.cluster != nil {
+		shared.cluster.Close()
+	}
+	os.Exit(code)
+}
+
+// openStore opens a store on a new, empty database of the shared cluster.
 func openStore(t testing.TB, opts StoreOptions) (*Store, *pgtest.Cluster) {
 	t.Helper()
-	pg := pgtest.Start(t)
+	shared.once.Do(func() { shared.cluster, shared.err = pgtest.New() })
+	if errors.Is(shared.err, pgtest.ErrNotInstalled) && os.Getenv("CI") == "" {
+		t.Skip(shared.err)
+	}
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	pg := shared.cluster
+	shared.mu.Lock()
+	shared.n++
+	name := fmt.Sprintf("test_%d", shared.n)
+	shared.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := Open(ctx, pg.URL(), opts)
+	admin, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, pg.Log())
+	}
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
+	admin.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, pg.DatabaseURL(name), opts)
 	if err != nil {
 		t.Fatalf("open: %v\n%s", err, pg.Log())
 	}

@@ -10,7 +10,11 @@ func TestOpenMigratesTwice(t *testing.T) {
 	s, pg := openStore(t, StoreOptions{})
 	ctx := context.Background()
 	// A second instance on the same database finds the schema current.
-	s2, err := Open(ctx, pg.URL(), StoreOptions{})
+	var db string
+	if err := s.Pool().QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, pg.DatabaseURL(db), StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
