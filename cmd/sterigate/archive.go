@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -46,11 +45,7 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return usageError{"archive: " + err.Error()}
 	}
-	cfg, err := loadArchiveConfig(*configPath, stderr)
-	if err != nil {
-		return err
-	}
-	url, err := cfg.PostgresURL()
+	cfg, url, err := loadArchiveConfig(*configPath, stderr)
 	if err != nil {
 		return err
 	}
@@ -114,69 +109,38 @@ func archiveConnectorOptions(cfg *config.ArchiveConfig, log *slog.Logger) mqttpu
 }
 
 // loadArchiveConfig loads an archive configuration and checks its secret
-// and TLS files, printing every problem with its line.
-func loadArchiveConfig(path string, stderr io.Writer) (*config.ArchiveConfig, error) {
+// and TLS files, printing every problem with its line; it returns the
+// configuration and the PostgreSQL URL.
+func loadArchiveConfig(path string, stderr io.Writer) (*config.ArchiveConfig, string, error) {
 	cfg, err := config.LoadArchive(path)
 	if cfg == nil {
-		return nil, err
+		return nil, "", err
 	}
-	problems := validateArchive(cfg, err)
-	if len(problems) == 0 {
-		return cfg, nil
+	if err := reportProblems(path, validateArchive(cfg, err), stderr); err != nil {
+		return nil, "", err
 	}
-	for _, p := range problems {
-		fmt.Fprintln(stderr, p)
-	}
-	plural := "s"
-	if len(problems) == 1 {
-		plural = ""
-	}
-	return nil, reportedError{fmt.Sprintf("%d problem%s in %s", len(problems), plural, path)}
+	url, err := cfg.PostgresURL()
+	return cfg, url, err
 }
 
 // validateArchive lists the config's own mistakes and the files it names
 // that cannot be used (password, TLS, the PostgreSQL URL file), in file
 // order.
 func validateArchive(cfg *config.ArchiveConfig, cfgErr error) []error {
-	var problems []*config.Error
-	var others []error
-	for _, err := range unjoin(cfgErr) {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			problems = append(problems, ce)
-		} else {
-			others = append(others, err)
-		}
-	}
-	for _, err := range mqttpub.CheckFiles(archiveConnectorOptions(cfg, slog.New(slog.DiscardHandler))) {
-		var fe *mqttpub.FileError
-		if errors.As(err, &fe) {
-			problems = append(problems, cfg.Errorf("mqtt."+fe.Key, "%v", fe.Err))
-		} else {
-			others = append(others, err)
-		}
-	}
+	var l problemList
+	l.add(cfgErr)
+	l.add(mqttFileProblems(mqttpub.CheckFiles(archiveConnectorOptions(cfg, slog.New(slog.DiscardHandler))), cfg.Errorf)...)
 	if cfg.Postgres.URLFile != "" {
 		if _, err := cfg.PostgresURL(); err != nil {
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				problems = append(problems, ce)
-			} else {
-				others = append(others, err)
-			}
+			l.add(err)
 		}
 	}
-	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
-	out := make([]error, 0, len(problems)+len(others))
-	for _, p := range problems {
-		out = append(out, p)
-	}
-	return append(out, others...)
+	return l.sorted()
 }
 
 // checkArchiveFile is 'sterigate check' for an archive configuration.
 func checkArchiveFile(path string, stdout, stderr io.Writer) error {
-	cfg, err := loadArchiveConfig(path, stderr)
+	cfg, _, err := loadArchiveConfig(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -219,20 +183,16 @@ func cmdArchiveQuery(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	q := archive.Query{Site: *site, Device: *device, Verdict: *verdict}
 	var err error
-	if q.From, err = parseQueryTime("--from", *from); err != nil {
+	if q.From, err = parseWhen("archive query", "--from", *from); err != nil {
 		return err
 	}
-	if q.To, err = parseQueryTime("--to", *to); err != nil {
+	if q.To, err = parseWhen("archive query", "--to", *to); err != nil {
 		return err
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
 		return usageError{fmt.Sprintf("archive query: --to %s is not after --from %s", *to, *from)}
 	}
-	cfg, err := loadArchiveConfig(*configPath, stderr)
-	if err != nil {
-		return err
-	}
-	url, err := cfg.PostgresURL()
+	_, url, err := loadArchiveConfig(*configPath, stderr)
 	if err != nil {
 		return err
 	}
@@ -271,18 +231,4 @@ func cmdArchiveQuery(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stderr, "%d cycle record(s)\n", n)
 	return nil
-}
-
-// parseQueryTime reads an RFC 3339 time or a date (midnight UTC).
-func parseQueryTime(flagName, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, usageError{fmt.Sprintf("archive query: %s %q is not a time (2026-11-02 or 2026-11-02T08:00:00Z)", flagName, s)}
 }

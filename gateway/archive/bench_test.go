@@ -24,6 +24,19 @@ func telemetrySamples(n int) []map[string]any {
 	return s
 }
 
+// benchChains makes n devices of one gateway and stores the gateway's key.
+func benchChains(b *testing.B, s *Store, n int) []*deviceChain {
+	var chains []*deviceChain
+	for d := range n {
+		c := newChain(b, "dax", "gw1", fmt.Sprintf("ac%d", d), 1)
+		chains = append(chains, c)
+		if _, err := s.StoreKey(context.Background(), testRoot, "a1", c.keyMessage()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return chains
+}
+
 // BenchmarkStoreBatch stores batches of 500 messages of 20 devices (a
 // cycle record or event for every 20 telemetry batches, the mix of a busy
 // CSSD) in one transaction each, telemetry kept. Reported: messages/s.
@@ -38,14 +51,7 @@ func BenchmarkStoreBatch(b *testing.B) {
 func benchStoreBatch(b *testing.B, keepTelemetry bool, batch int) {
 	s, _ := openStore(b, StoreOptions{Telemetry: keepTelemetry})
 	ctx := context.Background()
-	var chains []*deviceChain
-	for d := range 20 {
-		c := newChain(b, "dax", "gw1", fmt.Sprintf("ac%d", d), 1)
-		chains = append(chains, c)
-		if _, err := s.StoreKey(ctx, testRoot, "a1", c.keyMessage()); err != nil {
-			b.Fatal(err)
-		}
-	}
+	chains := benchChains(b, s, 20)
 	samples := map[string]any{"samples": telemetrySamples(10)}
 	next := func(i int) Message {
 		c := chains[i%len(chains)]
@@ -87,14 +93,7 @@ func BenchmarkBacklog24h20Sterilizers(b *testing.B) {
 		b.StopTimer()
 		s, _ := openStore(b, StoreOptions{Telemetry: true})
 		ctx := context.Background()
-		var chains []*deviceChain
-		for d := range 20 {
-			c := newChain(b, "dax", "gw1", fmt.Sprintf("ac%d", d), 1)
-			chains = append(chains, c)
-			if _, err := s.StoreKey(ctx, testRoot, "a1", c.keyMessage()); err != nil {
-				b.Fatal(err)
-			}
-		}
+		chains := benchChains(b, s, 20)
 		tele := map[string]any{"samples": telemetrySamples(10)}
 		cycle := map[string]any{"samples": telemetrySamples(2400)}
 		const perDevice = 172800/20 + 480/20 // telemetry + cycle records

@@ -198,19 +198,27 @@ func (s *sessionState) retryUnconfirmed(ctx context.Context) error {
 		s.confirm.cursor = 0 // wrap round
 		return nil
 	}
+	s.republishDue(es, &s.confirm.cursor, s.confirm.retries, p.opts.ConfirmTimeout, now)
+	return nil
+}
+
+// republishDue publishes es again (with the replay marker), each entry on
+// its own back-off — base doubled per attempt, at most maxConfirmBackoff
+// — while the window has room, and moves *cursor past each entry it
+// looked at.
+func (s *sessionState) republishDue(es []journal.Entry, cursor *int64, retries map[int64]retry, base time.Duration, now time.Time) {
 	for i := range es {
 		e := &es[i]
-		s.confirm.cursor = e.ID
-		r := s.confirm.retries[e.ID]
-		if now.Before(r.next) || s.count >= p.opts.Window {
+		*cursor = e.ID
+		r := retries[e.ID]
+		if now.Before(r.next) || s.count >= s.p.opts.Window {
 			continue
 		}
 		r.attempts++
-		r.next = now.Add(min(p.opts.ConfirmTimeout<<min(r.attempts, 20), maxConfirmBackoff))
-		s.confirm.retries[e.ID] = r
+		r.next = now.Add(min(base<<min(r.attempts, 20), maxConfirmBackoff))
+		retries[e.ID] = r
 		s.publish(s.topicOf(e), evidence.Published(e.Payload, e.Signature, true), false, e)
 	}
-	return nil
 }
 
 // setUnconfirmed records how many entries are past their confirmation

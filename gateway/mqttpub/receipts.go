@@ -9,7 +9,6 @@ import (
 
 	"github.com/sterigate/sterigate/gateway/config"
 	"github.com/sterigate/sterigate/protocol"
-	"github.com/sterigate/sterigate/protocol/evidence"
 )
 
 // Receipts. An archive ('sterigate archive') publishes, after each
@@ -123,18 +122,7 @@ func (s *sessionState) checkArchived(ctx context.Context) error {
 		s.archive.cursor = 0 // wrap round
 		return nil
 	}
-	for i := range es {
-		e := &es[i]
-		s.archive.cursor = e.ID
-		r := s.archive.retries[e.ID]
-		if now.Before(r.next) || s.count >= p.opts.Window {
-			continue
-		}
-		r.attempts++
-		r.next = now.Add(min(p.opts.ReceiptsRepublishAfter<<min(r.attempts, 20), maxConfirmBackoff))
-		s.archive.retries[e.ID] = r
-		s.publish(s.topicOf(e), evidence.Published(e.Payload, e.Signature, true), false, e)
-	}
+	s.republishDue(es, &s.archive.cursor, s.archive.retries, p.opts.ReceiptsRepublishAfter, now)
 	return nil
 }
 
