@@ -142,7 +142,7 @@ type header struct {
 // parse takes a message apart. It returns an alarm instead of an entry
 // for a message that is not a journal entry of the topic's site.
 func parse(m Message, root string) (*entry, *Alarm) {
-	site, device, _ := topicParts(root, m.Topic)
+	site, device, topicKind := topicParts(root, m.Topic)
 	fail := func(format string, args ...any) (*entry, *Alarm) {
 		return nil, &Alarm{Site: site, Device: device, Topic: m.Topic, Code: evidence.CodeUndecodable, Text: fmt.Sprintf(format, args...)}
 	}
@@ -157,6 +157,9 @@ func parse(m Message, root string) (*entry, *Alarm) {
 	var h header
 	if err := json.Unmarshal(u.Payload, &h); err != nil {
 		return fail("not a JSON object: %v", err)
+	}
+	if e.Kind() != topicKind {
+		return fail("a %s on the %s topic", e.Kind(), topicKind)
 	}
 	if h.Site != site || e.Device != device {
 		return fail("a message of site %q device %q on the topic of site %q device %q", h.Site, e.Device, site, device)

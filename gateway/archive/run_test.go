@@ -171,8 +171,11 @@ func TestArchiveInstancesShareAndTakeOver(t *testing.T) {
 	if got := count(t, s, `SELECT count(*) FROM chain`); got != 3*n {
 		t.Fatalf("%d chain rows, want %d", got, 3*n)
 	}
-	if got := count(t, s, `SELECT count(*) FROM chain_problems`); got != 0 {
-		t.Fatalf("%d chain problems, want none", got)
+	// The key and the first entries come on different subscriptions: an
+	// entry may be stored before its key (unknown_key, resolved when the
+	// key comes); nothing may stay open.
+	if got := count(t, s, `SELECT count(*) FROM chain_problems WHERE state = 'open' OR code <> 'unknown_key'`); got != 0 {
+		t.Fatalf("%d chain problems, want none open", got)
 	}
 }
 
