@@ -11,9 +11,9 @@ import (
 func TestFileKind(t *testing.T) {
 	for text, want := range map[string]string{
 		"gateway: {id: g, site: s}\nmqtt: {brokers: []}\n": KindGateway,
-		"mqtt: {brokers: []}\npostgres: {url: x}\n":         KindArchive,
-		"archive: {id: a}\n":                                KindArchive,
-		"not: [valid":                                       KindGateway,
+		"mqtt: {brokers: []}\npostgres: {url: x}\n":        KindArchive,
+		"archive: {id: a}\n":                               KindArchive,
+		"not: [valid":                                      KindGateway,
 	} {
 		if got := FileKind([]byte(text)); got != want {
 			t.Errorf("FileKind(%q) = %s, want %s", text, got, want)
