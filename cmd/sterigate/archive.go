@@ -75,7 +75,7 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // It returns nil, nil when ctx ends first.
 func openArchiveStore(ctx context.Context, url string, cfg *config.ArchiveConfig, log *slog.Logger) (*archive.Store, error) {
 	for attempt := 0; ; attempt++ {
-		store, err := archive.Open(ctx, url, archive.StoreOptions{Telemetry: cfg.Archive.Telemetry})
+		store, err := archive.Open(ctx, url, archive.StoreOptions{Telemetry: cfg.Archive.Telemetry, ApplicationName: cfg.MQTT.ClientID})
 		if err == nil {
 			return store, nil
 		}

@@ -117,9 +117,10 @@ devices:
 	<-time.After(time.Second) // the broker's downtime
 	broker.Start()
 
-	t.Log("fault: archive a1 SIGKILL while it stores")
-	before := countRows(`SELECT count(*) FROM chain`)
-	waitFor(t, 20*time.Second, "a1 to be storing", func() bool { return countRows(`SELECT count(*) FROM chain`) > before })
+	t.Log("fault: archive a1 SIGKILL in the middle of a transaction")
+	waitFor(t, 30*time.Second, "a transaction of a1 in progress", func() bool {
+		return countRows(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sterigate-archive-a1' AND xact_start IS NOT NULL`) > 0
+	})
 	a1.kill()
 	<-time.After(time.Second) // a1's downtime
 	a1 = startProc(t, "archive-a1", binary, "archive", "--config", cfgA1)

@@ -39,6 +39,9 @@ type StoreOptions struct {
 	Telemetry bool
 	// MaxConns bounds the connection pool (default 4).
 	MaxConns int32
+	// ApplicationName names the connections in pg_stat_activity (the
+	// instance, for the database's administrators).
+	ApplicationName string
 }
 
 // Open connects to the database at url and brings its schema up to date.
@@ -47,6 +50,9 @@ func Open(ctx context.Context, url string, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		// pgx's message may quote the URL; say only what is wrong.
 		return nil, errors.New("postgres: the connection URL cannot be parsed")
+	}
+	if opts.ApplicationName != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
 	}
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns == 0 {
