@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,7 +31,8 @@ type Store struct {
 	keepTelemetry bool
 	keys          *keyRing
 	// partitions are the telemetry months whose partition exists.
-	partitions map[string]bool
+	partitionsMu sync.Mutex
+	partitions   map[string]bool
 }
 
 // StoreOptions tune a Store.
@@ -163,7 +165,10 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) ensurePartition(ctx context.Context, tx pgx.Tx, t time.Time) error {
 	start := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
 	name := fmt.Sprintf("telemetry_y%04dm%02d", start.Year(), start.Month())
-	if s.partitions[name] {
+	s.partitionsMu.Lock()
+	known := s.partitions[name]
+	s.partitionsMu.Unlock()
+	if known {
 		return nil
 	}
 	end := start.AddDate(0, 1, 0)
@@ -188,6 +193,8 @@ func (s *Store) ensurePartition(ctx context.Context, tx pgx.Tx, t time.Time) err
 	if err != nil {
 		return err
 	}
+	s.partitionsMu.Lock()
 	s.partitions[name] = true
+	s.partitionsMu.Unlock()
 	return nil
 }
