@@ -35,6 +35,19 @@ func (t Topics) GatewayKey(gateway string) string {
 	return t.join("gateway", gateway, "key")
 }
 
+// GatewayReceipt is where archives tell the gateway up to which seq its
+// devices' entries are stored (a Receipt; QoS 1, not retained).
+func (t Topics) GatewayReceipt(gateway string) string {
+	return t.join("gateway", gateway, "receipt")
+}
+
+// ArchiveAlarm is where an archive instance publishes the problems it
+// finds in the site's messages (gaps, breaks, conflicts; QoS 1, not
+// retained).
+func (t Topics) ArchiveAlarm(archive string) string {
+	return t.join("archive", archive, "alarm")
+}
+
 func (t Topics) join(parts ...string) string {
 	return strings.Join(append([]string{t.Root, t.Site}, parts...), "/")
 }

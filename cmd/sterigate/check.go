@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 
 	"github.com/sterigate/sterigate/gateway/config"
@@ -34,6 +35,9 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("check: unexpected argument %q", fs.Arg(0))}
+	}
+	if data, err := os.ReadFile(*configPath); err == nil && config.FileKind(data) == config.KindArchive {
+		return checkArchiveFile(*configPath, stdout, stderr)
 	}
 	cfg, err := loadAndValidate(*configPath, stderr)
 	if err != nil {
@@ -77,9 +81,17 @@ func loadAndValidate(path string, stderr io.Writer) (*config.Config, error) {
 	if cfg == nil {
 		return nil, err
 	}
-	problems := validate(cfg, err)
+	if err := reportProblems(path, validate(cfg, err), stderr); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// reportProblems prints problems to stderr, one per line, and returns the
+// reportedError that ends the command; nil when there are none.
+func reportProblems(path string, problems []error, stderr io.Writer) error {
 	if len(problems) == 0 {
-		return cfg, nil
+		return nil
 	}
 	for _, p := range problems {
 		fmt.Fprintln(stderr, p)
@@ -88,7 +100,38 @@ func loadAndValidate(path string, stderr io.Writer) (*config.Config, error) {
 	if len(problems) == 1 {
 		plural = ""
 	}
-	return nil, reportedError{fmt.Sprintf("%d problem%s in %s", len(problems), plural, path)}
+	return reportedError{fmt.Sprintf("%d problem%s in %s", len(problems), plural, path)}
+}
+
+// problemList gathers a config file's problems: those about a key of the
+// file (*config.Error) are listed in the file's order, the others after.
+type problemList struct {
+	keyed  []*config.Error
+	others []error
+}
+
+// add files each error, unjoining what errors.Join put together.
+func (l *problemList) add(errs ...error) {
+	for _, e := range errs {
+		for _, err := range unjoin(e) {
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				l.keyed = append(l.keyed, ce)
+			} else {
+				l.others = append(l.others, err)
+			}
+		}
+	}
+}
+
+// sorted returns the keyed problems by line, then the others.
+func (l *problemList) sorted() []error {
+	sort.SliceStable(l.keyed, func(i, j int) bool { return l.keyed[i].Line < l.keyed[j].Line })
+	out := make([]error, 0, len(l.keyed)+len(l.others))
+	for _, p := range l.keyed {
+		out = append(out, p)
+	}
+	return append(out, l.others...)
 }
 
 // validate lists, in the config file's order, every problem that would
@@ -97,16 +140,8 @@ func loadAndValidate(path string, stderr io.Writer) (*config.Config, error) {
 // data directory that cannot be created. Each names the line of the
 // config key it is about. It changes nothing on the machine.
 func validate(cfg *config.Config, cfgErr error) []error {
-	var problems []*config.Error
-	var others []error
-	for _, err := range unjoin(cfgErr) {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			problems = append(problems, ce)
-		} else {
-			others = append(others, err)
-		}
-	}
+	var l problemList
+	l.add(cfgErr)
 
 	// A profile several devices share is reported once, at its first use.
 	first := map[string]int{}
@@ -124,12 +159,14 @@ func validate(cfg *config.Config, cfgErr error) []error {
 		case err == nil:
 			// The site's criteria of the device, laid over its profile's.
 			_, cp := resolveCriteria(cfg, i, dev, files.profile)
-			problems = append(problems, cp...)
+			for _, p := range cp {
+				l.add(p)
+			}
 		case seen && j >= 0:
-			problems = append(problems, cfg.Errorf(path, "%s %q does not load: see devices[%d]", key, name, j))
+			l.add(cfg.Errorf(path, "%s %q does not load: see devices[%d]", key, name, j))
 		case !seen:
 			first[key+"\x00"+name] = i
-			problems = append(problems, cfg.Errorf(path, "%v", err))
+			l.add(cfg.Errorf(path, "%v", err))
 		}
 		if _, seen := first[key+"\x00"+name]; !seen {
 			first[key+"\x00"+name] = -1
@@ -137,32 +174,35 @@ func validate(cfg *config.Config, cfgErr error) []error {
 	}
 
 	quiet := slog.New(slog.DiscardHandler)
-	for _, err := range mqttpub.CheckFiles(publisherOptions(cfg, nil, quiet, nil)) {
-		var fe *mqttpub.FileError
-		if errors.As(err, &fe) {
-			problems = append(problems, cfg.Errorf("mqtt."+fe.Key, "%v", fe.Err))
-		} else {
-			others = append(others, err)
-		}
-	}
+	l.add(mqttFileProblems(mqttpub.CheckFiles(publisherOptions(cfg, nil, quiet, nil)), cfg.Errorf)...)
 
 	if err := datadir.CheckCreatable(cfg.Gateway.DataDir); err != nil {
-		problems = append(problems, cfg.Errorf("gateway.data_dir", "%q: %v", cfg.Gateway.DataDir, err))
+		l.add(cfg.Errorf("gateway.data_dir", "%q: %v", cfg.Gateway.DataDir, err))
 	}
 	if err := keystore.Check(keystore.Path(cfg.Gateway.DataDir, cfg.Gateway.SigningKey), cfg.Gateway.SigningKey != ""); err != nil {
 		key := "gateway.signing_key"
 		if cfg.Gateway.SigningKey == "" {
 			key = "gateway.data_dir"
 		}
-		problems = append(problems, cfg.Errorf(key, "%v", err))
+		l.add(cfg.Errorf(key, "%v", err))
 	}
 
-	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
-	out := make([]error, 0, len(problems)+len(others))
-	for _, p := range problems {
-		out = append(out, p)
+	return l.sorted()
+}
+
+// mqttFileProblems turns the MQTT client's file problems into problems on
+// the lines of their keys (errorf is the config's Errorf).
+func mqttFileProblems(errs []error, errorf func(path, format string, args ...any) *config.Error) []error {
+	out := make([]error, 0, len(errs))
+	for _, err := range errs {
+		var fe *mqttpub.FileError
+		if errors.As(err, &fe) {
+			out = append(out, errorf("mqtt."+fe.Key, "%v", fe.Err))
+		} else {
+			out = append(out, err)
+		}
 	}
-	return append(out, others...)
+	return out
 }
 
 // unjoin returns the errors errors.Join put together, or err alone.

@@ -54,10 +54,10 @@ journal read-only, a chunk at a time: safe while the gateway runs. Flags:`)
 		return usageError{fmt.Sprintf("export: --kind %q is not one of cycle, event, telemetry, all", *kind)}
 	}
 	var err error
-	if f.From, err = parseWhen("--from", *from); err != nil {
+	if f.From, err = parseWhen("export", "--from", *from); err != nil {
 		return err
 	}
-	if f.To, err = parseWhen("--to", *to); err != nil {
+	if f.To, err = parseWhen("export", "--to", *to); err != nil {
 		return err
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
@@ -107,8 +107,9 @@ journal read-only, a chunk at a time: safe while the gateway runs. Flags:`)
 	return nil
 }
 
-// parseWhen reads --from or --to: RFC 3339, or a date (midnight UTC).
-func parseWhen(flagName, s string) (time.Time, error) {
+// parseWhen reads command's --from or --to: RFC 3339, or a date
+// (midnight UTC).
+func parseWhen(command, flagName, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
@@ -118,7 +119,7 @@ func parseWhen(flagName, s string) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, usageError{fmt.Sprintf("export: %s %q is neither RFC 3339 (2026-11-28T08:00:00Z) nor a date (2026-11-28)", flagName, s)}
+	return time.Time{}, usageError{fmt.Sprintf("%s: %s %q is neither RFC 3339 (2026-11-28T08:00:00Z) nor a date (2026-11-28)", command, flagName, s)}
 }
 
 var exportColumns = []string{"device", "seq", "kind", "id", "journaled_at", "cycle", "program", "started_at", "ended_at",

@@ -105,6 +105,7 @@ func commands() map[string]command {
 		"key":          {"show or rotate the gateway's signing key", cmdKey},
 		"journal":      {"check a journal, salvage a damaged one, or start fresh over a file that is not one", cmdJournal},
 		"republish":    {"send a device's journaled entries again for a consumer that lost them", cmdRepublish},
+		"archive":      {"keep every site's records once in PostgreSQL, check them and send receipts; or query them", cmdArchive},
 		"version":      {"print the version", cmdVersion},
 	}
 }

@@ -271,7 +271,8 @@ func runOnJournal(ctx context.Context, o gatewayOptions, replace string) (damage
 	j, err := journal.Open(journalPath, journal.Options{
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Logger: log,
 		QuotaBytes: cfg.Gateway.Journal.Quota, Retention: cfg.Gateway.Journal.Retention,
-		Signer: signer, ReplaceDamaged: replace,
+		KeepUnarchived: cfg.MQTT.Receipts == config.ReceiptsRequired,
+		Signer:         signer, ReplaceDamaged: replace,
 	})
 	if err != nil {
 		return "", keyMismatchHint(cfg, signer, err)
@@ -517,11 +518,12 @@ func snapshot(ctx context.Context, cfg *config.Config, j *journal.Journal, pub *
 		Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, Version: readBuild().version, Started: started,
 		BrokerConnected: pub.Connected(), BrokerUnreachableSince: pub.UnreachableSince(),
 		// What the disk refused and memory holds is pending too.
-		Pending:       map[string]int64{"urgent": st.PendingUrgent + st.HeldEssential, "telemetry": st.PendingTelemetry + st.HeldTelemetry},
-		HeldInMemory:  st.HeldEssential + st.HeldTelemetry,
-		Unconfirmed:   st.Unconfirmed,
-		OldestPending: st.OldestPending,
-		JournalBytes:  st.FileBytes, JournalQuota: st.QuotaBytes,
+		Pending:          map[string]int64{"urgent": st.PendingUrgent + st.HeldEssential, "telemetry": st.PendingTelemetry + st.HeldTelemetry},
+		HeldInMemory:     st.HeldEssential + st.HeldTelemetry,
+		Unconfirmed:      st.Unconfirmed,
+		OldestPending:    st.OldestPending,
+		OldestUnarchived: pub.OldestUnarchived(), ReceiptsOn: cfg.MQTT.Receipts != config.ReceiptsOff,
+		JournalBytes: st.FileBytes, JournalQuota: st.QuotaBytes,
 		JournalRefusesWrites: slices.Contains(alarms, journal.AlarmDiskFull),
 		Devices:              devs, Cycles: cycles, Metrics: metrics, Alarms: alarms,
 	}, nil
@@ -588,7 +590,8 @@ func publisherOptions(cfg *config.Config, onDelivered func(journal.Entry), log *
 		Brokers: m.Brokers, ClientID: m.ClientID, Gateway: cfg.Gateway.ID, Site: cfg.Gateway.Site, TopicRoot: m.TopicRoot,
 		Version: readBuild().version, Username: m.Username, PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile,
-		KeepAlive: m.KeepAlive, Window: m.Inflight, ConfirmTimeout: m.ConfirmTimeout, OnDelivered: onDelivered, Logger: log, KeyMessage: keyMessage,
+		KeepAlive: m.KeepAlive, Window: m.Inflight, ConfirmTimeout: m.ConfirmTimeout,
+		Receipts: m.Receipts, ReceiptsAlarmAfter: m.ReceiptsAlarmAfter, ReceiptsRepublishAfter: m.ReceiptsRepublishAfter, OnDelivered: onDelivered, Logger: log, KeyMessage: keyMessage,
 	}
 }
 

@@ -119,7 +119,26 @@ type MQTT struct {
 	// take to come back on the gateway's own subscription before it is
 	// published again and an alarm raised.
 	ConfirmTimeout time.Duration
+	// Receipts says what the gateway does with an archive's receipts
+	// (docs/fleet.md): ReceiptsOff ignores them, ReceiptsExpected marks
+	// entries archived and raises an alarm when none come,
+	// ReceiptsRequired also publishes again what stays unarchived and
+	// prunes only archived entries.
+	Receipts string
+	// ReceiptsAlarmAfter raises the receipts_missing alarm once the oldest
+	// unarchived entry is older (expected and required).
+	ReceiptsAlarmAfter time.Duration
+	// ReceiptsRepublishAfter is how long a delivered entry may stay
+	// unarchived before it is published again (required).
+	ReceiptsRepublishAfter time.Duration
 }
+
+// Values of mqtt.receipts.
+const (
+	ReceiptsOff      = "off"
+	ReceiptsExpected = "expected"
+	ReceiptsRequired = "required"
+)
 
 // TLS configures the broker connection's TLS; all paths empty means the
 // system roots (for tls:// brokers) and no client certificate.
@@ -206,7 +225,12 @@ const (
 	// DefaultConfirmTimeout: a record that does not come back within it
 	// is published again.
 	DefaultConfirmTimeout = 30 * time.Second
-	DefaultRetention      = 3650 * 24 * time.Hour // ten years of records
+	// An archive that has kept nothing for an hour is worth a look; an
+	// entry unarchived for a quarter of an hour is sent again (a broker
+	// restart or a denied topic lost it).
+	DefaultReceiptsAlarmAfter     = time.Hour
+	DefaultReceiptsRepublishAfter = 15 * time.Minute
+	DefaultRetention              = 3650 * 24 * time.Hour // ten years of records
 	// A broker outage of a minute is worth a look; a device needs longer:
 	// a sterilizer switched off between cycles is offline on purpose.
 	DefaultBrokerUnreachable = 60 * time.Second
@@ -251,15 +275,42 @@ func Parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-func parse(file string, data []byte) (*Config, error) {
+// readRoot reads data as YAML and returns its top node; example names the
+// example file an empty file is pointed to.
+func readRoot(file string, data []byte, example string) (*yaml.Node, error) {
 	root, syntax := strictyaml.Parse(data)
 	if syntax != nil {
 		return nil, &Error{File: file, Line: syntax.Line, Msg: syntax.Msg}
 	}
 	if root == nil {
-		return nil, &Error{File: file, Msg: "the file is empty; see sterigate.example.yaml"}
+		return nil, &Error{File: file, Msg: "the file is empty; see " + example}
 	}
-	d := &decoder{Walker: &strictyaml.Walker{Lines: strictyaml.Lines{}}}
+	return root, nil
+}
+
+func newDecoder() *decoder {
+	return &decoder{Walker: &strictyaml.Walker{Lines: strictyaml.Lines{}}}
+}
+
+// finish turns the walk's problems into Errors, in file order, so the
+// list reads top to bottom like the file.
+func (d *decoder) finish(file string) error {
+	if len(d.Problems) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, p := range d.InFileOrder() {
+		errs = append(errs, &Error{File: file, Line: p.Line, Path: p.Path, Msg: p.Msg})
+	}
+	return errors.Join(errs...)
+}
+
+func parse(file string, data []byte) (*Config, error) {
+	root, err := readRoot(file, data, "sterigate.example.yaml")
+	if err != nil {
+		return nil, err
+	}
+	d := newDecoder()
 	c := &Config{File: file, lines: d.Lines}
 	d.Mapping(root, "",
 		field{Key: "gateway", Decode: func(n *yaml.Node, p string) { d.gateway(n, p, &c.Gateway) }},
@@ -274,12 +325,8 @@ func parse(file string, data []byte) (*Config, error) {
 	)
 	c.applyDefaults()
 	d.validate(c)
-	if len(d.Problems) > 0 {
-		var errs []error
-		for _, p := range d.InFileOrder() {
-			errs = append(errs, &Error{File: file, Line: p.Line, Path: p.Path, Msg: p.Msg})
-		}
-		return c, errors.Join(errs...)
+	if err := d.finish(file); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -343,6 +390,9 @@ func (d *decoder) mqtt(n *yaml.Node, path string, m *MQTT) {
 		field{Key: "keepalive", Decode: d.SetDuration(&m.KeepAlive, time.Second)},
 		field{Key: "inflight", Decode: d.SetInt(&m.Inflight, 1, 1024)},
 		field{Key: "confirm_timeout", Decode: d.SetDuration(&m.ConfirmTimeout, time.Second)},
+		field{Key: "receipts", Decode: d.SetStr(&m.Receipts)},
+		field{Key: "receipts_alarm_after", Decode: d.SetDuration(&m.ReceiptsAlarmAfter, time.Second)},
+		field{Key: "receipts_republish_after", Decode: d.SetDuration(&m.ReceiptsRepublishAfter, time.Second)},
 		field{Key: "tls", Decode: func(n *yaml.Node, p string) {
 			d.Mapping(n, p,
 				field{Key: "ca_file", Decode: d.SetStr(&m.TLS.CAFile)},
@@ -401,20 +451,10 @@ func (c *Config) applyDefaults() {
 	if c.Gateway.Readiness.DeviceOffline == 0 {
 		c.Gateway.Readiness.DeviceOffline = DefaultDeviceOffline
 	}
-	if c.MQTT.TopicRoot == "" {
-		c.MQTT.TopicRoot = DefaultTopicRoot
-	}
-	if c.MQTT.ClientID == "" && c.Gateway.ID != "" {
-		c.MQTT.ClientID = "sterigate-" + c.Gateway.ID
-	}
-	if c.MQTT.KeepAlive == 0 {
-		c.MQTT.KeepAlive = DefaultKeepAlive
-	}
-	if c.MQTT.Inflight == 0 {
-		c.MQTT.Inflight = DefaultInflight
-	}
-	if c.MQTT.ConfirmTimeout == 0 {
-		c.MQTT.ConfirmTimeout = DefaultConfirmTimeout
+	if c.Gateway.ID != "" {
+		c.MQTT.applyDefaults("sterigate-" + c.Gateway.ID)
+	} else {
+		c.MQTT.applyDefaults("")
 	}
 	for i := range c.Devices {
 		dev := &c.Devices[i]
@@ -456,6 +496,35 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// applyDefaults fills the mqtt block's defaults; clientID is the default
+// client id ("" leaves it empty).
+func (m *MQTT) applyDefaults(clientID string) {
+	if m.TopicRoot == "" {
+		m.TopicRoot = DefaultTopicRoot
+	}
+	if m.ClientID == "" {
+		m.ClientID = clientID
+	}
+	if m.KeepAlive == 0 {
+		m.KeepAlive = DefaultKeepAlive
+	}
+	if m.Inflight == 0 {
+		m.Inflight = DefaultInflight
+	}
+	if m.ConfirmTimeout == 0 {
+		m.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if m.Receipts == "" {
+		m.Receipts = ReceiptsOff
+	}
+	if m.ReceiptsAlarmAfter == 0 {
+		m.ReceiptsAlarmAfter = DefaultReceiptsAlarmAfter
+	}
+	if m.ReceiptsRepublishAfter == 0 {
+		m.ReceiptsRepublishAfter = DefaultReceiptsRepublishAfter
+	}
+}
+
 // validate checks what each key means together with the others, each
 // mistake on the line of the key it names (or of the closest enclosing
 // key, for a key left out).
@@ -490,7 +559,18 @@ func (d *decoder) validate(c *Config) {
 		}
 	}
 
-	m := c.MQTT
+	d.validateMQTT(c.MQTT)
+
+	ids := map[string]int{}
+	for i, dev := range c.Devices {
+		d.validateDevice(i, dev, ids)
+	}
+	d.validateBuses(c.Devices)
+}
+
+// validateMQTT checks the mqtt block, which the gateway's and the
+// archive's files share.
+func (d *decoder) validateMQTT(m MQTT) {
 	if len(m.Brokers) == 0 {
 		d.FailAtf("mqtt.brokers", "is required: at least one broker URL, e.g. tcp://127.0.0.1:1883")
 	}
@@ -526,15 +606,14 @@ func (d *decoder) validate(c *Config) {
 	if m.PasswordFile != "" && m.PasswordEnv != "" {
 		d.FailAtf("mqtt.password_env", "give password_file or password_env, not both")
 	}
+	switch m.Receipts {
+	case ReceiptsOff, ReceiptsExpected, ReceiptsRequired:
+	default:
+		d.FailAtf("mqtt.receipts", "%q is not one of off, expected, required", m.Receipts)
+	}
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		d.FailAtf("mqtt.tls", "cert_file and key_file go together (mutual TLS needs both)")
 	}
-
-	ids := map[string]int{}
-	for i, dev := range c.Devices {
-		d.validateDevice(i, dev, ids)
-	}
-	d.validateBuses(c.Devices)
 }
 
 func (d *decoder) validateDevice(i int, dev Device, ids map[string]int) {

@@ -75,6 +75,9 @@ func TestShippedConfigsLoad(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if _, err := LoadArchive(filepath.Join("..", "..", "archive.example.yaml")); err != nil {
+		t.Error(err)
+	}
 }
 
 // Every mistake is reported at once, each with file, line, key and value.

@@ -52,7 +52,12 @@ type Snapshot struct {
 	// Unconfirmed counts cycle records and events the broker acknowledged
 	// that have not come back on the gateway's own subscription.
 	Unconfirmed int64
-	Devices     []protocol.DeviceStatus
+	// OldestUnarchived is when the oldest entry no archive has confirmed
+	// storing was journaled (zero: none); ReceiptsOn says receipts are
+	// expected at all (mqtt.receipts not off).
+	OldestUnarchived time.Time
+	ReceiptsOn       bool
+	Devices          []protocol.DeviceStatus
 	// Cycles counts the cycle records journaled since the gateway started.
 	Cycles []CycleCount
 	// Metrics are the samples other parts of the gateway expose (driver

@@ -29,6 +29,8 @@ var (
 		"Entries the disk refused, held in memory only (lost if the gateway stops before the disk takes them).", nil, nil)
 	descUnconfirmed = prometheus.NewDesc("sterigate_mqtt_unconfirmed",
 		"Cycle records and events the broker acknowledged that have not come back on the gateway's own subscription yet.", nil, nil)
+	descOldestUnarchived = prometheus.NewDesc("sterigate_journal_oldest_unarchived_age_seconds",
+		"Age of the oldest journal entry no archive has confirmed storing (receipts); 0 when all are archived. Only with mqtt.receipts expected or required.", nil, nil)
 	descOldestPending = prometheus.NewDesc("sterigate_journal_oldest_pending_age_seconds",
 		"Age of the oldest undelivered journal entry; 0 when everything was delivered.", nil, nil)
 	descJournalBytes = prometheus.NewDesc("sterigate_journal_bytes",
@@ -38,7 +40,7 @@ var (
 	descJournalRefuses = prometheus.NewDesc("sterigate_journal_refuses_writes",
 		"1 while the disk refuses journal writes (entries held in memory only).", nil, nil)
 	descAlarms = prometheus.NewDesc("sterigate_gateway_alarms",
-		"Number of active gateway alarms (journal near quota, quota reached, disk full, journal damaged, records unconfirmed).", nil, nil)
+		"Number of active gateway alarms (journal near quota, quota reached, disk full, journal damaged, records unconfirmed, receipts missing).", nil, nil)
 	descDeviceOnline = prometheus.NewDesc("sterigate_device_online",
 		"1 while the device answers, else 0 (offline or not reached yet).", []string{"device"}, nil)
 	descCycles = prometheus.NewDesc("sterigate_cycles_total",
@@ -100,6 +102,13 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		age = max(0, now.Sub(s.OldestPending).Seconds())
 	}
 	gauge(descOldestPending, age)
+	if s.ReceiptsOn {
+		unarchived := 0.0
+		if !s.OldestUnarchived.IsZero() {
+			unarchived = max(0, now.Sub(s.OldestUnarchived).Seconds())
+		}
+		gauge(descOldestUnarchived, unarchived)
+	}
 	gauge(descJournalBytes, float64(s.JournalBytes))
 	gauge(descJournalQuota, float64(s.JournalQuota))
 	gauge(descJournalRefuses, b2f(s.JournalRefusesWrites))

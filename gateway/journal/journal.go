@@ -89,6 +89,9 @@ type Options struct {
 	// Retention keeps delivered entries for local history this long before
 	// they are pruned (0: prune delivered entries at the next maintenance).
 	Retention time.Duration
+	// KeepUnarchived prunes (retention, quota) only entries an archive's
+	// receipt marked archived (mqtt.receipts: required).
+	KeepUnarchived bool
 	// MaintenanceInterval is how often quota, retention and vacuum run
 	// (default 1 min).
 	MaintenanceInterval time.Duration

@@ -360,7 +360,8 @@ func (w *writer) pruneDelivered(ctx context.Context, cutoffMilli int64) (int64, 
 	for {
 		// A cycle record or event the broker acknowledged but that never
 		// came back is kept: it is published again until it does.
-		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? AND (urgent = 0 OR confirmed_at IS NOT NULL) LIMIT ?)`, cutoffMilli, pruneChunk)
+		// With receipts required, only what an archive stored may go.
+		res, err := w.conn.ExecContext(ctx, `DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE delivered_at IS NOT NULL AND delivered_at <= ? AND (urgent = 0 OR confirmed_at IS NOT NULL) AND (? = 0 OR archived_at IS NOT NULL) LIMIT ?)`, cutoffMilli, w.j.opts.KeepUnarchived, pruneChunk)
 		if err != nil {
 			return total, err
 		}

@@ -86,6 +86,18 @@ func migrations() []migration {
 			// aside for 'sterigate journal salvage'.
 			`CREATE TABLE damaged_journals (path TEXT PRIMARY KEY, journal_id TEXT NOT NULL, reason TEXT NOT NULL, moved_at INTEGER NOT NULL, salvaged_at INTEGER, salvage_report TEXT) WITHOUT ROWID`,
 		}},
+		{what: "archived entries (receipts)", stmts: []string{
+			// archived_at: an archive's receipt said the entry is stored in
+			// its database (docs/fleet.md). Indexed by id, not (device,
+			// seq): new entries land at the index's right edge, and the set
+			// it holds is small while receipts come. It is one more b-tree
+			// per commit: measured on the 2-vCPU test VM, group commit went
+			// from about 33,000 to 26,000 appends/s
+			// (BenchmarkDurableAppendsGroupCommit), thousands of times what
+			// a site's sterilizers produce.
+			`ALTER TABLE entries ADD COLUMN archived_at INTEGER`,
+			`CREATE INDEX entries_unarchived ON entries (id) WHERE archived_at IS NULL`,
+		}},
 	}
 }
 

@@ -34,6 +34,7 @@ const (
 	reqExec // tests: run sqlText on the writer connection outside a transaction
 	reqCheckpoint
 	reqRotateKey
+	reqMarkArchived
 )
 
 // request is one unit of work for the writer goroutine. done receives
@@ -93,6 +94,10 @@ type request struct {
 	// the gateway's own subscription) instead.
 	ids     []int64
 	confirm bool
+
+	// reqMarkArchived: per device, the seq up to which an archive's
+	// receipt says every entry is stored.
+	archivedThrough map[string]uint64
 
 	// reqExec
 	sqlText string
@@ -692,6 +697,14 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 				return nil, fmt.Errorf("journal: mark entries %d.. delivered: %w", ids[0], err)
 			}
 			ids = ids[n:]
+		}
+		return nil, nil
+	case reqMarkArchived:
+		at := now.UnixMilli()
+		for device, seq := range r.archivedThrough {
+			if _, err := w.conn.ExecContext(ctx, `UPDATE entries SET archived_at = ? WHERE archived_at IS NULL AND device = ? AND seq <= ?`, at, device, int64(seq)); err != nil {
+				return nil, fmt.Errorf("journal: mark %s entries through seq %d archived: %w", device, seq, err)
+			}
 		}
 		return nil, nil
 	case reqCheckpoint:

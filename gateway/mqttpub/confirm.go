@@ -107,8 +107,20 @@ func newConfirmState() confirmState {
 func (s *sessionState) subscribeOwnTopics(wg *sync.WaitGroup, ctx context.Context) {
 	p := s.p
 	filters := map[string]byte{p.topics.Cycle("+"): 1, p.topics.Event("+"): 1}
+	receiptTopic := p.topics.GatewayReceipt(p.opts.Gateway)
+	if p.receiptsOn() {
+		filters[receiptTopic] = 1
+	}
 	book := s.confirm.echo
-	tok := s.client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) { book.add(m.Payload()) })
+	tok := s.client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
+		if m.Topic() == receiptTopic {
+			if err := p.receipts.add(m.Payload()); err != nil {
+				p.log.Warn("mqtt: a message on the receipt topic is not a receipt", "topic", receiptTopic, "err", err)
+			}
+			return
+		}
+		book.add(m.Payload())
+	})
 	refused := s.confirm.refused
 	wg.Go(func() {
 		if err := waitToken(ctx, tok, p.opts.AckTimeout); err != nil {
@@ -186,19 +198,27 @@ func (s *sessionState) retryUnconfirmed(ctx context.Context) error {
 		s.confirm.cursor = 0 // wrap round
 		return nil
 	}
+	s.republishDue(es, &s.confirm.cursor, s.confirm.retries, p.opts.ConfirmTimeout, now)
+	return nil
+}
+
+// republishDue publishes es again (with the replay marker), each entry on
+// its own back-off — base doubled per attempt, at most maxConfirmBackoff
+// — while the window has room, and moves *cursor past each entry it
+// looked at.
+func (s *sessionState) republishDue(es []journal.Entry, cursor *int64, retries map[int64]retry, base time.Duration, now time.Time) {
 	for i := range es {
 		e := &es[i]
-		s.confirm.cursor = e.ID
-		r := s.confirm.retries[e.ID]
-		if now.Before(r.next) || s.count >= p.opts.Window {
+		*cursor = e.ID
+		r := retries[e.ID]
+		if now.Before(r.next) || s.count >= s.p.opts.Window {
 			continue
 		}
 		r.attempts++
-		r.next = now.Add(min(p.opts.ConfirmTimeout<<min(r.attempts, 20), maxConfirmBackoff))
-		s.confirm.retries[e.ID] = r
+		r.next = now.Add(min(base<<min(r.attempts, 20), maxConfirmBackoff))
+		retries[e.ID] = r
 		s.publish(s.topicOf(e), evidence.Published(e.Payload, e.Signature, true), false, e)
 	}
-	return nil
 }
 
 // setUnconfirmed records how many entries are past their confirmation
@@ -222,6 +242,9 @@ func (p *Publisher) Alarms() []string {
 	alarms := p.j.Alarms()
 	if p.unconfirmed.Load() > 0 {
 		alarms = append(alarms, AlarmUnconfirmed)
+	}
+	if p.receiptsAlarm.Load() {
+		alarms = append(alarms, AlarmReceiptsMissing)
 	}
 	return alarms
 }

@@ -52,6 +52,16 @@ type Options struct {
 	// past it the mqtt_unconfirmed alarm is raised and the entry is
 	// published again, with back-off, until it comes back.
 	ConfirmTimeout time.Duration
+	// Receipts is ReceiptsOff (default), ReceiptsExpected or
+	// ReceiptsRequired (receipts.go, docs/fleet.md).
+	Receipts string
+	// ReceiptsAlarmAfter raises AlarmReceiptsMissing once the oldest
+	// unarchived entry is older (default 1 h).
+	ReceiptsAlarmAfter time.Duration
+	// ReceiptsRepublishAfter: with ReceiptsRequired, a delivered entry
+	// still unarchived this long after it was delivered is published again
+	// (default 15 min).
+	ReceiptsRepublishAfter time.Duration
 
 	// Window is how many publishes may wait for their PUBACK (default 32).
 	Window int
@@ -142,6 +152,15 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.ConnectTimeout, 10*time.Second)
 	def(&o.AckTimeout, 30*time.Second)
 	def(&o.ConfirmTimeout, 30*time.Second)
+	def(&o.ReceiptsAlarmAfter, config.DefaultReceiptsAlarmAfter)
+	def(&o.ReceiptsRepublishAfter, config.DefaultReceiptsRepublishAfter)
+	switch o.Receipts {
+	case "":
+		o.Receipts = ReceiptsOff
+	case ReceiptsOff, ReceiptsExpected, ReceiptsRequired:
+	default:
+		return o, fmt.Errorf("mqtt: receipts %q is not one of off, expected, required", o.Receipts)
+	}
 	def(&o.MinBackoff, 500*time.Millisecond)
 	def(&o.MaxBackoff, 30*time.Second)
 	def(&o.AckFlushInterval, 100*time.Millisecond)

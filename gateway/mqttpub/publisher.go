@@ -60,6 +60,11 @@ type Publisher struct {
 	// unconfirmed counts the entries past their confirmation time;
 	// confirmedTotal those confirmed since the start.
 	unconfirmed, confirmedTotal atomic.Int64
+	// receipts gathers the archives' receipts; oldestUnarchived (Unix ms,
+	// 0: none) and receiptsAlarm follow them (receipts.go).
+	receipts         *receiptBook
+	oldestUnarchived atomic.Int64
+	receiptsAlarm    atomic.Bool
 }
 
 // New checks opts and prepares a publisher; it does not connect.
@@ -90,6 +95,7 @@ func prepare(opts Options) (*Publisher, error) {
 		topics:   protocol.Topics{Root: o.TopicRoot, Site: o.Site},
 		password: pw,
 		log:      o.Logger.With("component", "mqtt"),
+		receipts: newReceiptBook(),
 	}
 	needTLS := false
 	for _, b := range o.Brokers {
@@ -293,6 +299,7 @@ func (p *Publisher) session(ctx context.Context, broker string) (connectedOK boo
 		// when loop ended before it began.
 		published: map[string]protocol.DeviceStatus{},
 		confirm:   newConfirmState(),
+		archive:   archiveState{retries: map[int64]retry{}},
 	}
 	// The acknowledgement waiter outlives ctx so that, on shutdown, the
 	// PUBACKs already on their way still count.
@@ -370,6 +377,7 @@ type sessionState struct {
 	pace                  *pacer
 	firstFailure          error
 	confirm               confirmState
+	archive               archiveState
 
 	// The replay: entries journaled before this connection. replayed were
 	// acknowledged, replayOutstanding wait for their PUBACK.
@@ -708,12 +716,18 @@ func (s *sessionState) loop(ctx context.Context, lost <-chan error) error {
 			if err := s.confirmEchoes(ctx); err != nil {
 				return err
 			}
+			if err := s.applyReceipts(ctx); err != nil {
+				return err
+			}
 			// Status changes can arrive without new entries (alarms).
 			if err := s.publishStatuses(ctx, false); err != nil {
 				return err
 			}
 		case <-recheck.C:
 			if err := s.retryUnconfirmed(ctx); err != nil {
+				return err
+			}
+			if err := s.checkArchived(ctx); err != nil {
 				return err
 			}
 		case why := <-s.confirm.refused:

@@ -666,3 +666,15 @@ func (v *Verifier) Report() Report {
 func isBreak(e Entry) bool {
 	return e.Kind() == KindEvent && e.EventKind == string(protocol.EventJournalBreak)
 }
+
+// RotatedKey returns the key a signed key_rotation event names; ok is
+// false for any other entry. A receiver that checks entries one at a time
+// (the archive) trusts it only after the event's own signature checked
+// with a key it already trusts.
+func RotatedKey(e Entry) (k PublicKey, ok bool, err error) {
+	if !isRotation(e) {
+		return PublicKey{}, false, nil
+	}
+	k, err = rotationKey(e)
+	return k, true, err
+}
