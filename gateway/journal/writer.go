@@ -227,7 +227,11 @@ func (w *writer) loadCommitted(ctx context.Context) error {
 		}
 		w.statuses[d] = st
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	w.j.setCommittedStatuses(w.statuses, true)
+	return nil
 }
 
 func (w *writer) run(ctx context.Context) {
@@ -456,6 +460,9 @@ func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 	}
 	for d, s := range st.statuses {
 		w.statuses[d] = s
+	}
+	if len(st.statuses) > 0 {
+		w.j.setCommittedStatuses(st.statuses, false)
 	}
 	// The version moves before anyone is answered: a caller that changed a
 	// status (a stopping gateway marking its devices unknown) and then asks
