@@ -210,13 +210,19 @@ func (c *captureSink) LoadState(_ context.Context, device string) ([]byte, error
 	return c.state[device], nil
 }
 
-func (c *captureSink) SaveState(_ context.Context, device string, b []byte) error {
+func (c *captureSink) SaveState(ctx context.Context, device string, b []byte) error {
+	return c.SaveStates(ctx, []protocol.SavedState{{Key: device, State: b}})
+}
+
+func (c *captureSink) SaveStates(_ context.Context, states []protocol.SavedState) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == nil {
 		c.state = map[string][]byte{}
 	}
-	c.state[device] = append([]byte(nil), b...)
+	for _, s := range states {
+		c.state[s.Key] = append([]byte(nil), s.State...)
+	}
 	return nil
 }
 

@@ -97,8 +97,9 @@ type request struct {
 	// reqExec
 	sqlText string
 
-	// reqSaveState, reqRegister
-	state   []byte
+	// reqSaveState (device is the first key, for messages)
+	states []protocol.SavedState
+	// reqRegister
 	devices []string
 	// reqRegister: allDevices marks every device with a status, and reason
 	// goes into their error.
@@ -706,8 +707,10 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 	case reqRotateKey:
 		return nil, w.applyRotation(ctx, st, r)
 	case reqSaveState:
-		if _, err := w.upsertState.ExecContext(ctx, r.device, r.state, now.UnixMilli()); err != nil {
-			return nil, fmt.Errorf("journal: save state of %q: %w", r.device, err)
+		for _, s := range r.states {
+			if _, err := w.upsertState.ExecContext(ctx, s.Key, s.State, now.UnixMilli()); err != nil {
+				return nil, fmt.Errorf("journal: save state of %q: %w", s.Key, err)
+			}
 		}
 		return nil, nil
 	case reqRegister:
