@@ -23,6 +23,45 @@ import (
 // small enough to keep a cycle record's commit latency in milliseconds.
 const maxBatch = 500
 
+// A commit costs more than the rows in it (the WAL commit frame, the
+// fsync, the checkpoint check): with a gateway of many devices each
+// saving its state at every poll, spread over the second, nearly every
+// request was a commit of its own. So while requests come from at least
+// lingerDevices devices a second, a commit does not start sooner than
+// commitLinger after the previous one started: what arrives meanwhile
+// shares it. A full batch never waits, so a saturated writer is not
+// slowed; a few devices, or one producer waiting for each commit, never
+// wait either.
+const (
+	lingerDevices = 16
+	commitLinger  = 20 * time.Millisecond
+)
+
+// busyness counts the devices whose requests reached the writer in the
+// current second, and says whether the last full second had enough of
+// them to make commits wait for company.
+type busyness struct {
+	windowStart time.Time
+	devices     map[string]struct{}
+	busy        bool
+}
+
+func (b *busyness) note(batch []*request, now time.Time) {
+	if now.Sub(b.windowStart) >= time.Second {
+		b.busy = len(b.devices) >= lingerDevices
+		b.windowStart = now
+		clear(b.devices)
+	}
+	if b.devices == nil {
+		b.devices = map[string]struct{}{}
+	}
+	for _, r := range batch {
+		if r.device != "" {
+			b.devices[r.device] = struct{}{}
+		}
+	}
+}
+
 type requestKind int
 
 const (
@@ -242,6 +281,11 @@ func (w *writer) run(ctx context.Context) {
 	defer maint.Stop()
 	w.maintain(context.Background())
 	batch := make([]*request, 0, maxBatch)
+	var load busyness
+	var lastCommit time.Time
+	linger := time.NewTimer(commitLinger)
+	linger.Stop()
+	defer linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -268,6 +312,25 @@ func (w *writer) run(ctx context.Context) {
 				break collect
 			}
 		}
+		now := time.Now()
+		load.note(batch, now)
+		if wait := lastCommit.Add(commitLinger).Sub(now); load.busy && wait > 0 && len(batch) < maxBatch {
+			linger.Reset(wait)
+		gather:
+			for len(batch) < maxBatch {
+				select {
+				case r := <-w.j.requests:
+					batch = append(batch, r)
+				case <-linger.C:
+					break gather
+				case <-ctx.Done():
+					break gather
+				}
+			}
+			linger.Stop()
+			load.note(batch, time.Now())
+		}
+		lastCommit = time.Now()
 		w.processWithMaintenance(context.Background(), batch)
 	}
 }
