@@ -363,6 +363,7 @@ func runOnJournal(ctx context.Context, o gatewayOptions, replace string) (damage
 	}
 	stopDrivers()
 	drivers.Wait()
+	logInterruptedAtStop(links, log)
 	if damage == "" {
 		// Nobody watches the devices from here on: say so before the
 		// gateway's own offline status.
@@ -405,6 +406,34 @@ func runOnJournal(ctx context.Context, o gatewayOptions, replace string) (damage
 		log.Warn("sterigate stopped; the journal's pending count could not be read", "err", statsErr)
 	}
 	return "", nil
+}
+
+// logInterruptedAtStop says in one line which devices' last poll the
+// stop cut short while it was being journaled: with many devices, stopping
+// interrupts dozens of commits at once, and a warning for each buried the
+// log of every restart.
+func logInterruptedAtStop(links []link, log *slog.Logger) {
+	var devices []string
+	for _, l := range links {
+		if l.modbus == nil {
+			continue
+		}
+		for _, u := range l.modbus.Stats().Units {
+			if u.InterruptedAtStop {
+				devices = append(devices, u.Device)
+			}
+		}
+	}
+	if len(devices) == 0 {
+		return
+	}
+	sort.Strings(devices)
+	named := devices
+	if len(named) > 20 {
+		named = append(named[:20:20], "…")
+	}
+	log.Info("stopping interrupted the journaling of the last poll of some devices; what those polls read is not journaled, and each device resumes from its state saved before them at the next start",
+		"count", len(devices), "devices", strings.Join(named, ","))
 }
 
 // consoleOptions turns the config's console settings into the console's
