@@ -26,31 +26,39 @@ const maxBatch = 500
 // A commit costs more than the rows in it (the WAL commit frame, the
 // fsync, the checkpoint check): with a gateway of many devices each
 // saving its state at every poll, spread over the second, nearly every
-// request was a commit of its own. So while requests come from at least
-// lingerDevices devices a second, a commit does not start sooner than
+// request was a commit of its own. So while many devices write
+// independently of each other (in the last second: requests from at least
+// lingerDevices devices, and at least lingerOverlaps commits during which
+// another request arrived), a commit does not start sooner than
 // commitLinger after the previous one started: what arrives meanwhile
 // shares it. A full batch never waits, so a saturated writer is not
-// slowed; a few devices, or one producer waiting for each commit, never
-// wait either.
+// slowed; a few devices never wait, nor does one producer waiting for
+// each commit, whatever devices it writes for: nothing of its arrives
+// while its commit runs.
 const (
-	lingerDevices = 16
-	commitLinger  = 20 * time.Millisecond
+	lingerDevices  = 16
+	lingerOverlaps = 5
+	commitLinger   = 20 * time.Millisecond
 )
 
-// busyness counts the devices whose requests reached the writer in the
-// current second, and says whether the last full second had enough of
-// them to make commits wait for company.
+// busyness counts, over the current second, the devices whose requests
+// reached the writer and the commits during which other requests arrived,
+// and says whether the last full second makes commits wait for company.
 type busyness struct {
 	windowStart time.Time
 	devices     map[string]struct{}
+	overlaps    int
 	busy        bool
 }
 
-func (b *busyness) note(batch []*request, now time.Time) {
+// note counts a committed batch and how many requests arrived while it
+// was being committed.
+func (b *busyness) note(batch []*request, arrivedMeanwhile int, now time.Time) {
 	if now.Sub(b.windowStart) >= time.Second {
-		b.busy = len(b.devices) >= lingerDevices
+		b.busy = len(b.devices) >= lingerDevices && b.overlaps >= lingerOverlaps
 		b.windowStart = now
 		clear(b.devices)
+		b.overlaps = 0
 	}
 	if b.devices == nil {
 		b.devices = map[string]struct{}{}
@@ -59,6 +67,9 @@ func (b *busyness) note(batch []*request, now time.Time) {
 		if r.device != "" {
 			b.devices[r.device] = struct{}{}
 		}
+	}
+	if arrivedMeanwhile > 0 {
+		b.overlaps++
 	}
 }
 
@@ -312,9 +323,7 @@ func (w *writer) run(ctx context.Context) {
 				break collect
 			}
 		}
-		now := time.Now()
-		load.note(batch, now)
-		if wait := lastCommit.Add(commitLinger).Sub(now); load.busy && wait > 0 && len(batch) < maxBatch {
+		if wait := time.Until(lastCommit.Add(commitLinger)); load.busy && wait > 0 && len(batch) < maxBatch {
 			linger.Reset(wait)
 		gather:
 			for len(batch) < maxBatch {
@@ -328,10 +337,10 @@ func (w *writer) run(ctx context.Context) {
 				}
 			}
 			linger.Stop()
-			load.note(batch, time.Now())
 		}
 		lastCommit = time.Now()
 		w.processWithMaintenance(context.Background(), batch)
+		load.note(batch, len(w.j.requests), time.Now())
 	}
 }
 
