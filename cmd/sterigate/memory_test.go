@@ -28,19 +28,13 @@ func TestHeapFlatAfterWarmUp(t *testing.T) {
 	)
 	dir := t.TempDir()
 	broker := startMosquitto(t, dir)
-	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", "127.0.0.1:0", "--port-per-device",
-		"--devices", fmt.Sprint(devices), "--speed", "600")
-	listening := regexp.MustCompile(`modbus-tcp listening on (\S+)`)
-	waitFor(t, 20*time.Second, "the simulator's ports", func() bool {
-		mustRun(t, sim)
-		return len(listening.FindAllString(sim.output(), -1)) == devices
-	})
+	_, addrs := startSimPerDevice(t, devices, 600)
 	console, pprofAddr := freePort(t), freePort(t)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "gateway: {id: gw-1, site: dax, data_dir: %q, console: \"127.0.0.1:%d\"}\nmqtt: {brokers: [\"tcp://%s\"]}\ndevices:\n",
 		filepath.Join(dir, "data"), console, broker.addr())
-	for i, m := range listening.FindAllStringSubmatch(sim.output(), -1) {
-		fmt.Fprintf(&cfg, "  - {id: ac-%d, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 100ms, time_scale: 600}\n", i+1, m[1])
+	for i, addr := range addrs {
+		fmt.Fprintf(&cfg, "  - {id: ac-%d, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 100ms, time_scale: 600}\n", i+1, addr)
 	}
 	config := writeFile(t, filepath.Join(dir, "sterigate.yaml"), cfg.String())
 	gw := startProc(t, "gateway", binary, "run", "--config", config, "--pprof", fmt.Sprintf("127.0.0.1:%d", pprofAddr))

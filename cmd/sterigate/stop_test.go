@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +20,12 @@ func TestStopWithCommitsInFlightLogsOneLine(t *testing.T) {
 	const devices = 60
 	dir := t.TempDir()
 	broker := startMosquitto(t, dir)
-	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", "127.0.0.1:0", "--port-per-device",
-		"--devices", fmt.Sprint(devices), "--speed", "60")
-	listening := regexp.MustCompile(`modbus-tcp listening on (\S+)`)
-	waitFor(t, 20*time.Second, "the simulator's ports", func() bool {
-		mustRun(t, sim)
-		return len(listening.FindAllString(sim.output(), -1)) == devices
-	})
+	_, addrs := startSimPerDevice(t, devices, 60)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "gateway: {id: gw-1, site: dax, data_dir: %q}\nmqtt: {brokers: [\"tcp://%s\"]}\ndevices:\n", filepath.Join(dir, "data"), broker.addr())
-	for i, m := range listening.FindAllStringSubmatch(sim.output(), -1) {
+	for i, addr := range addrs {
 		// Polled fast, so that the journal always has saves in flight.
-		fmt.Fprintf(&cfg, "  - {id: ac-%d, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 50ms, time_scale: 60}\n", i+1, m[1])
+		fmt.Fprintf(&cfg, "  - {id: ac-%d, driver: modbus-tcp, address: %q, unit: 1, profile: sim-autoclave, poll_interval: 50ms, time_scale: 60}\n", i+1, addr)
 	}
 	config := writeFile(t, filepath.Join(dir, "sterigate.yaml"), cfg.String())
 
