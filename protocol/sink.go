@@ -22,6 +22,16 @@ type StateStore interface {
 	// LoadState returns nil, nil when nothing was saved for device.
 	LoadState(ctx context.Context, device string) ([]byte, error)
 	SaveState(ctx context.Context, device string, state []byte) error
+	// SaveStates saves several keys' states together, all or none: one
+	// durable write where a SaveState per key is one each (a poll saves
+	// the open cycle's last samples and the state that counts them).
+	SaveStates(ctx context.Context, states []SavedState) error
+}
+
+// SavedState is one key's state in a StateStore.SaveStates call.
+type SavedState struct {
+	Key   string
+	State []byte
 }
 
 // CycleHistory tells a driver what a sink already holds for a device

@@ -206,6 +206,15 @@ func reserveAddrs(addr string, perDevice bool, n int) ([]string, error) {
 		return nil, fmt.Errorf("sim: ModbusTCP %q: %d ports from %d run past 65535", addr, count, port)
 	}
 	var addrs []string
+	// The listeners of port 0 stay open until every port is picked: closed
+	// at once, the kernel may hand the same port out again to the next
+	// device.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for i := range count {
 		p := port + i
 		if port == 0 {
@@ -213,8 +222,8 @@ func reserveAddrs(addr string, perDevice bool, n int) ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("sim: find a free port on %s: %w", host, err)
 			}
+			held = append(held, l)
 			p = l.Addr().(*net.TCPAddr).Port
-			l.Close()
 		}
 		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(p)))
 	}

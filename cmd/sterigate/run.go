@@ -24,6 +24,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	configPath := fs.String("config", "", "configuration file (required; see sterigate.example.yaml)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	pprofAddr := fs.String("pprof", "", "serve Go runtime profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060, for measuring (docs/performance.md); off by default")
 	once := fs.Bool("once", false, "poll every device once, print the decoded values and what would be published, and exit; opens no journal and connects to no broker")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sterigate run --config FILE [--once]\n\n"+
@@ -55,6 +56,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return pollOnce(ctx, cfg, stdout)
 	}
 	setMemoryLimit()
+	if *pprofAddr != "" {
+		stop, err := servePprof(ctx, *pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return runGateway(ctx, gatewayOptions{cfg: cfg, log: log})
 }
 
@@ -210,13 +218,19 @@ func (c *captureSink) LoadState(_ context.Context, device string) ([]byte, error
 	return c.state[device], nil
 }
 
-func (c *captureSink) SaveState(_ context.Context, device string, b []byte) error {
+func (c *captureSink) SaveState(ctx context.Context, device string, b []byte) error {
+	return c.SaveStates(ctx, []protocol.SavedState{{Key: device, State: b}})
+}
+
+func (c *captureSink) SaveStates(_ context.Context, states []protocol.SavedState) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == nil {
 		c.state = map[string][]byte{}
 	}
-	c.state[device] = append([]byte(nil), b...)
+	for _, s := range states {
+		c.state[s.Key] = append([]byte(nil), s.State...)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -359,4 +360,25 @@ func writeFile(t testing.TB, path, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// startSimPerDevice runs the simulator binary with devices autoclaves,
+// each on its own loopback port (as sterilizers have an address each),
+// the default scenario at speed, and returns the process and the
+// devices' addresses in order.
+func startSimPerDevice(t testing.TB, devices, speed int) (*proc, []string) {
+	t.Helper()
+	sim := startProc(t, "sim", binary, "sim", "--modbus-tcp", "127.0.0.1:0", "--port-per-device",
+		"--devices", fmt.Sprint(devices), "--speed", fmt.Sprint(speed))
+	listening := regexp.MustCompile(`modbus-tcp listening on (\S+)`)
+	var addrs []string
+	waitFor(t, 20*time.Second, "the simulator's ports", func() bool {
+		mustRun(t, sim)
+		addrs = addrs[:0]
+		for _, m := range listening.FindAllStringSubmatch(sim.output(), -1) {
+			addrs = append(addrs, m[1])
+		}
+		return len(addrs) == devices
+	})
+	return sim, addrs
 }

@@ -363,36 +363,35 @@ func (a *Assembler) loadSamples(ctx context.Context, c *openCycle) (samples []co
 	return samples, true, nil
 }
 
-// saveSamples writes the chunks holding samples not yet saved: usually
-// just the last, partly filled one. It runs before the main state, which
-// says how many samples count, so a crash in between loses nothing.
-func (a *Assembler) saveSamples(ctx context.Context) error {
-	c := a.st.Current
-	if c == nil {
-		return nil
-	}
-	for k := c.saved / samplesPerChunk; k*samplesPerChunk < len(c.Samples); k++ {
-		first := k * samplesPerChunk
-		ch := sampleChunk{Counter: c.Counter, Start: c.Start, First: first, Samples: c.Samples[first:min(len(c.Samples), first+samplesPerChunk)]}
-		if err := a.store.SaveState(ctx, a.chunkKey(k), a.encoded.chunkJSON(&ch)); err != nil {
-			return fmt.Errorf("cycle %s: save samples: %w", a.cfg.Device, err)
-		}
-	}
-	c.saved = len(c.Samples)
-	c.NSamples = len(c.Samples)
-	return nil
-}
-
+// save writes the state and, before it in the same call, the chunks
+// holding samples not yet saved (usually just the last, partly filled
+// one): the state says how many samples count, and one call (one durable
+// write) holds both, so a crash can lose neither alone.
 func (a *Assembler) save(ctx context.Context) error {
-	if err := a.saveSamples(ctx); err != nil {
-		return err
+	var states []protocol.SavedState
+	c := a.st.Current
+	var nBefore int
+	if c != nil {
+		for k := c.saved / samplesPerChunk; k*samplesPerChunk < len(c.Samples); k++ {
+			first := k * samplesPerChunk
+			ch := sampleChunk{Counter: c.Counter, Start: c.Start, First: first, Samples: c.Samples[first:min(len(c.Samples), first+samplesPerChunk)]}
+			states = append(states, protocol.SavedState{Key: a.chunkKey(k), State: a.encoded.chunkJSON(&ch)})
+		}
+		nBefore = c.NSamples
+		c.NSamples = len(c.Samples)
 	}
 	data, err := json.Marshal(&a.st)
-	if err != nil {
-		return fmt.Errorf("cycle %s: encode state: %w", a.cfg.Device, err)
+	if err == nil {
+		err = a.store.SaveStates(ctx, append(states, protocol.SavedState{Key: a.cfg.Device, State: data}))
 	}
-	if err := a.store.SaveState(ctx, a.cfg.Device, data); err != nil {
+	if err != nil {
+		if c != nil {
+			c.NSamples = nBefore
+		}
 		return fmt.Errorf("cycle %s: save state: %w", a.cfg.Device, err)
+	}
+	if c != nil {
+		c.saved = len(c.Samples)
 	}
 	return nil
 }

@@ -225,7 +225,12 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 			s.Program = p.ProgramName(reading.ProgramCode)
 		}
 	})
-	if err := u.assembler.Observe(ctx, reading); err != nil {
+	if err := u.assembler.Observe(ctx, reading); err != nil && ctx.Err() != nil {
+		// The gateway is stopping and cut the delivery short: not a
+		// journal problem. Counted, not logged: the gateway logs one line
+		// for every device this happened to (InterruptedAtStop).
+		u.count(func(s *UnitStats) { s.InterruptedAtStop = true })
+	} else if err != nil {
 		// The reading was good; what failed is the sink or the state
 		// store. The assembler keeps what it could not deliver and
 		// retries on the next poll, so this is logged (once per outage),
@@ -388,6 +393,9 @@ type UnitStats struct {
 	TornPolls uint64
 
 	SinkErrors uint64 // polls whose output could not be delivered or saved (retried)
+	// InterruptedAtStop: the gateway stopped while the last poll's output
+	// was being delivered or saved, and cut it short.
+	InterruptedAtStop bool
 
 	ConsecutiveFailures int           // failed polls (IsUnreachable) since the last answer
 	Backoff             time.Duration // wait before the next attempt after a failure; 0 when healthy

@@ -157,8 +157,14 @@ type Journal struct {
 	changed  chan struct{}
 
 	statusVersion atomic.Uint64
-	alarmsMu      sync.Mutex
-	alarms        []string
+	// committedStatuses is the writer's copy of every committed device
+	// status, handed over after each commit: the publisher and the
+	// console read statuses at every status change, and decoding them
+	// all from the database each time cost more than the change itself.
+	statusesMu        sync.Mutex
+	committedStatuses map[string]protocol.DeviceStatus
+	alarmsMu          sync.Mutex
+	alarms            []string
 
 	cyclesMu sync.Mutex
 	cycles   map[CycleCount]int64 // records journaled since Open

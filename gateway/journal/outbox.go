@@ -3,10 +3,10 @@ package journal
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sterigate/sterigate/protocol"
@@ -120,27 +120,41 @@ func (j *Journal) MarkDelivered(ctx context.Context, ids ...int64) error {
 	return j.submit(ctx, &request{kind: reqMarkDelivered, ids: append([]int64(nil), ids...)})
 }
 
-// DeviceStatuses returns every device's current status, by device id.
+// DeviceStatuses returns every device's committed status, ordered by
+// device. Each call returns its own copies.
 func (j *Journal) DeviceStatuses(ctx context.Context) ([]protocol.DeviceStatus, error) {
-	rows, err := j.rdb.QueryContext(ctx, `SELECT device, status FROM device_status ORDER BY device`)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("journal: read device statuses: %w", err)
 	}
-	defer rows.Close()
-	var out []protocol.DeviceStatus
-	for rows.Next() {
-		var d string
-		var b []byte
-		if err := rows.Scan(&d, &b); err != nil {
-			return nil, fmt.Errorf("journal: read device statuses: %w", err)
-		}
-		var st protocol.DeviceStatus
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("journal: status of device %q is not valid JSON: %w", d, err)
+	j.statusesMu.Lock()
+	out := make([]protocol.DeviceStatus, 0, len(j.committedStatuses))
+	for _, st := range j.committedStatuses {
+		if st.LastCycle != nil {
+			lc := *st.LastCycle
+			st.LastCycle = &lc
 		}
 		out = append(out, st)
 	}
-	return out, rows.Err()
+	j.statusesMu.Unlock()
+	slices.SortFunc(out, func(a, b protocol.DeviceStatus) int { return strings.Compare(a.Device, b.Device) })
+	return out, nil
+}
+
+// setCommittedStatuses is how the writer hands over the statuses it
+// committed (all of them after loading, the changed ones after a commit).
+func (j *Journal) setCommittedStatuses(sts map[string]protocol.DeviceStatus, all bool) {
+	j.statusesMu.Lock()
+	defer j.statusesMu.Unlock()
+	if all || j.committedStatuses == nil {
+		j.committedStatuses = make(map[string]protocol.DeviceStatus, len(sts))
+	}
+	for d, st := range sts {
+		if st.LastCycle != nil {
+			lc := *st.LastCycle
+			st.LastCycle = &lc
+		}
+		j.committedStatuses[d] = st
+	}
 }
 
 // Entries returns every entry the journal still holds (delivered or not)

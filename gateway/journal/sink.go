@@ -274,7 +274,20 @@ func (j *Journal) MarkDevicesUnknown(ctx context.Context, reason string) error {
 // SaveState stores a driver's opaque working state for device
 // (protocol.StateStore). It is durable when SaveState returns nil.
 func (j *Journal) SaveState(ctx context.Context, device string, state []byte) error {
-	return j.submit(ctx, &request{kind: reqSaveState, device: device, state: append([]byte(nil), state...)})
+	return j.SaveStates(ctx, []protocol.SavedState{{Key: device, State: state}})
+}
+
+// SaveStates stores several keys' states in one transaction (one commit,
+// shared with whatever else is waiting).
+func (j *Journal) SaveStates(ctx context.Context, states []protocol.SavedState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	saved := make([]protocol.SavedState, len(states))
+	for i, s := range states {
+		saved[i] = protocol.SavedState{Key: s.Key, State: append([]byte(nil), s.State...)}
+	}
+	return j.submit(ctx, &request{kind: reqSaveState, device: states[0].Key, states: saved})
 }
 
 // LoadState returns what SaveState last stored for device, or nil, nil.

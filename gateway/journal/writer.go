@@ -23,6 +23,56 @@ import (
 // small enough to keep a cycle record's commit latency in milliseconds.
 const maxBatch = 500
 
+// A commit costs more than the rows in it (the WAL commit frame, the
+// fsync, the checkpoint check): with a gateway of many devices each
+// saving its state at every poll, spread over the second, nearly every
+// request was a commit of its own. So while many devices write
+// independently of each other (in the last second: requests from at least
+// lingerDevices devices, and at least lingerOverlaps commits during which
+// another request arrived), a commit does not start sooner than
+// commitLinger after the previous one started: what arrives meanwhile
+// shares it. A full batch never waits, so a saturated writer is not
+// slowed; a few devices never wait, nor does one producer waiting for
+// each commit, whatever devices it writes for: nothing of its arrives
+// while its commit runs.
+const (
+	lingerDevices  = 16
+	lingerOverlaps = 5
+	commitLinger   = 20 * time.Millisecond
+)
+
+// busyness counts, over the current second, the devices whose requests
+// reached the writer and the commits during which other requests arrived,
+// and says whether the last full second makes commits wait for company.
+type busyness struct {
+	windowStart time.Time
+	devices     map[string]struct{}
+	overlaps    int
+	busy        bool
+}
+
+// note counts a committed batch and how many requests arrived while it
+// was being committed.
+func (b *busyness) note(batch []*request, arrivedMeanwhile int, now time.Time) {
+	if now.Sub(b.windowStart) >= time.Second {
+		b.busy = len(b.devices) >= lingerDevices && b.overlaps >= lingerOverlaps
+		b.windowStart = now
+		clear(b.devices)
+		b.overlaps = 0
+	}
+	if b.devices == nil {
+		b.devices = map[string]struct{}{}
+	}
+	for _, r := range batch {
+		if r.device != "" {
+			b.devices[r.device] = struct{}{}
+		}
+	}
+	if arrivedMeanwhile > 0 {
+		b.overlaps++
+	}
+}
+
 type requestKind int
 
 const (
@@ -102,8 +152,9 @@ type request struct {
 	// reqExec
 	sqlText string
 
-	// reqSaveState, reqRegister
-	state   []byte
+	// reqSaveState (device is the first key, for messages)
+	states []protocol.SavedState
+	// reqRegister
 	devices []string
 	// reqRegister: allDevices marks every device with a status, and reason
 	// goes into their error.
@@ -232,7 +283,11 @@ func (w *writer) loadCommitted(ctx context.Context) error {
 		}
 		w.statuses[d] = st
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	w.j.setCommittedStatuses(w.statuses, true)
+	return nil
 }
 
 func (w *writer) run(ctx context.Context) {
@@ -242,6 +297,11 @@ func (w *writer) run(ctx context.Context) {
 	defer maint.Stop()
 	w.maintain(context.Background())
 	batch := make([]*request, 0, maxBatch)
+	var load busyness
+	var lastCommit time.Time
+	linger := time.NewTimer(commitLinger)
+	linger.Stop()
+	defer linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -268,7 +328,24 @@ func (w *writer) run(ctx context.Context) {
 				break collect
 			}
 		}
+		if wait := time.Until(lastCommit.Add(commitLinger)); load.busy && wait > 0 && len(batch) < maxBatch {
+			linger.Reset(wait)
+		gather:
+			for len(batch) < maxBatch {
+				select {
+				case r := <-w.j.requests:
+					batch = append(batch, r)
+				case <-linger.C:
+					break gather
+				case <-ctx.Done():
+					break gather
+				}
+			}
+			linger.Stop()
+		}
+		lastCommit = time.Now()
 		w.processWithMaintenance(context.Background(), batch)
+		load.note(batch, len(w.j.requests), time.Now())
 	}
 }
 
@@ -461,6 +538,9 @@ func (w *writer) commit(ctx context.Context, batch []*request) (err error) {
 	}
 	for d, s := range st.statuses {
 		w.statuses[d] = s
+	}
+	if len(st.statuses) > 0 {
+		w.j.setCommittedStatuses(st.statuses, false)
 	}
 	// The version moves before anyone is answered: a caller that changed a
 	// status (a stopping gateway marking its devices unknown) and then asks
@@ -712,8 +792,10 @@ func (w *writer) apply(ctx context.Context, st *staged, r *request) (error, erro
 	case reqRotateKey:
 		return nil, w.applyRotation(ctx, st, r)
 	case reqSaveState:
-		if _, err := w.upsertState.ExecContext(ctx, r.device, r.state, now.UnixMilli()); err != nil {
-			return nil, fmt.Errorf("journal: save state of %q: %w", r.device, err)
+		for _, s := range r.states {
+			if _, err := w.upsertState.ExecContext(ctx, s.Key, s.State, now.UnixMilli()); err != nil {
+				return nil, fmt.Errorf("journal: save state of %q: %w", s.Key, err)
+			}
 		}
 		return nil, nil
 	case reqRegister:

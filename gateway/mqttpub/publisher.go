@@ -547,7 +547,7 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 		return err
 	}
 	for _, st := range sts {
-		if prev, ok := s.published[st.Device]; ok && prev == st {
+		if prev, ok := s.published[st.Device]; ok && sameStatus(prev, st) {
 			continue
 		}
 		b, err := json.Marshal(st)
@@ -563,6 +563,16 @@ func (s *sessionState) publishStatuses(ctx context.Context, force bool) error {
 	// the next call instead of being taken as done.
 	s.statusVersion = v
 	return nil
+}
+
+// sameStatus says whether two device statuses say the same: their last
+// cycles compared by content, not by pointer (a status read twice holds
+// two copies of the same last cycle, and comparing pointers republished
+// every device that had finished a cycle at every change of any device).
+func sameStatus(a, b protocol.DeviceStatus) bool {
+	la, lb := a.LastCycle, b.LastCycle
+	a.LastCycle, b.LastCycle = nil, nil
+	return a == b && (la == lb || la != nil && lb != nil && *la == *lb)
 }
 
 // drainInFlight waits, at most timeout, for the results of what is in

@@ -184,19 +184,30 @@ func (s *Store) LoadState(_ context.Context, device string) ([]byte, error) {
 }
 
 // SaveState implements protocol.StateStore.
-func (s *Store) SaveState(_ context.Context, device string, state []byte) error {
+func (s *Store) SaveState(ctx context.Context, device string, state []byte) error {
+	return s.SaveStates(ctx, []protocol.SavedState{{Key: device, State: state}})
+}
+
+// SaveStates implements protocol.StateStore. Each key counts as one save.
+func (s *Store) SaveStates(_ context.Context, states []protocol.SavedState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail {
 		return ErrRefused
 	}
+	for _, st := range states {
+		s.saveLocked(st.Key, st.State)
+	}
+	return nil
+}
+
+func (s *Store) saveLocked(device string, state []byte) {
 	if s.state == nil {
 		s.state = map[string][]byte{}
 	}
 	s.state[device] = append([]byte(nil), state...)
 	s.saves++
 	s.bytes += len(state)
-	return nil
 }
 
 // Bytes returns what is saved for device.
