@@ -88,6 +88,9 @@ type Unit struct {
 	log         *slog.Logger
 	logged      map[logKey]bool // problems already logged during this outage
 	sinkFailing bool            // the last Observe could not deliver or save
+	// bracket is the block read first and again last in every poll (the
+	// phase's, when the profile needs several requests), or -1.
+	bracket int
 
 	mu     sync.Mutex // guards stats and status
 	stats  UnitStats
@@ -143,8 +146,12 @@ func NewUnit(cfg UnitConfig, sink protocol.Sink, state protocol.StateStore, log 
 	if err != nil {
 		return nil, fmt.Errorf("modbus unit %s: %w", cfg.Device, err)
 	}
+	bracket := -1
+	if len(cfg.Profile.Blocks) > 1 {
+		bracket = cfg.Profile.PhaseBlock()
+	}
 	return &Unit{
-		cfg: cfg, assembler: a, log: log, logged: map[logKey]bool{},
+		cfg: cfg, assembler: a, log: log, logged: map[logKey]bool{}, bracket: bracket,
 		stats:  UnitStats{Device: cfg.Device, Unit: cfg.Unit},
 		status: protocol.DeviceStatus{Device: cfg.Device, State: protocol.DeviceUnknown},
 	}, nil
@@ -253,11 +260,7 @@ func (u *Unit) Poll(ctx context.Context, r RegisterReader) error {
 // requests are not one snapshot, and a phase edge between the requests
 // would otherwise file a measurement under the wrong phase.
 func (u *Unit) readBlocks(ctx context.Context, r RegisterReader) (data [][]uint16, phaseBefore []uint16, err error) {
-	p := u.cfg.Profile
-	bracket := p.PhaseBlock()
-	if len(p.Blocks) < 2 {
-		bracket = -1
-	}
+	p, bracket := u.cfg.Profile, u.bracket
 	read := func(i int) ([]uint16, error) {
 		b := p.Blocks[i]
 		words, err := r.ReadRegisters(ctx, u.cfg.Unit, b.Function, b.Start, b.Count)
@@ -296,10 +299,12 @@ func (u *Unit) readBlocks(ctx context.Context, r RegisterReader) (data [][]uint1
 // torn reports whether the phase block read before the others decodes to
 // another phase or counter than the one read after them.
 func (u *Unit) torn(data [][]uint16, phaseBefore []uint16, after profile.Reading) bool {
-	p := u.cfg.Profile
+	if slices.Equal(phaseBefore, data[u.bracket]) {
+		return false // the usual case: nothing in the block moved
+	}
 	earlier := slices.Clone(data)
-	earlier[p.PhaseBlock()] = phaseBefore
-	before, err := p.Decode(earlier)
+	earlier[u.bracket] = phaseBefore
+	before, err := u.cfg.Profile.Decode(earlier)
 	if err != nil {
 		return true
 	}

@@ -21,6 +21,8 @@ type Reader struct {
 	path    string
 	signing bool // the file has the signature columns and key table
 	replay  bool // the file has the replay column (salvaged entries)
+	// cols selects entryColumns from this file, NULL for those it predates.
+	cols string
 }
 
 // readChunk is how many entries one read transaction of a Reader takes.
@@ -65,6 +67,7 @@ func OpenReader(path string) (*Reader, error) {
 		}
 	}
 	rows.Close()
+	r.cols = entryColumnsOf(ctx, db)
 	return r, nil
 }
 
@@ -133,9 +136,7 @@ func (r *Reader) Scan(ctx context.Context, f Filter, fn func(Entry) error) error
 // scan is Scan over the entries cond selects; it returns ErrStop when fn
 // stopped it.
 func (r *Reader) scan(ctx context.Context, f Filter, cond string, fn func(Entry) error) error {
-	// A journal from before signing or confirmation lacks some columns.
-	cols := entryColumnsOf(ctx, r.db)
-	q := `SELECT ` + cols + ` FROM entries WHERE id > ?` + cond
+	q := `SELECT ` + r.cols + ` FROM entries WHERE id > ?` + cond
 	var args []any
 	if f.Device != "" {
 		q += ` AND device = ?`
